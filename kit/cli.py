@@ -1,0 +1,281 @@
+"""The `kit` command line: parses options, calls the stages, renders with rich. No logic of its own.
+
+Stages (and their heavy imports: TensorFlow, pandas, kaggle) load inside each command, so `kit --help`
+stays fast and never authenticates with Kaggle.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kit.errors import KitError, UsageError
+
+app = typer.Typer(
+    help="kit: the Digit Recognizer toolkit. Download the data, train CNN ensembles, submit, keep score.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where the competition data lives (default: $KIT_DATA_DIR or data/digit-recognizer).",
+    ),
+]
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter (oneDNN, CUDA probes)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f} %"
+
+
+# ------------------------------------------------------------------------------------------------ download
+
+
+@app.command()
+def download(
+    data_dir: DataDir = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download and install again even if the data is there.")
+    ] = False,
+    from_zip: Annotated[
+        Path | None, typer.Option("--from-zip", help="Install from a digit-recognizer.zip you already have.")
+    ] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Build the small offline sample (scikit-learn's digits) instead.")
+    ] = False,
+) -> None:
+    """Download the competition data through the Kaggle API, check it, and cache it for fast loading.
+
+    Needs Kaggle credentials (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY) and the competition
+    rules accepted on kaggle.com. Files are checked (columns, values, row counts) and moved into place only
+    when complete. A second run with the data present does nothing unless --force.
+    """
+    from kit import data
+
+    if sample and from_zip:
+        raise UsageError("Use either --sample or --from-zip, not both.")
+    dest = data.data_dir(data_dir)
+    meta = data.read_meta(dest)
+    if meta and not force and (meta["source"] == "sample") == sample:
+        out.print(f"Data already in {dest} ({_describe(meta)}); nothing to do (--force installs it again).")
+        return
+    if sample:
+        meta = data.install_sample(dest)
+    elif from_zip:
+        meta = data.install_zip(from_zip, dest, source="zip")
+    else:
+        from kit import kaggle_api
+
+        with out.status("Downloading digit-recognizer from Kaggle..."), data.scratch_dir(dest) as tmp:
+            archive = kaggle_api.download_competition(Path(tmp))
+            meta = data.install_zip(archive, dest, source="kaggle")
+    out.print(f"[green]Installed[/green] {_describe(meta)} in {dest}")
+    if meta["source"] == "sample":
+        out.print(
+            "[yellow]This is the SAMPLE data set[/yellow] (scikit-learn's 8x8 digits resized to 28x28), for "
+            "trying kit offline; its scores say nothing about the competition. `kit download` fetches the real data."
+        )
+
+
+def _describe(meta: dict) -> str:
+    return f"{meta['train_rows']:,} train / {meta['test_rows']:,} test rows, source: {meta['source']}"
+
+
+# --------------------------------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    model: Annotated[
+        str | None, typer.Option("--model", help="Recipe preset: kitnet (our best, the default) or seed.")
+    ] = None,
+    folds: Annotated[
+        int | None, typer.Option("--folds", help="1: one model on a 90/10 split; K>=2: K-fold ensemble.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per fold (default: the preset's).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size (default: the preset's).")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the split and training.")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option("--precision", help="auto | float32 | bfloat16 | float16 (auto picks the fastest safe one)."),
+    ] = None,
+    augment: Annotated[
+        bool | None, typer.Option("--augment/--no-augment", help="Random rotation/zoom/shift while training.")
+    ] = None,
+    fold: Annotated[
+        int | None, typer.Option("--fold", help="Train only fold I of a K-fold run (needs --run-id).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Use only the first N training rows (quick experiments).")
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", help="Name the run; an existing id resumes it, skipping done folds."),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train a CNN (or a K-fold ensemble) and write runs/<id>/ and submissions/<id>.csv.
+
+    The recipe is a preset from kit/config.py with these options applied; the effective recipe is saved
+    in runs/<id>/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
+    """
+    _quiet_tensorflow()
+    from kit import config, data, device, runs, train
+
+    if fold is not None and run_id is None:
+        raise UsageError("--fold needs --run-id, so the folds trained separately end up in the same run.")
+    overrides = dict(
+        folds=folds,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        precision=precision,
+        augment=augment,
+    )
+    existing = runs.runs_dir() / run_id / "config.json" if run_id else None
+    if existing is not None and existing.is_file():
+        base = config.from_dict(runs.read_json(existing)["recipe"])
+        if model is not None and model != base.model:
+            raise UsageError(f"Run '{run_id}' was trained with --model {base.model}; choose a new --run-id.")
+        recipe = config.override(base, **overrides)
+    else:
+        recipe = config.recipe(model or config.DEFAULT_PRESET, **overrides)
+
+    comp = data.load_competition(data_dir)
+    if limit is not None:
+        if limit < 20:
+            raise UsageError(f"--limit must be at least 20 rows, not {limit}.")
+        comp = data.head(comp, limit)
+    dev = device.setup(recipe.precision)
+    run_id = run_id or runs.new_id(recipe.model)
+    out.print(f"[bold]device[/bold] {dev.describe()}")
+    note = "  [yellow](SAMPLE data: scores say nothing about the competition)[/yellow]" if comp.is_sample else ""
+    out.print(
+        f"[bold]run[/bold] {run_id}: {recipe.model}, {recipe.folds} fold(s), {recipe.epochs} epochs, batch "
+        f"{recipe.batch_size}, {len(comp.train_labels):,} train rows{note}"
+    )
+
+    with _fold_progress() as (on_fold_start, on_epoch):
+        result = train.train_run(
+            recipe, comp, run_id, dev, only_fold=fold, on_epoch=on_epoch, on_fold_start=on_fold_start
+        )
+    _render_result(result, recipe.folds)
+
+
+def _fold_progress():
+    """A rich progress bar per fold: epoch, loss, accuracy, validation accuracy, images/s."""
+    import contextlib
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    @contextlib.contextmanager
+    def context():
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("epochs"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=out) as progress:
+            tasks: dict[int, int] = {}
+
+            def on_fold_start(fold: int, total: int) -> None:
+                tasks[fold] = progress.add_task(f"fold {fold + 1}/{total}", total=None, stats="")
+
+            def on_epoch(fold: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+                stats = (
+                    f"loss {logs.get('loss', float('nan')):.4f}  acc {_pct(logs.get('accuracy'))}  "
+                    f"val_acc {_pct(logs.get('val_accuracy'))}  {logs['images_per_s']:,.0f} img/s"
+                )
+                progress.update(tasks[fold], total=epochs, completed=epoch, stats=stats)
+
+            yield on_fold_start, on_epoch
+
+    return context()
+
+
+def _render_result(result, total_folds: int) -> None:
+    table = Table(title=f"run {result.run_dir.name}")
+    for column in ("fold", "accuracy", "val rows", "img/s", "seconds"):
+        table.add_column(column, justify="right")
+    for m in result.fold_metrics:
+        table.add_row(
+            str(m["fold"]),
+            _pct(m["accuracy"]),
+            f"{m['val_rows']:,}",
+            f"{m['images_per_s']:,.0f}",
+            f"{m['seconds']:.0f}",
+        )
+    if result.metrics:
+        label = "CV (OOF)" if total_folds > 1 else "holdout"
+        table.add_row(
+            label,
+            f"[bold]{_pct(result.metrics['cv_accuracy'])}",
+            f"{result.metrics['cv_rows']:,}",
+            f"{result.metrics['images_per_s']:,.0f}",
+            f"{result.metrics['train_seconds']:.0f}",
+        )
+    out.print(table)
+    out.print(f"run directory: {result.run_dir}")
+    if result.submission:
+        out.print(f"submission:    {result.submission}")
+    else:
+        done = len(result.fold_metrics)
+        out.print(f"{done}/{total_folds} folds complete; train the others with the same --run-id to finish the run.")
+
+
+# ------------------------------------------------------------------------------------------------ validate
+
+
+@app.command()
+def validate(
+    path: Annotated[Path, typer.Argument(help="The CSV to check.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Check a submission file: header, one row per test image, ImageId 1..N, Label 0..9."""
+    from kit import submission
+
+    submission.validate(path, _expected_rows(data_dir))
+    out.print(f"[green]{path} is a valid submission[/green] ({_expected_rows(data_dir):,} rows).")
+
+
+def _expected_rows(data_dir: Path | None) -> int:
+    """Rows a submission needs: test.csv's count when data is installed, else the real competition's."""
+    from kit import data, submission
+
+    meta = data.read_meta(data.data_dir(data_dir))
+    return meta["test_rows"] if meta else submission.REAL_TEST_ROWS
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    """Entry point: runs the app; a KitError becomes one line on stderr and its exit code.
+
+    Typer itself reports usage errors (exit 2) and turns Ctrl-C into exit 130.
+    """
+    try:
+        app()
+    except KitError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)

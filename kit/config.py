@@ -1,0 +1,117 @@
+"""The training recipe: one typed dataclass, every hyperparameter on one screen, with named presets.
+
+`kit train` starts from a preset (`--model`), applies the command-line overrides, and saves the effective
+recipe as `runs/<id>/config.json`. The measurements behind the defaults are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from kit.errors import UsageError
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: str  # architecture, a function in kit.models
+    epochs: int
+    batch_size: int
+    learning_rate: float  # the peak learning rate (Adam)
+    schedule: str  # "constant", or "onecycle": linear warm-up to the peak, cosine decay to ~0
+    warmup: float  # onecycle: fraction of all steps spent warming up
+    weight_decay: float  # decoupled (AdamW); 0 = plain Adam
+    label_smoothing: float
+    dropout: float
+    augment: bool  # random rotation/zoom/shift, Keras preprocessing layers, training only
+    rotation: float  # degrees, +-
+    zoom: float  # fraction, +-
+    shift: float  # fraction of the side, +-
+    folds: int = 1  # 1 = one model on a stratified 90/10 split; K >= 2 = stratified K-fold ensemble
+    holdout: float = 0.1  # folds=1 only: the validation fraction
+    seed: int = 42
+    precision: str = "auto"  # auto: float16 on GPU, bfloat16 on CPUs with AMX/avx512_bf16, else float32
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, Recipe] = {
+    # The seed notebook exactly: 3 convs, 280,714 parameters, Adam(1e-3), batch 100, 24 epochs, 9:1 split.
+    "seed": Recipe(
+        model="seed",
+        epochs=24,
+        batch_size=100,
+        learning_rate=1e-3,
+        schedule="constant",
+        warmup=0.0,
+        weight_decay=0.0,
+        label_smoothing=0.0,
+        dropout=0.25,
+        augment=False,
+        rotation=0.0,
+        zoom=0.0,
+        shift=0.0,
+    ),
+    # Our best: BN CNN with stride-2 convolutions (after the top public ensembles), one-cycle, augmentation.
+    "kitnet": Recipe(
+        model="kitnet",
+        epochs=18,
+        batch_size=128,
+        learning_rate=3e-3,
+        schedule="onecycle",
+        warmup=0.2,
+        weight_decay=0.0,
+        label_smoothing=0.1,
+        dropout=0.4,
+        augment=True,
+        rotation=10.0,
+        zoom=0.1,
+        shift=0.1,
+    ),
+}
+DEFAULT_PRESET = "kitnet"
+
+
+def recipe(preset: str = DEFAULT_PRESET, **overrides: Any) -> Recipe:
+    """The named preset with the given fields replaced (None values are ignored), validated."""
+    if preset not in PRESETS:
+        raise UsageError(f"Unknown model '{preset}'; choose one of: {', '.join(PRESETS)}.")
+    return override(PRESETS[preset], **overrides)
+
+
+def override(base: Recipe, **overrides: Any) -> Recipe:
+    """`base` with the given fields replaced (None values are ignored), validated."""
+    chosen = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    validate(chosen)
+    return chosen
+
+
+def validate(r: Recipe) -> None:
+    checks = [
+        (r.epochs >= 1, f"--epochs must be at least 1, not {r.epochs}"),
+        (r.batch_size >= 1, f"--batch-size must be at least 1, not {r.batch_size}"),
+        (r.folds >= 1, f"--folds must be at least 1, not {r.folds}"),
+        (0 < r.holdout < 1, f"the holdout fraction must be between 0 and 1, not {r.holdout}"),
+        (
+            r.precision in PRECISIONS,
+            f"--precision must be one of {', '.join(PRECISIONS)}, not '{r.precision}'",
+        ),
+        (
+            r.schedule in ("constant", "onecycle"),
+            f"schedule must be 'constant' or 'onecycle', not '{r.schedule}'",
+        ),
+        (r.learning_rate > 0, f"the learning rate must be positive, not {r.learning_rate}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message + ".")
+
+
+def from_dict(values: dict[str, Any]) -> Recipe:
+    """A recipe read back from a run's config.json."""
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    return Recipe(**{k: v for k, v in values.items() if k in fields})

@@ -1,0 +1,54 @@
+"""The errors a user can cause, each with its exit code and one sentence of advice.
+
+Stages raise these; `kit.cli.main` prints the message on stderr (no traceback) and exits with the code.
+"""
+
+from __future__ import annotations
+
+
+class KitError(Exception):
+    """Base class: `str(error)` is the whole message a user sees."""
+
+    exit_code = 1
+
+
+class UsageError(KitError):
+    """A bad option value or combination."""
+
+    exit_code = 2
+
+
+class CredentialsError(KitError):
+    """No Kaggle credentials, or Kaggle rejected them (401)."""
+
+    exit_code = 3
+
+
+class KaggleError(KitError):
+    """Kaggle answered, but said no: rules not accepted (403), not found (404), a failed submission."""
+
+    exit_code = 4
+
+
+class OfflineError(KitError):
+    """Kaggle could not be reached at all."""
+
+    exit_code = 5
+
+
+class DataError(KitError):
+    """A corrupt zip, a malformed CSV, missing data files, an invalid submission."""
+
+    exit_code = 6
+
+
+class QuotaError(KitError):
+    """No submissions left today, or a file that was already submitted."""
+
+    exit_code = 7
+
+
+class RunError(KitError):
+    """A run directory that is missing, incomplete or does not match the recipe."""
+
+    exit_code = 8

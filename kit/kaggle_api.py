@@ -1,0 +1,131 @@
+"""The only module that imports `kaggle`: credentials, download, submit, poll, quota; Kaggle's errors mapped.
+
+`import kaggle` authenticates at once (and may call Kaggle), so it happens inside `client()`, never at
+module import: `kit --help` and every offline command stay fast and work without credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kit import COMPETITION
+from kit.errors import CredentialsError, KaggleError, OfflineError, QuotaError
+
+T = TypeVar("T")
+
+TOKEN_URL = "https://www.kaggle.com/settings/api"
+CREDENTIALS_HELP = (
+    "No Kaggle credentials found: create an API token at "
+    f"{TOKEN_URL} and save it as ~/.kaggle/kaggle.json (or in $KAGGLE_CONFIG_DIR), or set "
+    "KAGGLE_USERNAME and KAGGLE_KEY, or put a new-style token in KAGGLE_API_TOKEN or ~/.kaggle/access_token."
+)
+
+
+def _config_dirs() -> list[Path]:
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return [Path(os.environ["KAGGLE_CONFIG_DIR"])]
+    home = Path.home()
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    return [home / ".kaggle", xdg / "kaggle"]
+
+
+def find_credentials() -> str | None:
+    """Where the Kaggle client will find credentials (a short description), or None. Never imports kaggle."""
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    home = Path.home() / ".kaggle"
+    for token in (home / "access_token", home / "access_token.txt", home / "credentials.json"):
+        if token.is_file() and token.read_text().strip():
+            return str(token)
+    for folder in _config_dirs():
+        if (folder / "kaggle.json").is_file():
+            return str(folder / "kaggle.json")
+    return None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The kaggle client prints to stdout (auth help, progress); kit renders its own output."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def client() -> Any:
+    """An authenticated `kaggle.KaggleApi`, or a clear error."""
+    if find_credentials() is None:
+        raise CredentialsError(CREDENTIALS_HELP)
+    with _quiet():
+        try:
+            import kaggle  # authenticates on import; failures are swallowed there and re-raised below
+        except Exception as exc:  # a broken kaggle.json, say
+            raise CredentialsError(f"The Kaggle client failed to start ({exc}); check your credentials.") from None
+        api = kaggle.api
+        if not getattr(api, "_authenticated", False):
+            try:
+                call(api.authenticate, "authenticate")
+            except SystemExit:
+                raise CredentialsError(CREDENTIALS_HELP) from None
+    return api
+
+
+def call(fn: Callable[..., T], what: str, *args: Any, **kwargs: Any) -> T:
+    """Run one kaggle client call, turning HTTP and network failures into kit errors."""
+    import requests
+
+    try:
+        with _quiet():
+            return fn(*args, **kwargs)
+    except requests.HTTPError as exc:
+        raise _http_error(exc, what) from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise OfflineError(
+            f"Could not reach Kaggle to {what} ({type(exc).__name__}); check your internet connection "
+            "(and any proxy settings), then try again."
+        ) from None
+
+
+def _http_error(exc: Any, what: str) -> Exception:
+    status = exc.response.status_code if exc.response is not None else 0
+    detail = str(exc).strip() or f"HTTP {status}"
+    if status == 401:
+        return CredentialsError(
+            f"Kaggle rejected your credentials (401) when trying to {what}: create a new API token at "
+            f"{TOKEN_URL} and replace ~/.kaggle/kaggle.json (or KAGGLE_USERNAME/KAGGLE_KEY)."
+        )
+    if status == 403:
+        return KaggleError(
+            f"Kaggle refused to {what} (403): accept the competition rules at "
+            f"https://www.kaggle.com/competitions/{COMPETITION}/rules with your account, then try again."
+        )
+    if status == 404:
+        return KaggleError(
+            f"Kaggle found no competition '{COMPETITION}' (404) when trying to {what}; check the name, or "
+            "whether your kaggle package is up to date."
+        )
+    if status == 429:
+        return QuotaError(f"Kaggle is rate-limiting you (429) when trying to {what}; wait a while and try again.")
+    return KaggleError(f"Kaggle could not {what} (HTTP {status}: {detail}); try again later.")
+
+
+def download_competition(folder: Path) -> Path:
+    """Download the competition's zip into `folder` through the official client; returns the zip's path."""
+    api = client()
+    call(
+        api.competition_download_files,
+        "download the competition data",
+        COMPETITION,
+        path=str(folder),
+        force=True,
+        quiet=True,
+    )
+    zips = sorted(Path(folder).glob("*.zip"))
+    if not zips:
+        raise KaggleError("Kaggle's download finished but produced no zip file; try `kit download --force` again.")
+    return zips[0]

@@ -1,0 +1,78 @@
+"""The architectures, as small functions returning uncompiled Keras models (Keras 3 API only).
+
+Inputs are uint8 images (N, 28, 28, 1); scaling to [0, 1] happens inside the model, so saved models take
+the raw competition pixels. Augmentation layers are part of the model and only act while training.
+The last layer computes in float32 so mixed-precision softmax stays accurate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from keras import layers
+
+from kit.config import Recipe
+
+
+def augmentation(r: Recipe, seed: int) -> list[layers.Layer]:
+    """Random rotation, zoom and shift, active in training only (empty when augmentation is off)."""
+    if not r.augment:
+        return []
+    return [
+        layers.RandomRotation(r.rotation / 360.0, fill_mode="constant", seed=seed),
+        layers.RandomZoom(r.zoom, r.zoom, fill_mode="constant", seed=seed + 1),
+        layers.RandomTranslation(r.shift, r.shift, fill_mode="constant", seed=seed + 2),
+    ]
+
+
+def seed(r: Recipe, seed: int = 0) -> keras.Model:
+    """The seed notebook's network exactly: 280,714 parameters (its summary, layer for layer)."""
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Rescaling(1 / 255.0),
+            *augmentation(r, seed),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(r.dropout),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(10, activation="softmax", dtype="float32"),
+        ],
+        name="seed",
+    )
+
+
+def _conv_bn(x: keras.KerasTensor, filters: int, kernel: int, strides: int = 1, padding: str = "valid"):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.Activation("relu")(x)
+
+
+def kitnet(r: Recipe, seed: int = 0) -> keras.Model:
+    """BN CNN with stride-2 5x5 convolutions instead of pooling, as in the best public MNIST ensembles."""
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    for layer in augmentation(r, seed):
+        x = layer(x)
+    for filters in (32, 64):
+        x = _conv_bn(x, filters, 3)
+        x = _conv_bn(x, filters, 3)
+        x = _conv_bn(x, filters, 5, strides=2, padding="same")
+        x = layers.Dropout(r.dropout)(x)
+    x = _conv_bn(x, 128, 4)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(r.dropout)(x)
+    outputs = layers.Dense(10, activation="softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="kitnet")
+
+
+ARCHITECTURES: dict[str, Callable[[Recipe, int], keras.Model]] = {"seed": seed, "kitnet": kitnet}
+
+
+def build(r: Recipe, seed: int = 0) -> keras.Model:
+    return ARCHITECTURES[r.model](r, seed)

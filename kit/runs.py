@@ -1,0 +1,117 @@
+"""The run directory: create, save, load, list, resolve.
+
+runs/<run-id>/
+  config.json         the effective recipe, plus versions, device, git sha, data source
+  folds.npy           int8 per training row: the fold that validates it (-1: never validated, folds=1)
+  fold<i>/            model.keras, history.json, val_probs.npy, test_probs.npy, metrics.json (written last:
+                      its presence marks the fold complete, so a re-run skips it)
+  oof.npy             float32 (N, 10) out-of-fold probabilities (NaN rows where no fold validated)
+  test_probs.npy      float32 (M, 10) mean of the folds' test probabilities
+  metrics.json        per-fold and overall CV accuracy, images/s, wall time
+A blend (kit blend) is a run too: config.json says {"kind": "blend", ...}, with oof.npy and test_probs.npy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit.errors import RunError
+
+DEFAULT_RUNS_DIR = Path("runs")
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("KIT_RUNS_DIR") or DEFAULT_RUNS_DIR)
+
+
+def new_id(label: str) -> str:
+    """A fresh, sortable run id: UTC time plus a label (the model name, 'blend', ...)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{label}"
+
+
+def check_id(run_id: str) -> str:
+    if not RUN_ID.match(run_id):
+        raise RunError(
+            f"'{run_id}' is not a valid run id; use letters, digits, '.', '_' and '-' (up to 100 characters)."
+        )
+    return run_id
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (temp file + rename): readers never see half a file."""
+    _atomic(path, (json.dumps(payload, indent=2, default=_jsonable) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def all_runs() -> list[Path]:
+    """Every run directory with a config.json, oldest first (by creation time in config.json)."""
+    root = runs_dir()
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / "config.json").is_file()]
+    return sorted(found, key=lambda p: (read_json(p / "config.json").get("created_utc", ""), p.name))
+
+
+def resolve(ref: str | None = None) -> Path:
+    """A run directory from an id, a path, or (None) the latest run."""
+    if ref is None:
+        runs = all_runs()
+        if not runs:
+            raise RunError(f"No runs in {runs_dir()}; train one with `kit train`.")
+        return runs[-1]
+    for candidate in (Path(ref), runs_dir() / ref):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise RunError(f"No run '{ref}' in {runs_dir()}; `kit leaderboard` and `ls {runs_dir()}` list the runs.")
+
+
+def load_config(run: Path) -> dict:
+    return read_json(run / "config.json")
+
+
+def load_metrics(run: Path) -> dict | None:
+    path = run / "metrics.json"
+    return read_json(path) if path.is_file() else None

@@ -1,0 +1,292 @@
+"""Training: one fold, the k-fold loop, OOF and test probabilities, run artifacts.
+
+Read top-down: `assign_folds` splits the rows, `compile_model` turns the recipe into a compiled model,
+`train_fold` trains and saves one fold, `train_run` loops over the folds and `merge` writes the run's
+OOF / test probabilities, metrics and submission once every fold is complete.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit import runs, submission
+from kit.config import Recipe
+from kit.data import Competition
+from kit.device import Device
+from kit.errors import RunError, UsageError
+
+# on_epoch(fold, epoch, epochs, logs) is called after every epoch; logs has loss, accuracy, val_accuracy,
+# val_loss and images_per_s. The CLI renders it; stages print nothing.
+EpochHook = Callable[[int, int, int, dict[str, float]], None]
+
+
+def assign_folds(labels: np.ndarray, folds: int, holdout: float, seed: int) -> np.ndarray:
+    """int8 per row: the fold whose model validates it. folds=1: a stratified holdout (fold 0), the rest -1."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    assignment = np.full(len(labels), -1, np.int8)
+    if folds == 1:
+        _, val = train_test_split(np.arange(len(labels)), test_size=holdout, stratify=labels, random_state=seed)
+        assignment[val] = 0
+        return assignment
+    if np.bincount(labels).min() < folds:
+        raise UsageError(f"--folds {folds} needs at least {folds} examples of every digit; use fewer folds.")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for k, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        assignment[val] = k
+    return assignment
+
+
+def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) -> Any:
+    """The recipe's model with its optimizer, schedule and loss (inside the strategy scope, if any)."""
+    import contextlib
+
+    import keras
+
+    from kit import models
+
+    scope = device.strategy.scope() if device.strategy is not None else contextlib.nullcontext()
+    with scope:
+        model = models.build(r, seed)
+        total = steps_per_epoch * r.epochs
+        if r.schedule == "onecycle":
+            warmup = max(1, int(total * r.warmup))
+            # One cycle: linear warm-up from peak/25 to the peak, then cosine decay to ~0.
+            lr = keras.optimizers.schedules.CosineDecay(
+                r.learning_rate / 25,
+                decay_steps=max(1, total - warmup),
+                alpha=1e-3,
+                warmup_target=r.learning_rate,
+                warmup_steps=warmup,
+            )
+        else:
+            lr = r.learning_rate
+        if r.weight_decay > 0:
+            optimizer = keras.optimizers.AdamW(lr, weight_decay=r.weight_decay)
+        else:
+            optimizer = keras.optimizers.Adam(lr)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing),
+            metrics=["accuracy"],
+            jit_compile=device.jit_compile,
+        )
+    return model
+
+
+def _epoch_callback(fold: int, epochs: int, n_train: int, on_epoch: EpochHook | None) -> Any:
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Times the training part of each epoch (validation excluded) and reports images/s."""
+
+        def __init__(self):
+            super().__init__()
+            self.rows: list[dict[str, float]] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+            self.train_seconds = None
+
+        def on_test_begin(self, logs=None):
+            if self.train_seconds is None:
+                self.train_seconds = time.perf_counter() - self.start
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = self.train_seconds or (time.perf_counter() - self.start)
+            row = {k: float(v) for k, v in (logs or {}).items()}
+            row["images_per_s"] = n_train / seconds
+            row["seconds"] = time.perf_counter() - self.start
+            self.rows.append(row)
+            if on_epoch is not None:
+                on_epoch(fold, epoch + 1, epochs, row)
+
+    return EpochTimer()
+
+
+def train_fold(
+    r: Recipe,
+    comp: Competition,
+    folds: np.ndarray,
+    fold: int,
+    run_dir: Path,
+    device: Device,
+    on_epoch: EpochHook | None = None,
+) -> dict[str, Any]:
+    """Train the model of one fold and save everything it makes; returns its metrics."""
+    import keras
+
+    started = time.perf_counter()
+    keras.utils.set_random_seed(r.seed + fold)
+    val = folds == fold
+    train = ~val if r.folds > 1 else folds == -1
+    eye = np.eye(10, dtype=np.float32)
+    x_train, y_train = comp.train_images[train], eye[comp.train_labels[train]]
+    x_val, y_val = comp.train_images[val], eye[comp.train_labels[val]]
+
+    steps = -(-len(x_train) // r.batch_size)
+    model = compile_model(r, device, steps, seed=r.seed + fold)
+    timer = _epoch_callback(fold, r.epochs, len(x_train), on_epoch)
+    model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        batch_size=r.batch_size,
+        epochs=r.epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=[timer],
+    )
+    history = timer.rows
+    val_probs = model.predict(x_val, batch_size=1024, verbose=0).astype(np.float32)
+    test_probs = model.predict(comp.test_images, batch_size=1024, verbose=0).astype(np.float32)
+    accuracy = float((val_probs.argmax(1) == comp.train_labels[val]).mean())
+
+    fold_dir = run_dir / f"fold{fold}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    model.save(fold_dir / "model.keras")
+    runs.write_json(fold_dir / "history.json", history)
+    runs.save_array(fold_dir / "val_probs.npy", val_probs)
+    runs.save_array(fold_dir / "test_probs.npy", test_probs)
+    rates = [h["images_per_s"] for h in history[1:]] or [history[0]["images_per_s"]]  # epoch 1 traces
+    metrics = {
+        "fold": fold,
+        "accuracy": accuracy,
+        "val_rows": int(val.sum()),
+        "train_rows": int(train.sum()),
+        "epochs": r.epochs,
+        "images_per_s": float(np.median(rates)),
+        "seconds": time.perf_counter() - started,
+        "device": device.describe(),
+    }
+    runs.write_json(fold_dir / "metrics.json", metrics)  # last: its presence marks the fold complete
+    return metrics
+
+
+def fold_done(run_dir: Path, fold: int) -> bool:
+    return (run_dir / f"fold{fold}" / "metrics.json").is_file()
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    fold_metrics: list[dict[str, Any]]  # the folds trained or found complete, in order
+    trained: list[int]  # the folds this call trained (the others were already complete)
+    metrics: dict[str, Any] | None  # the merged run metrics, once every fold is complete
+    submission: Path | None
+
+
+def _environment(device: Device) -> dict[str, Any]:
+    import keras
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
+    if device.backend == "tensorflow":
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    return {"versions": versions, "device": device.describe(), "git_sha": sha or None}
+
+
+def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tuple[Path, np.ndarray]:
+    """Create runs/<id>/ (config.json, folds.npy), or reopen it after checking it is the same recipe."""
+    run_dir = runs.runs_dir() / runs.check_id(run_id)
+    data = {"source": comp.source, "train_rows": len(comp.train_labels), "test_rows": len(comp.test_images)}
+    config_path = run_dir / "config.json"
+    if config_path.is_file():
+        saved = runs.read_json(config_path)
+        mine = {k: v for k, v in r.to_dict().items() if k != "precision"}
+        theirs = {k: v for k, v in saved.get("recipe", {}).items() if k != "precision"}
+        diff = [f"{k} {theirs.get(k)!r} vs {v!r}" for k, v in mine.items() if theirs.get(k) != v]
+        if saved.get("data") != data:
+            diff.append(f"data {saved.get('data')} vs {data}")
+        if diff:
+            raise RunError(
+                f"Run '{run_id}' exists with a different recipe ({'; '.join(diff[:3])}); resume it with the "
+                "same options, or choose a new --run-id."
+            )
+        return run_dir, np.load(run_dir / "folds.npy")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    folds = assign_folds(comp.train_labels, r.folds, r.holdout, r.seed)
+    runs.save_array(run_dir / "folds.npy", folds)
+    runs.write_json(
+        config_path,
+        {
+            "kind": "train",
+            "run_id": run_id,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "recipe": r.to_dict(),
+            "data": data,
+            **_environment(device),
+        },
+    )
+    return run_dir, folds
+
+
+def train_run(
+    r: Recipe,
+    comp: Competition,
+    run_id: str,
+    device: Device,
+    only_fold: int | None = None,
+    on_epoch: EpochHook | None = None,
+    on_fold_start: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Train every incomplete fold (or just `only_fold`) of run `run_id`; merge once all are complete."""
+    if only_fold is not None and not 0 <= only_fold < r.folds:
+        raise UsageError(f"--fold must be between 0 and {r.folds - 1} for a {r.folds}-fold run, not {only_fold}.")
+    run_dir, folds = prepare_run(r, comp, run_id, device)
+    todo = [only_fold] if only_fold is not None else list(range(r.folds))
+    trained = []
+    for fold in todo:
+        if fold_done(run_dir, fold):
+            continue
+        if on_fold_start is not None:
+            on_fold_start(fold, r.folds)
+        train_fold(r, comp, folds, fold, run_dir, device, on_epoch)
+        trained.append(fold)
+    complete = [k for k in range(r.folds) if fold_done(run_dir, k)]
+    fold_metrics = [runs.read_json(run_dir / f"fold{k}" / "metrics.json") for k in complete]
+    if len(complete) < r.folds:
+        return RunResult(run_dir, fold_metrics, trained, None, None)
+    metrics, csv = merge(run_dir, comp, folds, fold_metrics)
+    return RunResult(run_dir, fold_metrics, trained, metrics, csv)
+
+
+def merge(
+    run_dir: Path, comp: Competition, folds: np.ndarray, fold_metrics: list[dict[str, Any]]
+) -> tuple[dict[str, Any], Path]:
+    """Combine complete folds: OOF probabilities, averaged test probabilities, CV accuracy, submission."""
+    oof = np.full((len(folds), 10), np.nan, np.float32)
+    test = np.zeros((len(comp.test_images), 10), np.float64)
+    for m in fold_metrics:
+        k = m["fold"]
+        oof[folds == k] = np.load(run_dir / f"fold{k}" / "val_probs.npy")
+        test += np.load(run_dir / f"fold{k}" / "test_probs.npy")
+    test = (test / len(fold_metrics)).astype(np.float32)
+    seen = folds >= 0
+    cv = float((oof[seen].argmax(1) == comp.train_labels[seen]).mean())
+    runs.save_array(run_dir / "oof.npy", oof)
+    runs.save_array(run_dir / "test_probs.npy", test)
+    csv = submission.write(test.argmax(1), submission.submissions_dir() / f"{run_dir.name}.csv")
+    metrics = {
+        "cv_accuracy": cv,
+        "cv_rows": int(seen.sum()),
+        "folds": [{k: m[k] for k in ("fold", "accuracy", "val_rows", "images_per_s", "seconds")} for m in fold_metrics],
+        "images_per_s": float(np.mean([m["images_per_s"] for m in fold_metrics])),
+        "train_seconds": float(sum(m["seconds"] for m in fold_metrics)),
+        "submission": str(csv),
+    }
+    runs.write_json(run_dir / "metrics.json", metrics)
+    return metrics, csv

@@ -1,0 +1,137 @@
+"""`kit download` through the real kaggle client against the fake server, --from-zip, --sample, and errors."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from kit import data
+from tests.conftest import run_kit
+
+
+def _data_files(env) -> set[str]:
+    from pathlib import Path
+
+    folder = Path(env["KIT_DATA_DIR"])
+    return {p.name for p in folder.iterdir()} if folder.exists() else set()
+
+
+def test_download_fetches_checks_and_caches_then_is_idempotent(env, fake_kaggle, tiny):
+    result = run_kit(["download"], {**env, **fake_kaggle.env()})
+    assert result.returncode == 0, result.stderr
+    assert "Installed" in result.stdout and "source: kaggle" in result.stdout
+    assert _data_files(env) == {"train.csv", "test.csv", "sample_submission.csv", "cache.npz", "kit.json"}
+    assert fake_kaggle.methods()[0] == "DownloadDataFiles"
+    assert "GET /storage/digit-recognizer.zip" in fake_kaggle.calls
+    comp = data.load_competition()
+    np.testing.assert_array_equal(comp.train_images, tiny.train_x)
+    np.testing.assert_array_equal(comp.train_labels, tiny.train_y)
+    np.testing.assert_array_equal(comp.test_images, tiny.test_x)
+
+    calls = len(fake_kaggle.calls)
+    again = run_kit(["download"], {**env, **fake_kaggle.env()})
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert len(fake_kaggle.calls) == calls  # no second download
+
+    forced = run_kit(["download", "--force"], {**env, **fake_kaggle.env()})
+    assert forced.returncode == 0, forced.stderr
+    assert len(fake_kaggle.calls) > calls
+
+
+def test_no_credentials_is_fast_and_explains_where_they_go(env):
+    start = time.perf_counter()
+    result = run_kit(["download"], env)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 3
+    assert "kaggle.json" in result.stderr and "KAGGLE_USERNAME" in result.stderr
+    assert "access_token" in result.stderr and "KAGGLE_API_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert elapsed < 3, elapsed
+    assert _data_files(env) == set()
+
+
+@pytest.mark.parametrize(
+    ("setup", "code", "needle"),
+    [
+        (lambda f: {"KAGGLE_KEY": "wrong"}, 3, "rejected your credentials (401)"),
+        (lambda f: setattr(f, "rules_accepted", False), 4, "competitions/digit-recognizer/rules"),
+        (lambda f: setattr(f, "known_competitions", set()), 4, "(404)"),
+        (lambda f: setattr(f, "zip_bytes", b"PK\x03\x04 this is not a zip"), 6, "corrupt or truncated"),
+    ],
+    ids=["401", "403-rules", "404", "corrupt-zip"],
+)
+def test_kaggle_errors_are_one_clear_sentence(env, fake_kaggle, setup, code, needle):
+    extra = setup(fake_kaggle) or {}
+    result = run_kit(["download"], {**env, **fake_kaggle.env(), **extra})
+    assert result.returncode == code, result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") <= 3
+    assert not (set(_data_files(env)) & {"train.csv", "cache.npz"})  # nothing half-installed
+    from pathlib import Path
+
+    leftovers = [p.name for p in Path(env["KIT_DATA_DIR"]).parent.iterdir() if ".partial-" in p.name]
+    assert leftovers == []
+
+
+def test_offline_says_kaggle_is_unreachable(env):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proxy = f"http://127.0.0.1:{port}"
+    offline = {**env, "KAGGLE_API_ENVIRONMENT": "LOCALHOST", "http_proxy": proxy, "HTTP_PROXY": proxy,
+               "NO_PROXY": "", "no_proxy": "", "KAGGLE_USERNAME": "alice", "KAGGLE_KEY": "secret"}
+    result = run_kit(["download"], offline)
+    assert result.returncode == 5, result.stderr
+    assert "Could not reach Kaggle" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_from_zip_installs_and_rejects_a_truncated_zip(env, tiny, tmp_path):
+    good = tmp_path / "digit-recognizer.zip"
+    good.write_bytes(tiny.zip_bytes)
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(tiny.zip_bytes[: len(tiny.zip_bytes) // 2])
+
+    bad = run_kit(["download", "--from-zip", str(truncated)], env)
+    assert bad.returncode == 6 and "corrupt or truncated" in bad.stderr
+    assert _data_files(env) == set()
+
+    ok = run_kit(["download", "--from-zip", str(good)], env)
+    assert ok.returncode == 0, ok.stderr
+    assert data.read_meta(data.data_dir())["train_rows"] == len(tiny.train_y)
+
+    # a failed re-install leaves the good data in place
+    again = run_kit(["download", "--from-zip", str(truncated), "--force"], env)
+    assert again.returncode == 6
+    assert data.read_meta(data.data_dir())["train_rows"] == len(tiny.train_y)
+
+
+def test_sample_is_kaggle_shaped_and_says_so(env):
+    result = run_kit(["download", "--sample"], env)
+    assert result.returncode == 0, result.stderr
+    assert "SAMPLE" in result.stdout
+    comp = data.load_competition()
+    assert comp.is_sample
+    assert comp.train_images.shape[1:] == (28, 28, 1) and comp.train_images.dtype == np.uint8
+    assert comp.train_images.max() == 255 and set(np.unique(comp.train_labels)) == set(range(10))
+    start = time.perf_counter()
+    data.load_competition()
+    assert time.perf_counter() - start < 1
+
+
+def test_help_imports_neither_kaggle_nor_tensorflow(env):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom kit.cli import main\n"
+        "sys.argv = ['kit', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', 'kaggle' in sys.modules, 'tensorflow' in sys.modules, 'pandas' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert "download" in result.stdout and "train" in result.stdout
+    assert "LOADED False False False" in result.stdout
