@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 out = Console()
 err = Console(stderr=True)
@@ -130,10 +131,10 @@ def train(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Train a CNN (or a K-fold ensemble) and write runs/<id>/ and submissions/<id>.csv.
+    """Train a CNN (or a K-fold ensemble) and write runs/RUN_ID/ and submissions/RUN_ID.csv.
 
     The recipe is a preset from kit/config.py with these options applied; the effective recipe is saved
-    in runs/<id>/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
+    in runs/RUN_ID/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
     """
     _quiet_tensorflow()
     from kit import config, data, device, runs, train
@@ -264,6 +265,110 @@ def _expected_rows(data_dir: Path | None) -> int:
 
     meta = data.read_meta(data.data_dir(data_dir))
     return meta["test_rows"] if meta else submission.REAL_TEST_ROWS
+
+
+# -------------------------------------------------------------------------------------------------- submit
+
+
+@app.command()
+def submit(
+    target: Annotated[
+        str | None, typer.Argument(help="A submission CSV or a run id (default: the latest run's CSV).")
+    ] = None,
+    message: Annotated[str | None, typer.Option("-m", "--message", help="Submission description.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Submit even if this exact file was submitted before.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and show what would be sent; send nothing.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait for Kaggle's score (default) or return at once.")
+    ] = True,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the score.")] = 600.0,
+    data_dir: DataDir = None,
+) -> None:
+    """Validate a submission, check today's quota, upload it, wait for the score, and log it.
+
+    Nothing is uploaded unless the file is valid (header, rows, ImageId 1..N, Label 0..9), a submission is
+    left today, and the same content was not submitted before. Every submission gets a row in
+    submissions/leaderboard.csv with the run's CV next to Kaggle's score.
+    """
+    from kit import submit as stage
+
+    chosen = stage.resolve(target, message)
+    stage.check(chosen, _expected_rows(data_dir), force)
+    out.print(f"[bold]file[/bold]    {chosen.path}  (sha256 {chosen.sha256[:12]})")
+    out.print(f"[bold]message[/bold] {chosen.message}")
+    if dry_run:
+        out.print("[green]Valid.[/green] Dry run: nothing was sent.")
+        return
+    with out.status("Submitting to Kaggle...") as spinner:
+
+        def on_poll(state: dict) -> None:
+            spinner.update(f"Waiting for the score (ref {state['ref']}): {state['status']}...")
+
+        state = stage.submit(chosen, wait, timeout, on_poll)
+    if state["status"] == "complete":
+        out.print(f"[green]Scored.[/green] public score [bold]{state['public_score']}[/bold] (ref {state['ref']})")
+    elif state["status"] == "error":
+        from kit.errors import KaggleError
+
+        raise KaggleError(f"Kaggle could not score submission {state['ref']}: {state['error'] or 'no reason given'}.")
+    else:
+        waited = "" if not wait else f" after {timeout:.0f} s"
+        out.print(f"Submitted (ref {state['ref']}); no score yet{waited}. `kit leaderboard --sync` fetches it later.")
+
+
+@app.command()
+def leaderboard(
+    sync: Annotated[
+        bool, typer.Option("--sync", help="Fetch your submissions from Kaggle and fill in scores.")
+    ] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the log as CSV instead of a table.")] = False,
+) -> None:
+    """Show the leaderboard log (submissions/leaderboard.csv): best public score first, CV next to LB."""
+    from kit import ledger
+
+    if sync:
+        from kit import submit as stage
+
+        updated, added = stage.sync()
+        out.print(f"Synced with Kaggle: {updated} row(s) updated, {added} added.")
+    if as_csv:
+        sys.stdout.write(ledger.to_csv())
+        return
+    rows = ledger.rows()
+    if not rows:
+        out.print(f"No submissions logged yet in {ledger.path()}; `kit submit` adds them.")
+        return
+
+    def number(text: str) -> float | None:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+    rows.sort(key=lambda r: (number(r["public_score"]) is None, -(number(r["public_score"]) or 0), r["utc_time"]))
+    table = Table(title=f"leaderboard log ({ledger.path()})")
+    for column in ("time (UTC)", "run", "CV", "public LB", "LB - CV", "private", "status", "ref", "message"):
+        table.add_column(column, justify="right" if column in ("CV", "public LB", "LB - CV", "private") else "left")
+    for r in rows:
+        cv, lb = number(r["cv_accuracy"]), number(r["public_score"])
+        gap = f"{lb - cv:+.5f}" if cv is not None and lb is not None else ""
+        status = r["status"] + (f": {r['error']}" if r["error"] and r["status"] in ("error", "failed") else "")
+        table.add_row(
+            r["utc_time"].replace("T", " ").rstrip("Z"),
+            r["run_id"],
+            r["cv_accuracy"],
+            r["public_score"],
+            gap,
+            r["private_score"],
+            status,
+            r["ref"],
+            r["message"],
+        )
+    out.print(table)
 
 
 # ---------------------------------------------------------------------------------------------------- main

@@ -26,6 +26,7 @@ class Recipe:
     weight_decay: float  # decoupled (AdamW); 0 = plain Adam
     label_smoothing: float
     dropout: float
+    batchnorm: str  # kitnet: "all" convs, only the "stride"-2 ones and the last, or "none" (see the preset)
     augment: bool  # random rotation/zoom/shift, Keras preprocessing layers, training only
     rotation: float  # degrees, +-
     zoom: float  # fraction, +-
@@ -51,6 +52,7 @@ PRESETS: dict[str, Recipe] = {
         weight_decay=0.0,
         label_smoothing=0.0,
         dropout=0.25,
+        batchnorm="none",
         augment=False,
         rotation=0.0,
         zoom=0.0,
@@ -67,6 +69,7 @@ PRESETS: dict[str, Recipe] = {
         weight_decay=0.0,
         label_smoothing=0.1,
         dropout=0.4,
+        batchnorm="stride",
         augment=True,
         rotation=10.0,
         zoom=0.1,
@@ -104,6 +107,7 @@ def validate(r: Recipe) -> None:
             r.schedule in ("constant", "onecycle"),
             f"schedule must be 'constant' or 'onecycle', not '{r.schedule}'",
         ),
+        (r.batchnorm in ("all", "stride", "none"), f"batchnorm must be all, stride or none, not '{r.batchnorm}'"),
         (r.learning_rate > 0, f"the learning rate must be positive, not {r.learning_rate}"),
     ]
     for ok, message in checks:

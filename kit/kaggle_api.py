@@ -129,3 +129,134 @@ def download_competition(folder: Path) -> Path:
     if not zips:
         raise KaggleError("Kaggle's download finished but produced no zip file; try `kit download --force` again.")
     return zips[0]
+
+
+# ---------------------------------------------------------------------------------------------- submissions
+
+
+def _submission(item: Any) -> dict[str, Any]:
+    """A kagglesdk ApiSubmission as a plain dict with the ledger's names."""
+    status = getattr(item.status, "name", str(item.status or "PENDING")).lower()
+    date = item.date.strftime("%Y-%m-%dT%H:%M:%SZ") if getattr(item, "date", None) else ""
+    return {
+        "ref": int(item.ref),
+        "status": status,
+        "public_score": item.public_score or "",
+        "private_score": item.private_score or "",
+        "error": (item.error_description or "").strip() if status == "error" else "",
+        "message": item.description or "",
+        "file": item.file_name or "",
+        "utc_time": date,
+    }
+
+
+def _competitions(api: Any) -> Any:
+    return api.build_kaggle_client()
+
+
+def remaining_today(api: Any) -> int | None:
+    """Submissions Kaggle still allows today, or None where the server does not say."""
+    import requests
+    from kagglesdk.competitions.types.competition_api_service import ApiGetSubmissionLimitsRequest
+
+    request = ApiGetSubmissionLimitsRequest()
+    request.competition_name = COMPETITION
+
+    def ask() -> Any:
+        with _competitions(api) as kaggle:
+            return kaggle.competitions.competition_api_client.get_submission_limits(request)
+
+    try:
+        limits = call(ask, "check today's submission quota")
+    except KaggleError:
+        return None  # an older server without the limits call: the upload itself will tell
+    except requests.HTTPError:  # pragma: no cover - mapped by call()
+        return None
+    return int(limits.num_allowed_now)
+
+
+def upload(api: Any, csv_path: Path, message: str) -> int:
+    """Upload a submission file and create the submission; returns Kaggle's submission ref."""
+    import requests
+
+    try:
+        with _quiet():
+            response = api.competition_submit(str(csv_path), message, COMPETITION, quiet=True)
+    except requests.HTTPError as exc:
+        text = str(exc).lower()
+        if "allowance" in text or "limit" in text:
+            raise QuotaError(f"Kaggle refused the submission: {exc}") from None
+        raise _http_error(exc, "submit") from None
+    except (requests.ConnectionError, requests.Timeout):
+        raise OfflineError(
+            "Could not reach Kaggle to submit; check your internet connection, then run `kit leaderboard "
+            "--sync` to see whether the submission arrived before submitting again."
+        ) from None
+    ref = int(getattr(response, "ref", 0) or 0)
+    if not ref:
+        raise KaggleError(
+            f"Kaggle did not accept the upload ({getattr(response, 'message', '') or 'no reason given'}); "
+            "try again later."
+        )
+    return ref
+
+
+def get_submission(api: Any, ref: int) -> dict[str, Any]:
+    from kagglesdk.competitions.types.competition_api_service import ApiGetSubmissionRequest
+
+    request = ApiGetSubmissionRequest()
+    request.ref = int(ref)
+
+    def ask() -> Any:
+        with _competitions(api) as kaggle:
+            return kaggle.competitions.competition_api_client.get_submission(request)
+
+    return _submission(call(ask, "check the submission's status"))
+
+
+def list_submissions(api: Any, pages: int = 10) -> list[dict[str, Any]]:
+    """Your submissions to the competition, newest first (up to `pages` pages of 100)."""
+    from kagglesdk.competitions.types.competition_api_service import ApiListSubmissionsRequest
+
+    found: list[dict[str, Any]] = []
+    token = ""
+    for _ in range(pages):
+        request = ApiListSubmissionsRequest()
+        request.competition_name = COMPETITION
+        request.page_size = 100
+        request.page_token = token
+
+        def ask(request: Any = request) -> Any:
+            with _competitions(api) as kaggle:
+                return kaggle.competitions.competition_api_client.list_submissions(request)
+
+        response = call(ask, "list your submissions")
+        found += [_submission(s) for s in response.submissions or []]
+        token = response.next_page_token or ""
+        if not token:
+            break
+    return found
+
+
+def wait_for_score(
+    api: Any,
+    ref: int,
+    timeout: float,
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
+    first_delay: float = 1.0,
+    max_delay: float = 20.0,
+) -> dict[str, Any]:
+    """Poll a submission until it is complete or in error (backoff doubling up to `max_delay`), or until
+    `timeout` seconds pass (then the last status, still pending, is returned)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    delay = first_delay
+    while True:
+        state = get_submission(api, ref)
+        if on_poll is not None:
+            on_poll(state)
+        if state["status"] in ("complete", "error") or time.monotonic() + delay > deadline:
+            return state
+        time.sleep(delay)
+        delay = min(max_delay, delay * 2)

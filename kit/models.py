@@ -47,9 +47,10 @@ def seed(r: Recipe, seed: int = 0) -> keras.Model:
     )
 
 
-def _conv_bn(x: keras.KerasTensor, filters: int, kernel: int, strides: int = 1, padding: str = "valid"):
-    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+def _conv(x: keras.KerasTensor, filters: int, kernel: int, bn: bool, strides: int = 1, padding: str = "valid"):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=not bn)(x)
+    if bn:
+        x = layers.BatchNormalization()(x)
     return layers.Activation("relu")(x)
 
 
@@ -59,12 +60,13 @@ def kitnet(r: Recipe, seed: int = 0) -> keras.Model:
     x = layers.Rescaling(1 / 255.0)(inputs)
     for layer in augmentation(r, seed):
         x = layer(x)
+    every, stride = r.batchnorm == "all", r.batchnorm in ("all", "stride")
     for filters in (32, 64):
-        x = _conv_bn(x, filters, 3)
-        x = _conv_bn(x, filters, 3)
-        x = _conv_bn(x, filters, 5, strides=2, padding="same")
+        x = _conv(x, filters, 3, every)
+        x = _conv(x, filters, 3, every)
+        x = _conv(x, filters, 5, stride, strides=2, padding="same")
         x = layers.Dropout(r.dropout)(x)
-    x = _conv_bn(x, 128, 4)
+    x = _conv(x, 128, 4, stride)
     x = layers.Flatten()(x)
     x = layers.Dropout(r.dropout)(x)
     outputs = layers.Dense(10, activation="softmax", dtype="float32")(x)

@@ -24,8 +24,14 @@ COMPETITION = "digit-recognizer"
 
 
 class FakeKaggle:
-    def __init__(self, zip_bytes: bytes = b"", test_labels: list[int] | None = None,
-                 username: str = "alice", key: str = "secret", daily_limit: int = 5):
+    def __init__(
+        self,
+        zip_bytes: bytes = b"",
+        test_labels: list[int] | None = None,
+        username: str = "alice",
+        key: str = "secret",
+        daily_limit: int = 5,
+    ):
         self.zip_bytes = zip_bytes
         self.test_labels = test_labels or []
         self.username, self.key = username, key
@@ -53,9 +59,14 @@ class FakeKaggle:
         proxy = f"http://127.0.0.1:{self.port}"
         return {
             "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
-            "http_proxy": proxy, "HTTP_PROXY": proxy, "https_proxy": proxy, "HTTPS_PROXY": proxy,
-            "NO_PROXY": "", "no_proxy": "",
-            "KAGGLE_USERNAME": self.username, "KAGGLE_KEY": self.key,
+            "http_proxy": proxy,
+            "HTTP_PROXY": proxy,
+            "https_proxy": proxy,
+            "HTTPS_PROXY": proxy,
+            "NO_PROXY": "",
+            "no_proxy": "",
+            "KAGGLE_USERNAME": self.username,
+            "KAGGLE_KEY": self.key,
         }
 
     def start(self) -> FakeKaggle:
@@ -132,8 +143,12 @@ class FakeKaggle:
                 path = urlsplit(self.path).path
                 fake.calls.append(f"GET {path}")
                 if path == f"/storage/{COMPETITION}.zip":
-                    self._send(200, fake.zip_bytes, "application/zip",
-                               {"Last-Modified": formatdate(usegmt=True), "Accept-Ranges": "none"})
+                    self._send(
+                        200,
+                        fake.zip_bytes,
+                        "application/zip",
+                        {"Last-Modified": formatdate(usegmt=True), "Accept-Ranges": "none"},
+                    )
                 else:
                     self._error(404, "Not found")
 
@@ -185,8 +200,15 @@ class FakeKaggle:
             def _GetSubmissionLimits(self, body):
                 if self._competition_ok(body):
                     used = len(fake.submissions)
-                    self._send(200, {"numToday": used, "numTotal": used,
-                                     "numAllowedNow": max(0, fake.daily_limit - used), "limitedByTotal": False})
+                    self._send(
+                        200,
+                        {
+                            "numToday": used,
+                            "numTotal": used,
+                            "numAllowedNow": max(0, fake.daily_limit - used),
+                            "limitedByTotal": False,
+                        },
+                    )
 
             def _StartSubmissionUpload(self, body):
                 if self._competition_ok(body):
@@ -197,8 +219,11 @@ class FakeKaggle:
                 if not self._competition_ok(body):
                     return
                 if len(fake.submissions) >= fake.daily_limit:
-                    self._error(400, f"Submission not allowed: Your team has used its daily Submission allowance "
-                                     f"({fake.daily_limit}) today, please try again tomorrow UTC.")
+                    self._error(
+                        400,
+                        f"Submission not allowed: Your team has used its daily Submission allowance "
+                        f"({fake.daily_limit}) today, please try again tomorrow UTC.",
+                    )
                     return
                 token = body.get("blobFileTokens")
                 if token not in fake.uploads:
@@ -206,19 +231,30 @@ class FakeKaggle:
                     return
                 score, error = fake._score(fake.uploads[token])
                 fake._next_ref += 1
-                fake.submissions.append({
-                    "ref": fake._next_ref, "description": body.get("submissionDescription", ""),
-                    "fileName": "submission.csv", "date": datetime.now(timezone.utc).replace(tzinfo=None),
-                    "score": score, "error": error, "polls": 0, "status": "PENDING",
-                })
+                fake.submissions.append(
+                    {
+                        "ref": fake._next_ref,
+                        "description": body.get("submissionDescription", ""),
+                        "fileName": "submission.csv",
+                        "date": datetime.now(timezone.utc).replace(tzinfo=None),
+                        "score": score,
+                        "error": error,
+                        "polls": 0,
+                        "status": "PENDING",
+                    }
+                )
                 self._send(200, {"message": "Successfully submitted to Digit Recognizer", "ref": fake._next_ref})
 
             def _api_submission(self, s: dict) -> dict:
                 return {
-                    "ref": s["ref"], "date": s["date"].isoformat(timespec="milliseconds") + "Z",
-                    "description": s["description"], "fileName": s["fileName"], "status": s["status"],
+                    "ref": s["ref"],
+                    "date": s["date"].isoformat(timespec="milliseconds") + "Z",
+                    "description": s["description"],
+                    "fileName": s["fileName"],
+                    "status": s["status"],
                     "publicScore": s["score"] if s["status"] == "COMPLETE" else "",
-                    "privateScore": "", "errorDescription": s["error"] or "",
+                    "privateScore": "",
+                    "errorDescription": s["error"] or "",
                 }
 
             def _advance(self, s: dict) -> None:
@@ -239,8 +275,9 @@ class FakeKaggle:
                     for s in fake.submissions:
                         self._advance(s)
                     newest_first = sorted(fake.submissions, key=lambda s: -s["ref"])
-                    self._send(200, {"submissions": [self._api_submission(s) for s in newest_first],
-                                     "nextPageToken": ""})
+                    self._send(
+                        200, {"submissions": [self._api_submission(s) for s in newest_first], "nextPageToken": ""}
+                    )
 
         return Handler
 

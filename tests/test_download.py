@@ -82,8 +82,16 @@ def test_offline_says_kaggle_is_unreachable(env):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proxy = f"http://127.0.0.1:{port}"
-    offline = {**env, "KAGGLE_API_ENVIRONMENT": "LOCALHOST", "http_proxy": proxy, "HTTP_PROXY": proxy,
-               "NO_PROXY": "", "no_proxy": "", "KAGGLE_USERNAME": "alice", "KAGGLE_KEY": "secret"}
+    offline = {
+        **env,
+        "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+        "http_proxy": proxy,
+        "HTTP_PROXY": proxy,
+        "NO_PROXY": "",
+        "no_proxy": "",
+        "KAGGLE_USERNAME": "alice",
+        "KAGGLE_KEY": "secret",
+    }
     result = run_kit(["download"], offline)
     assert result.returncode == 5, result.stderr
     assert "Could not reach Kaggle" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,142 @@
+"""The leaderboard log: submissions/leaderboard.csv, one row per submission, CV next to the public score.
+
+A plain CSV a person can open. Every change (append or update) takes an exclusive lock, rewrites the file
+to a temporary name and renames it over the old one: a crash or Ctrl-C never leaves a torn row, and two
+`kit` processes writing at once never lose each other's rows. Only this module writes the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kit import submission
+
+COLUMNS = [
+    "id", "utc_time", "run_id", "file", "sha256", "message", "cv_accuracy",
+    "ref", "status", "public_score", "private_score", "error",
+]  # fmt: skip
+# status: pending (sent, or maybe sent, no score yet), complete, error (Kaggle could not score it),
+# failed (never reached Kaggle)
+
+
+def path() -> Path:
+    return submission.submissions_dir() / "leaderboard.csv"
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[Path]:
+    target = path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(".leaderboard.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield target
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read(target: Path) -> list[dict[str, str]]:
+    if not target.is_file():
+        return []
+    with open(target, newline="") as f:
+        return [{c: row.get(c) or "" for c in COLUMNS} for row in csv.DictReader(f)]
+
+
+def _write(target: Path, rows: list[dict[str, str]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        f.write(buffer.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
+def rows() -> list[dict[str, str]]:
+    """Every row of the log, oldest first."""
+    with _locked() as target:
+        return _read(target)
+
+
+def _clean(fields: dict[str, Any]) -> dict[str, str]:
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown ledger columns: {sorted(unknown)}")
+    return {k: "" if v is None else str(v) for k, v in fields.items()}
+
+
+def append(**fields: Any) -> str:
+    """Add a row (utc_time and id are filled in); returns its id."""
+    row = {c: "" for c in COLUMNS}
+    row.update(id=uuid.uuid4().hex[:12], utc_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    row.update(_clean(fields))
+    with _locked() as target:
+        _write(target, [*_read(target), row])
+    return row["id"]
+
+
+def update(row_id: str, **fields: Any) -> None:
+    """Change some fields of the row with this id."""
+    with _locked() as target:
+        current = _read(target)
+        for row in current:
+            if row["id"] == row_id:
+                row.update(_clean(fields))
+        _write(target, current)
+
+
+def find_sha(sha256: str) -> dict[str, str] | None:
+    """The latest row that sent a file with this content to Kaggle (failed attempts do not count)."""
+    found = [r for r in rows() if r["sha256"] == sha256 and r["status"] != "failed"]
+    return found[-1] if found else None
+
+
+def merge_remote(remote: list[dict[str, Any]]) -> tuple[int, int]:
+    """Fold Kaggle's list of submissions into the log: fill in rows matched by ref (or, for a row whose ref
+    was never learnt, by message), add the ones made outside kit. Returns (updated, added)."""
+    updated = added = 0
+    with _locked() as target:
+        current = _read(target)
+        by_ref = {r["ref"]: r for r in current if r["ref"]}
+        for item in sorted(remote, key=lambda s: s["ref"]):
+            fields = _clean({k: item.get(k) for k in ("status", "public_score", "private_score", "error")})
+            row = by_ref.get(str(item["ref"]))
+            if row is None:
+                row = next((r for r in current if not r["ref"] and r["status"] == "pending"
+                            and r["message"] == (item.get("message") or "")), None)  # fmt: skip
+            if row is not None:
+                before = dict(row)
+                row.update(fields, ref=str(item["ref"]))
+                updated += row != before
+            else:
+                row = {c: "" for c in COLUMNS}
+                row.update(
+                    id=uuid.uuid4().hex[:12],
+                    utc_time=item.get("utc_time") or "",
+                    file=item.get("file") or "",
+                    message=item.get("message") or "",
+                    ref=str(item["ref"]),
+                    **fields,
+                )
+                current.append(row)
+                added += 1
+            by_ref[row["ref"]] = row
+        _write(target, current)
+    return updated, added
+
+
+def to_csv() -> str:
+    with _locked() as target:
+        return target.read_text() if target.is_file() else ",".join(COLUMNS) + "\n"

@@ -1,0 +1,126 @@
+"""`kit submit`: validate, check quota and duplicates, upload, wait for the score, log it.
+
+The order guarantees what a Kaggler cares about: nothing leaves the machine before the file is valid, the
+quota is known and the content is new; the log row exists before the upload starts and only ever moves
+forward (failed -> never sent; pending -> sent, score unknown; complete / error -> Kaggle's verdict), so a
+crash or a lost connection after the upload leaves `pending`, never a false success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kit import kaggle_api, ledger, runs, submission
+from kit.errors import DataError, KitError, OfflineError, QuotaError
+
+
+@dataclass
+class Target:
+    """What is being submitted: the file, its content hash, the run it came from, the message."""
+
+    path: Path
+    sha256: str
+    run_id: str
+    cv_accuracy: float | None
+    message: str
+
+
+def resolve(ref: str | None, message: str | None) -> Target:
+    """A CSV path or a run id (None: the latest run) -> the file to submit and its default message."""
+    run_dir = None
+    if ref is not None and Path(ref).is_file():
+        path = Path(ref)
+        candidate = runs.runs_dir() / path.stem
+        run_dir = candidate if (candidate / "config.json").is_file() else None
+    else:
+        run_dir = runs.resolve(ref)
+        path = submission.submissions_dir() / f"{run_dir.name}.csv"
+        if not path.is_file():
+            metrics = runs.load_metrics(run_dir)
+            path = Path(metrics["submission"]) if metrics and metrics.get("submission") else path
+        if not path.is_file():
+            raise DataError(
+                f"Run {run_dir.name} has no submission file ({path}); finish its folds with `kit train --run-id "
+                f"{run_dir.name}`, or pass a CSV path."
+            )
+    run_id, cv, describe = "", None, path.name
+    if run_dir is not None:
+        config = runs.load_config(run_dir)
+        metrics = runs.load_metrics(run_dir) or {}
+        run_id, cv = run_dir.name, metrics.get("cv_accuracy")
+        what = config.get("recipe", {}).get("model") or config.get("kind", "run")
+        folds = config.get("recipe", {}).get("folds")
+        describe = f"{run_id} ({what}{f', {folds} folds' if folds and folds > 1 else ''})"
+        if cv is not None:
+            describe += f", CV {cv:.5f}"
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Target(path, sha, run_id, cv, message or f"kit: {describe}")
+
+
+def check(target: Target, expected_rows: int, force: bool) -> None:
+    """Validation and the duplicate check: everything that needs no network."""
+    submission.validate(target.path, expected_rows, consequence="nothing was uploaded")
+    previous = ledger.find_sha(target.sha256)
+    if previous is not None and not force:
+        score = f", public score {previous['public_score']}" if previous["public_score"] else ""
+        raise QuotaError(
+            f"This exact file was already submitted on {previous['utc_time']} (ref {previous['ref'] or '?'}, "
+            f"status {previous['status']}{score}); use --force to spend a submission on it again."
+        )
+
+
+def submit(
+    target: Target,
+    wait: bool,
+    timeout: float,
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
+    first_delay: float = 1.0,
+) -> dict[str, Any]:
+    """Check the quota, upload, log, and (with `wait`) poll until scored. Returns the last known state."""
+    api = kaggle_api.client()
+    left = kaggle_api.remaining_today(api)
+    if left is not None and left <= 0:
+        raise QuotaError(
+            "No submissions left today on Kaggle (the daily allowance resets at 00:00 UTC); try again then."
+        )
+    row = ledger.append(
+        run_id=target.run_id,
+        file=str(target.path),
+        sha256=target.sha256,
+        message=target.message,
+        cv_accuracy="" if target.cv_accuracy is None else f"{target.cv_accuracy:.5f}",
+        status="pending",
+    )
+    try:
+        ref = kaggle_api.upload(api, target.path, target.message)
+    except KitError as exc:
+        # The upload or the create call failed. If Kaggle said no, nothing was created; if the network
+        # failed, it may have been: keep the row pending so `kit leaderboard --sync` can settle it.
+        if isinstance(exc, OfflineError):
+            ledger.update(row, error=f"connection lost during upload: {exc}")
+        else:
+            ledger.update(row, status="failed", error=str(exc))
+        raise
+    ledger.update(row, ref=ref)
+    state: dict[str, Any] = {"ref": ref, "status": "pending", "public_score": "", "private_score": "", "error": ""}
+    if wait:
+        try:
+            state = kaggle_api.wait_for_score(api, ref, timeout, on_poll, first_delay=first_delay)
+        except KitError as exc:
+            ledger.update(row, error=f"lost contact while waiting for the score: {exc}")
+            raise
+        ledger.update(
+            row, status=state["status"], public_score=state["public_score"],
+            private_score=state["private_score"], error=state["error"],
+        )  # fmt: skip
+    return state
+
+
+def sync() -> tuple[int, int]:
+    """Fill in pending rows and add submissions made outside kit, from Kaggle's list. (updated, added)"""
+    api = kaggle_api.client()
+    return ledger.merge_remote(kaggle_api.list_submissions(api))

@@ -1,0 +1,190 @@
+"""`kit submit` and `kit leaderboard` through the real kaggle client against the fake Kaggle server."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kit import data, ledger, submission
+from tests.conftest import run_kit
+
+
+@pytest.fixture
+def installed(env, tiny, tmp_path):
+    archive = tmp_path / "digit-recognizer.zip"
+    archive.write_bytes(tiny.zip_bytes)
+    data.install_zip(archive, data.data_dir())
+    return tiny
+
+
+def _csv(path: Path, labels) -> Path:
+    return submission.write(np.asarray(labels), path)
+
+
+def _good(tmp_path, tiny, wrong: int = 30) -> tuple[Path, str]:
+    labels = tiny.test_y.copy()
+    labels[:wrong] = (labels[:wrong] + 1) % 10
+    expected = f"{(len(labels) - wrong) / len(labels):.5f}"
+    return _csv(tmp_path / "mine.csv", labels), expected
+
+
+def _kit(args, env, fake):
+    return run_kit(args, {**env, **fake.env()})
+
+
+def test_good_submission_prints_the_score_and_logs_one_row(env, installed, fake_kaggle, tmp_path):
+    path, expected = _good(tmp_path, installed)
+    result = _kit(["submit", str(path), "-m", "first try"], env, fake_kaggle)
+    assert result.returncode == 0, result.stderr
+    assert f"public score {expected}" in result.stdout
+    rows = ledger.rows()
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["status"] == "complete" and row["public_score"] == expected and row["message"] == "first try"
+    assert row["ref"] == str(fake_kaggle.submissions[0]["ref"]) and len(row["sha256"]) == 64
+    assert fake_kaggle.methods()[:3] == ["GetSubmissionLimits", "StartSubmissionUpload", "PUT"] or (
+        "StartSubmissionUpload" in fake_kaggle.methods() and "CreateSubmission" in fake_kaggle.methods()
+    )
+    table = _kit(["leaderboard"], env, fake_kaggle)
+    assert table.returncode == 0 and expected in table.stdout and "first try" in table.stdout
+    as_csv = _kit(["leaderboard", "--csv"], env, fake_kaggle)
+    assert as_csv.stdout.splitlines()[0].startswith("id,utc_time,run_id") and expected in as_csv.stdout
+
+
+@pytest.mark.parametrize(
+    ("mangle", "needle"),
+    [
+        (lambda t: t.replace("ImageId,Label", "Id,Label"), "the header is 'Id,Label'"),
+        (lambda t: "\n".join(t.splitlines()[:-1]) + "\n", "299 rows, expected 300"),
+        (lambda t: t.replace("\n5,", "\n4,", 1), "duplicate ImageId at line 6"),
+        (lambda t: t.replace("\n7,", "\n7,11\n#", 1).replace("\n#", "\n", 1), "Label is not an integer 0..9"),
+        (lambda t: t.replace("\n9,", "\n9,\n#", 1).replace("\n#", "\n", 1), "blank or NaN cells at line"),
+    ],
+    ids=["header", "rows", "duplicate-id", "label", "blank"],
+)
+def test_invalid_csv_is_never_uploaded(env, installed, fake_kaggle, tmp_path, mangle, needle):
+    path, _ = _good(tmp_path, installed)
+    path.write_text(mangle(path.read_text()))
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert needle in result.stderr and "nothing was uploaded" in result.stderr
+    assert fake_kaggle.calls == [] and ledger.rows() == []
+    alone = _kit(["validate", str(path)], env, fake_kaggle)
+    assert alone.returncode == 6 and needle in alone.stderr
+
+
+def test_quota_used_up_refuses_before_uploading(env, installed, fake_kaggle, tmp_path):
+    fake_kaggle.daily_limit = 0
+    path, _ = _good(tmp_path, installed)
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 7 and "No submissions left today" in result.stderr
+    assert "StartSubmissionUpload" not in fake_kaggle.methods() and ledger.rows() == []
+
+
+def test_duplicate_needs_force(env, installed, fake_kaggle, tmp_path):
+    path, _ = _good(tmp_path, installed)
+    assert _kit(["submit", str(path)], env, fake_kaggle).returncode == 0
+    again = _kit(["submit", str(path)], env, fake_kaggle)
+    assert again.returncode == 7 and "already submitted" in again.stderr and "--force" in again.stderr
+    assert len(fake_kaggle.submissions) == 1
+    forced = _kit(["submit", str(path), "--force"], env, fake_kaggle)
+    assert forced.returncode == 0, forced.stderr
+    assert len(fake_kaggle.submissions) == 2 and len(ledger.rows()) == 2
+
+
+def test_rejected_credentials(env, installed, fake_kaggle, tmp_path):
+    path, _ = _good(tmp_path, installed)
+    result = run_kit(["submit", str(path)], {**env, **fake_kaggle.env(), "KAGGLE_KEY": "wrong"})
+    assert result.returncode == 3 and "(401)" in result.stderr and "Traceback" not in result.stderr
+    assert fake_kaggle.submissions == [] and ledger.rows() == []
+
+
+def test_scoring_error_shows_kaggles_reason(env, installed, fake_kaggle, tmp_path):
+    fake_kaggle.test_labels = fake_kaggle.test_labels[:100]  # the server expects another row count
+    path, _ = _good(tmp_path, installed)
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 4
+    assert "Submission must have 100 rows; found 300" in result.stderr
+    row = ledger.rows()[0]
+    assert row["status"] == "error" and "100 rows" in row["error"]
+
+
+def test_server_dies_after_upload_leaves_pending_then_sync_settles_it(env, installed, fake_kaggle, tmp_path):
+    fake_kaggle.die_after = "CreateSubmission"
+    path, expected = _good(tmp_path, installed)
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 5 and "Could not reach Kaggle" in result.stderr
+    (row,) = ledger.rows()
+    assert row["status"] == "pending" and row["ref"] == str(fake_kaggle.submissions[0]["ref"])
+    assert row["public_score"] == ""
+
+    fake_kaggle.dead = False
+    fake_kaggle.die_after = None
+    fake_kaggle.submissions[0]["polls"] = 5  # Kaggle scored it meanwhile
+    # a submission made on the website, outside kit
+    outside_path, _ = _good(tmp_path, installed, wrong=3)
+    fake_kaggle.uploads["web"] = outside_path.read_bytes()
+    fake_kaggle.submissions.append({
+        "ref": 5, "description": "from the browser", "fileName": "web.csv", "date": fake_kaggle.submissions[0]["date"],
+        "score": "0.99000", "error": None, "polls": 5, "status": "COMPLETE",
+    })  # fmt: skip
+    synced = _kit(["leaderboard", "--sync"], env, fake_kaggle)
+    assert synced.returncode == 0, synced.stderr
+    assert "1 row(s) updated, 1 added" in synced.stdout
+    rows = {r["ref"]: r for r in ledger.rows()}
+    assert rows[row["ref"]]["status"] == "complete" and rows[row["ref"]]["public_score"] == expected
+    assert rows["5"]["message"] == "from the browser" and rows["5"]["public_score"] == "0.99000"
+    again = _kit(["leaderboard", "--sync"], env, fake_kaggle)
+    assert "0 row(s) updated, 0 added" in again.stdout and len(ledger.rows()) == 2
+
+
+def test_no_wait_and_dry_run(env, installed, fake_kaggle, tmp_path):
+    path, _ = _good(tmp_path, installed)
+    dry = _kit(["submit", str(path), "--dry-run"], env, fake_kaggle)
+    assert dry.returncode == 0 and "nothing was sent" in dry.stdout and fake_kaggle.calls == []
+    quick = _kit(["submit", str(path), "--no-wait"], env, fake_kaggle)
+    assert quick.returncode == 0 and "no score yet" in quick.stdout
+    assert "GetSubmission" not in fake_kaggle.methods()
+    assert ledger.rows()[0]["status"] == "pending"
+
+
+def test_latest_run_is_the_default_and_names_itself(env, installed, fake_kaggle, tmp_path):
+    run = Path(env["KIT_RUNS_DIR"]) / "20260101-000000-kitnet"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(
+        json.dumps({"kind": "train", "created_utc": "2026-01-01T00:00:00Z", "recipe": {"model": "kitnet", "folds": 5}})
+    )
+    (run / "metrics.json").write_text(json.dumps({"cv_accuracy": 0.9961}))
+    labels = installed.test_y
+    _csv(Path(env["KIT_SUBMISSIONS_DIR"]) / f"{run.name}.csv", labels)
+    result = _kit(["submit"], env, fake_kaggle)
+    assert result.returncode == 0, result.stderr
+    assert "kit: 20260101-000000-kitnet (kitnet, 5 folds), CV 0.99610" in result.stdout
+    row = ledger.rows()[0]
+    assert row["run_id"] == run.name and row["cv_accuracy"] == "0.99610" and row["public_score"] == "1.00000"
+    table = _kit(["leaderboard"], env, fake_kaggle)
+    assert "+0.00390" in table.stdout  # LB - CV
+
+
+def _append_many(folder: str, n: int) -> None:
+    import os
+
+    os.environ["KIT_SUBMISSIONS_DIR"] = folder
+    for i in range(n):
+        ledger.append(run_id=f"p{os.getpid()}-{i}", status="pending")
+
+
+def test_concurrent_appends_lose_no_row(env):
+    folder = env["KIT_SUBMISSIONS_DIR"]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(folder, 25)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    rows = ledger.rows()
+    assert len(rows) == 75 and len({r["run_id"] for r in rows}) == 75
