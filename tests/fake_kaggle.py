@@ -94,7 +94,7 @@ class FakeKaggle:
             labels = [int(r.split(",")[1]) for r in rows]
         except (IndexError, ValueError):
             return "", "Label column must contain integers."
-        right = sum(a == b for a, b in zip(labels, self.test_labels))
+        right = sum(a == b for a, b in zip(labels, self.test_labels, strict=True))
         return f"{right / len(self.test_labels):.5f}", None
 
     # ------------------------------------------------------------------------------------------ handlers
