@@ -1,0 +1,169 @@
+"""`kit train` on tiny data: artifacts and their shapes, OOF coverage, the seed model, --fold + resume,
+MirroredStrategy over two logical CPU devices, and the JAX backend."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kit import config, data, submission
+from tests.conftest import ROOT, run_kit
+
+
+@pytest.fixture
+def sample(env):
+    data.install_sample(data.data_dir())
+    return data.load_competition()
+
+
+def test_seed_model_is_the_notebooks(env):
+    from kit import models
+
+    model = models.build(config.recipe("seed"))
+    assert model.count_params() == 280_714
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [64, 64, 64]
+    assert model.output_shape == (None, 10)
+
+
+def test_assign_folds_covers_every_row_once():
+    from kit.train import assign_folds
+
+    labels = np.repeat(np.arange(10), 50)
+    folds = assign_folds(labels, 5, 0.1, seed=1)
+    assert set(np.unique(folds)) == set(range(5))
+    for k in range(5):  # stratified: each fold holds 10 of each digit
+        assert np.all(np.bincount(labels[folds == k], minlength=10) == 10)
+    holdout = assign_folds(labels, 1, 0.1, seed=1)
+    assert (holdout == 0).sum() == 50 and (holdout == -1).sum() == 450
+
+
+def test_recipe_overrides_are_validated():
+    from kit.errors import UsageError
+
+    assert config.recipe("kitnet", epochs=3, batch_size=None).epochs == 3
+    with pytest.raises(UsageError, match="--precision must be one of"):
+        config.recipe("kitnet", precision="int8")
+    with pytest.raises(UsageError, match="Unknown model 'resnet'"):
+        config.recipe("resnet")
+
+
+@pytest.mark.slow
+def test_kfold_run_writes_every_artifact(env, sample):
+    result = run_kit(["train", "--folds", "3", "--epochs", "1", "--run-id", "k3", "--batch-size", "64"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "device" in result.stdout and "CV (OOF)" in result.stdout
+    run = Path(env["KIT_RUNS_DIR"]) / "k3"
+    n, m = len(sample.train_labels), len(sample.test_images)
+    folds = np.load(run / "folds.npy")
+    assert folds.shape == (n,) and set(np.unique(folds)) == {0, 1, 2}
+    oof = np.load(run / "oof.npy")
+    assert oof.shape == (n, 10) and not np.isnan(oof).any()  # every row predicted by exactly one fold
+    np.testing.assert_allclose(oof.sum(1), 1, atol=1e-3)
+    covered = np.zeros(n, int)
+    for k in range(3):
+        fold = run / f"fold{k}"
+        assert {p.name for p in fold.iterdir()} >= {
+            "model.keras",
+            "history.json",
+            "val_probs.npy",
+            "test_probs.npy",
+            "metrics.json",
+        }
+        val = np.load(fold / "val_probs.npy")
+        assert val.shape == ((folds == k).sum(), 10)
+        np.testing.assert_array_equal(oof[folds == k], val)
+        covered[folds == k] += 1
+        assert np.load(fold / "test_probs.npy").shape == (m, 10)
+        assert len(json.loads((fold / "history.json").read_text())) == 1
+    assert np.all(covered == 1)
+    test_probs = np.load(run / "test_probs.npy")
+    assert test_probs.shape == (m, 10)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["cv_accuracy"] == pytest.approx((oof.argmax(1) == sample.train_labels).mean())
+    assert metrics["cv_rows"] == n and len(metrics["folds"]) == 3
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["recipe"]["folds"] == 3 and saved["recipe"]["epochs"] == 1 and saved["versions"]["keras"]
+    csv = Path(env["KIT_SUBMISSIONS_DIR"]) / "k3.csv"
+    submission.validate(csv, m)
+    labels = np.loadtxt(csv, delimiter=",", skiprows=1, dtype=int)[:, 1]
+    np.testing.assert_array_equal(labels, test_probs.argmax(1))
+
+
+@pytest.mark.slow
+def test_single_fold_then_resume_completes_the_run(env, sample):
+    args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "split", "--model", "seed"]
+    first = run_kit([*args, "--fold", "1"], env)
+    assert first.returncode == 0, first.stderr
+    assert "1/2 folds complete" in first.stdout
+    run = Path(env["KIT_RUNS_DIR"]) / "split"
+    assert (run / "fold1" / "metrics.json").is_file() and not (run / "fold0").exists()
+    assert not (run / "oof.npy").exists()
+    stamp = (run / "fold1" / "metrics.json").stat().st_mtime_ns
+
+    clash = run_kit(["train", "--run-id", "split", "--epochs", "2"], env)
+    assert clash.returncode == 8 and "different recipe" in clash.stderr
+
+    resumed = run_kit(["train", "--run-id", "split"], env)  # the saved recipe is reused
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run / "fold1" / "metrics.json").stat().st_mtime_ns == stamp  # fold 1 was not retrained
+    assert not np.isnan(np.load(run / "oof.npy")).any()
+    submission.validate(Path(env["KIT_SUBMISSIONS_DIR"]) / "split.csv", len(sample.test_images))
+
+
+@pytest.mark.slow
+def test_holdout_run_and_usage_errors(env, sample):
+    result = run_kit(["train", "--epochs", "1", "--run-id", "hold", "--limit", "600"], env)
+    assert result.returncode == 0, result.stderr
+    assert "holdout" in result.stdout
+    oof = np.load(Path(env["KIT_RUNS_DIR"]) / "hold" / "oof.npy")
+    assert oof.shape == (600, 10) and (~np.isnan(oof[:, 0])).sum() == 60
+
+    no_id = run_kit(["train", "--fold", "0"], env)
+    assert no_id.returncode == 2 and "--fold needs --run-id" in no_id.stderr
+    bad = run_kit(["train", "--precision", "int8"], env)
+    assert bad.returncode == 2 and "--precision must be one of" in bad.stderr
+
+
+_TRAIN_SNIPPET = """
+import sys
+from kit import config, data, device, train
+{setup}
+dev = device.setup("float32")
+comp = data.head(data.load_competition(), 400)
+r = config.recipe("kitnet", epochs=1, batch_size=64, folds=2)
+res = train.train_run(r, comp, "x", dev)
+print("REPLICAS", dev.replicas, "CV", res.metrics["cv_accuracy"], "BACKEND", dev.backend)
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(env, sample):
+    code = _TRAIN_SNIPPET.format(setup="device.split_cpu(2)")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "REPLICAS 2" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_jax_backend_trains(env, sample):
+    code = _TRAIN_SNIPPET.format(setup="")
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "KERAS_BACKEND": "jax"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "BACKEND jax" in result.stdout
