@@ -267,6 +267,97 @@ def _expected_rows(data_dir: Path | None) -> int:
     return meta["test_rows"] if meta else submission.REAL_TEST_ROWS
 
 
+# ------------------------------------------------------------------------------------ report, predict, blend
+
+
+RunArg = Annotated[str | None, typer.Argument(help="A run id or directory (default: the latest run).")]
+
+
+@app.command()
+def report(run: RunArg = None, data_dir: DataDir = None) -> None:
+    """Pictures and tables of a run: confusion matrix, worst mistakes, learning curves, per-class scores.
+
+    Writes confusion_matrix.png, misclassified.png and learning_curves.png into runs/RUN_ID/report/, from
+    the run's out-of-fold (or holdout) predictions.
+    """
+    from kit import data, runs
+    from kit import report as stage
+
+    run_dir = runs.resolve(run)
+    result = stage.write_report(run_dir, data.load_competition(data_dir))
+    table = Table(title=f"{run_dir.name}: {result.rows:,} OOF rows, accuracy {_pct(result.accuracy)}")
+    for column in ("digit", "precision", "recall", "support"):
+        table.add_column(column, justify="right")
+    for digit, precision, recall, support in result.per_class:
+        table.add_row(str(digit), _pct(precision), _pct(recall), f"{support:,}")
+    out.print(table)
+    pairs = ", ".join(f"{t} -> {p}: {n}" for t, p, n in result.confused) or "none"
+    out.print(f"[bold]most confused (true -> predicted)[/bold] {pairs}")
+    for picture in result.pictures:
+        out.print(f"wrote {picture}")
+
+
+@app.command()
+def predict(
+    run: Annotated[str, typer.Argument(help="The training run whose fold models predict.")],
+    tta: Annotated[bool, typer.Option("--tta", help="Average over shifted and rotated views of each image.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Re-predict test.csv with a run's saved fold models, optionally with test-time augmentation.
+
+    The OOF rows are re-predicted the same way, so the CV with and without TTA is shown side by side. The
+    result is saved as a new run (RUN_ID-tta or RUN_ID-predict) with its own submission CSV.
+    """
+    _quiet_tensorflow()
+    from kit import data, ensemble, runs
+
+    source = runs.resolve(run)
+    with out.status(f"Predicting with {source.name}'s fold models{' and TTA' if tta else ''}..."):
+        result = ensemble.predict_run(source, data.load_competition(data_dir), tta)
+    out.print(f"CV (OOF) {source.name}: {_pct(result.cv_before)}  ->  {result.run_dir.name}: "
+              f"[bold]{_pct(result.cv_after)}[/bold]")  # fmt: skip
+    out.print(f"test labels that changed: {result.changed:,}")
+    out.print(f"run directory: {result.run_dir}")
+    out.print(f"submission:    {result.submission}")
+
+
+@app.command()
+def blend(
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more runs to average.")],
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="Comma-separated weights, one per run (default: equal).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Submission path (default: submissions/BLEND_ID.csv).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Average the test probabilities of several runs into a new submission, recorded as a blend run.
+
+    When the runs share their folds, the blend's OOF CV is printed next to each run's, so you can see
+    whether blending helps before spending a submission.
+    """
+    from kit import data, ensemble, runs
+
+    try:
+        parsed = [float(w) for w in weights.split(",")] if weights else None
+    except ValueError:
+        raise UsageError(f"--weights must be comma-separated numbers, not '{weights}'.") from None
+    sources = [runs.resolve(r) for r in run_ids]
+    blend_id = output.stem if output else runs.new_id("blend")
+    labels = data.load_competition(data_dir).train_labels
+    result = ensemble.blend(sources, parsed, labels, blend_id, output)
+    table = Table(title=f"blend {result.run_dir.name}")
+    for column in ("run", "weight", "CV (OOF)"):
+        table.add_column(column, justify="right" if column != "run" else "left")
+    for (name, cv), w in zip(result.run_cv.items(), result.weights, strict=True):
+        table.add_row(name, f"{w:.3f}", _pct(cv))
+    table.add_row("[bold]blend", "", f"[bold]{_pct(result.cv)}" if result.cv is not None else "- (folds differ)")
+    out.print(table)
+    out.print(f"run directory: {result.run_dir}")
+    out.print(f"submission:    {result.submission}")
+
+
 # -------------------------------------------------------------------------------------------------- submit
 
 

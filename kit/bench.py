@@ -1,0 +1,125 @@
+"""`make bench`: training throughput of the seed notebook as written vs `kit train --model seed`, and the
+wall time of `kit train` (default recipe) to its holdout accuracy. All in one run, on the installed data.
+
+    python -m kit.bench [--epochs 3] [--skip-full]
+
+(a) the notebook as written: plain Keras, float32 inputs scaled in numpy, one-hot labels, batch 100;
+(b) kit's seed recipe on its fastest settings here (uint8 in, scaling in the model, the auto precision);
+both the same 280,714-parameter network on the same 9:1 split, images/s over the epochs after the first
+(the first traces the graph). Then (c) runs `kit train` end to end in a subprocess and times it.
+Figures are ratios measured in this run; docs/benchmarks.md records the ones we measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _steady_rate(model, x, y, x_val, y_val, batch_size: int, epochs: int) -> float:
+    import keras
+
+    ends: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_test_begin(self, logs=None):
+            ends.append(time.perf_counter() - self.start)
+
+    model.fit(x, y, validation_data=(x_val, y_val), batch_size=batch_size, epochs=epochs, verbose=0,
+              callbacks=[Clock()])  # fmt: skip
+    steady = ends[1:] or ends
+    return len(x) / float(np.median(steady))
+
+
+def notebook_as_written(comp, epochs: int) -> float:
+    """The seed notebook's code path: float32 arrays in [0, 1], one-hot labels, plain Keras, batch 100."""
+    import keras
+    from keras import layers
+    from sklearn.model_selection import train_test_split
+
+    keras.mixed_precision.set_global_policy("float32")
+    x = comp.train_images.astype("float32") / 255.0
+    y = keras.utils.to_categorical(comp.train_labels, 10)
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.1, random_state=2)
+    model = keras.models.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D(2, 2),
+            layers.Dropout(0.25),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D(2, 2),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+    assert model.count_params() == 280_714
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return _steady_rate(model, x_train, y_train, x_val, y_val, 100, epochs)
+
+
+def kit_seed(comp, epochs: int) -> tuple[float, str]:
+    """kit's seed recipe through kit's own training code (the auto precision)."""
+    from kit import config, device, train
+
+    recipe = config.recipe("seed", epochs=epochs)
+    dev = device.setup(recipe.precision)
+    folds = train.assign_folds(comp.train_labels, 1, recipe.holdout, recipe.seed)
+    eye = np.eye(10, dtype=np.float32)
+    fit, val = folds == -1, folds == 0
+    model = train.compile_model(recipe, dev, steps_per_epoch=-(-int(fit.sum()) // recipe.batch_size), seed=0)
+    rate = _steady_rate(
+        model, comp.train_images[fit], eye[comp.train_labels[fit]], comp.train_images[val],
+        eye[comp.train_labels[val]], recipe.batch_size, epochs,
+    )  # fmt: skip
+    return rate, dev.describe()
+
+
+def full_default_run() -> dict:
+    run_id = f"bench-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "kit", "train", "--run-id", run_id], check=True)
+    wall = time.perf_counter() - start
+    from kit import runs
+
+    metrics = runs.load_metrics(runs.runs_dir() / run_id) or {}
+    return {"run_id": run_id, "wall_s": wall, "holdout": metrics.get("cv_accuracy")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per throughput measurement (>= 2)")
+    parser.add_argument("--skip-full", action="store_true", help="skip the full default-recipe run")
+    args = parser.parse_args()
+
+    from kit import data
+
+    comp = data.load_competition()
+    print(f"data: {len(comp.train_labels):,} train rows ({comp.source}); {args.epochs} epochs per measurement")
+    baseline = notebook_as_written(comp, args.epochs)
+    print(f"(a) seed notebook as written (float32, batch 100): {baseline:8,.0f} img/s   1.00x", flush=True)
+    rate, where = kit_seed(comp, args.epochs)
+    print(f"(b) kit train --model seed [{where}]: {rate:8,.0f} img/s   {rate / baseline:.2f}x", flush=True)
+    result = {"notebook_img_s": baseline, "kit_seed_img_s": rate, "ratio": rate / baseline, "device": where}
+    if not args.skip_full:
+        full = full_default_run()
+        print(f"(c) kit train (default recipe): holdout {full['holdout']:.4%} in {full['wall_s']:.0f} s wall")
+        result.update(full)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""`kit report`, `kit predict --tta` and `kit blend` on a small 2-fold run made here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kit import data, submission
+from tests.conftest import ROOT, run_kit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A 2-fold, 1-epoch run on the sample data, and the environment that finds it."""
+    root = tmp_path_factory.mktemp("made")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(HOME=str(root), KIT_DATA_DIR=str(root / "data"), KIT_RUNS_DIR=str(root / "runs"),
+               KIT_SUBMISSIONS_DIR=str(root / "subs"), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT),
+               COLUMNS="200")  # fmt: skip
+    data.install_sample(Path(env["KIT_DATA_DIR"]))
+    result = run_kit(["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed"], env)
+    assert result.returncode == 0, result.stderr
+    return env, Path(env["KIT_RUNS_DIR"]) / "r1"
+
+
+@pytest.fixture
+def in_env(made, monkeypatch):
+    env, run = made
+    for key in ("KIT_DATA_DIR", "KIT_RUNS_DIR", "KIT_SUBMISSIONS_DIR"):
+        monkeypatch.setenv(key, env[key])
+    return run
+
+
+def test_report_pictures_and_tables(made):
+    env, run = made
+    result = run_kit(["report"], env)  # the latest run
+    assert result.returncode == 0, result.stderr
+    assert "precision" in result.stdout and "most confused" in result.stdout
+    import matplotlib.image
+
+    for name in ("confusion_matrix.png", "misclassified.png", "learning_curves.png"):
+        picture = run / "report" / name
+        assert picture.is_file() and f"wrote {picture}" in result.stdout.replace("\n", "")
+        pixels = matplotlib.image.imread(picture)
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 500, (name, pixels.shape)
+        assert pixels.std() > 0.01  # not a blank image
+
+
+def test_confusion_counts_equal_oof_rows(in_env, tmp_path):
+    from kit import report
+
+    comp = data.load_competition()
+    rows, y_true, probs = report.oof_predictions(in_env, comp)
+    assert len(rows) == len(comp.train_labels)  # 2 folds cover every row
+    counts = report.confusion_png(y_true, probs.argmax(1), tmp_path / "cm.png", "t")
+    assert counts.sum() == len(rows) and counts.shape == (10, 10)
+    assert np.trace(counts) == (probs.argmax(1) == y_true).sum()
+
+
+def test_tta_with_zero_shift_equals_plain_prediction(in_env):
+    from kit import ensemble
+
+    comp = data.load_competition()
+    assert ensemble.augmented(comp.test_images, (0, 0, 0)) is comp.test_images
+    shifted = ensemble.augmented(comp.test_images[:5], (1, 0, 0))
+    np.testing.assert_array_equal(shifted[:, :, 1:], comp.test_images[:5, :, :-1])  # one pixel to the right
+    plain = ensemble.predict_run(in_env, comp, tta=True, views=[(0, 0, 0)])
+    np.testing.assert_allclose(np.load(plain.run_dir / "test_probs.npy"), np.load(in_env / "test_probs.npy"),
+                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(np.load(plain.run_dir / "oof.npy"), np.load(in_env / "oof.npy"), atol=1e-5)
+    assert plain.changed == 0 and plain.cv_after == pytest.approx(plain.cv_before)
+
+
+def test_predict_tta_cli(made):
+    env, run = made
+    result = run_kit(["predict", "r1", "--tta"], env)
+    assert result.returncode == 0, result.stderr
+    assert "CV (OOF) r1" in result.stdout and "r1-tta" in result.stdout and "test labels that changed" in result.stdout
+    csv = Path(env["KIT_SUBMISSIONS_DIR"]) / "r1-tta.csv"
+    submission.validate(csv, 500)
+    config = json.loads((Path(env["KIT_RUNS_DIR"]) / "r1-tta" / "config.json").read_text())
+    assert config["kind"] == "predict" and config["source"] == "r1" and len(config["views"]) == 7
+
+
+def test_blend_of_a_run_with_itself_is_the_run(in_env):
+    from kit import ensemble
+
+    labels = data.load_competition().train_labels
+    result = ensemble.blend([in_env, in_env], [1, 3], labels, "self-blend")
+    np.testing.assert_allclose(np.load(result.run_dir / "test_probs.npy"), np.load(in_env / "test_probs.npy"),
+                               atol=1e-6)  # fmt: skip
+    metrics = json.loads((in_env / "metrics.json").read_text())
+    assert result.cv == pytest.approx(metrics["cv_accuracy"])
+    assert result.submission.read_text() == (Path(metrics["submission"])).read_text()
+
+
+def test_blend_cli_records_a_blend_run(made, tmp_path):
+    env, _ = made
+    assert run_kit(["predict", "r1"], env).returncode == 0
+    out = tmp_path / "my-blend.csv"
+    result = run_kit(["blend", "r1", "r1-predict", "--weights", "2,1", "-o", str(out)], env)
+    assert result.returncode == 0, result.stderr
+    assert "blend" in result.stdout and "r1-predict" in result.stdout
+    submission.validate(out, 500)
+    config = json.loads((Path(env["KIT_RUNS_DIR"]) / "my-blend" / "config.json").read_text())
+    assert config["kind"] == "blend" and config["inputs"] == ["r1", "r1-predict"]
+    assert config["weights"] == pytest.approx([2 / 3, 1 / 3])
+    bad = run_kit(["blend", "r1"], env)
+    assert bad.returncode == 2 and "at least two runs" in bad.stderr
