@@ -17,7 +17,7 @@ venv: $(STAMP)
 # The main job end to end on the offline sample: data -> a short training -> a valid submission.
 demo: $(STAMP)
 	KIT_DATA_DIR=data/sample $(BIN)/kit download --sample
-	KIT_DATA_DIR=data/sample $(BIN)/kit train --epochs 3 --run-id demo-$$(date -u +%Y%m%d-%H%M%S)
+	KIT_DATA_DIR=data/sample $(BIN)/kit train --epochs 8 --run-id demo-$$(date -u +%Y%m%d-%H%M%S)
 	KIT_DATA_DIR=data/sample $(BIN)/kit validate $$(ls -t submissions/demo-*.csv | head -n 1)
 
 test: $(STAMP)

@@ -6,7 +6,6 @@ stays fast and never authenticates with Kaggle.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -37,7 +36,9 @@ DataDir = Annotated[
 
 
 def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter (oneDNN, CUDA probes)
+    from kit.device import import_keras_quietly
+
+    import_keras_quietly()
 
 
 def _pct(x: float | None) -> str:

@@ -41,6 +41,23 @@ class Device:
         return f"{where} ({hardware}) | keras {self.backend} | {self.policy}{xla}{extra}"
 
 
+def import_keras_quietly() -> None:
+    """Import Keras (and TensorFlow) with C++ start-up logging silenced.
+
+    TensorFlow's native code logs oneDNN and CUDA-probe notices straight to file descriptor 2 at import,
+    before TF_CPP_MIN_LOG_LEVEL applies; kit's output is cleaner without them. Python errors still surface.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as f:
