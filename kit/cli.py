@@ -76,6 +76,11 @@ def download(
     if meta and not force and (meta["source"] == "sample") == sample:
         out.print(f"Data already in {dest} ({_describe(meta)}); nothing to do (--force installs it again).")
         return
+    if meta and not force and sample:
+        raise UsageError(
+            f"{dest} holds the real competition data; put the sample elsewhere with --data-dir (or $KIT_DATA_DIR), "
+            "or pass --force to replace the real data with it."
+        )
     if sample:
         meta = data.install_sample(dest)
     elif from_zip:

@@ -58,18 +58,23 @@ PRESETS: dict[str, Recipe] = {
         zoom=0.0,
         shift=0.0,
     ),
-    # Our best: BN CNN with stride-2 convolutions (after the top public ensembles), one-cycle, augmentation.
+    # Our best, tuned on the shared data (docs/benchmarks.md): kitnet's stride-2 5x5 convolutions in place of
+    # pooling (after the best public ensembles), one-cycle Adam, label smoothing, light dropout, and
+    # rotation/zoom/shift augmentation. No batch norm: in mixed bfloat16 on this CPU it cut training
+    # throughput from 3,172 to 981 img/s (after the stride convs only: 2,046), and within the 5-minute
+    # budget it did not pay (90/10 holdout, seed 42: BN after stride convs, 14 epochs, 99.43 %; none, 16
+    # epochs, 99.43 %; none, 20 epochs at batch 256, 99.43 %). Batch 256: +9 % img/s over 128.
     "kitnet": Recipe(
         model="kitnet",
-        epochs=18,
-        batch_size=128,
+        epochs=16,
+        batch_size=256,
         learning_rate=3e-3,
         schedule="onecycle",
         warmup=0.2,
         weight_decay=0.0,
-        label_smoothing=0.1,
-        dropout=0.4,
-        batchnorm="stride",
+        label_smoothing=0.05,
+        dropout=0.25,
+        batchnorm="none",
         augment=True,
         rotation=10.0,
         zoom=0.1,

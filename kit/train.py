@@ -78,6 +78,9 @@ def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) ->
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing),
             metrics=["accuracy"],
             jit_compile=device.jit_compile,
+            # 16 steps per call into the compiled graph instead of 1: less per-step dispatch overhead.
+            # Measured here (kitnet, bf16, batch 256): +9 % images/s (2,838 -> 3,086).
+            steps_per_execution=16,
         )
     return model
 

@@ -130,6 +130,19 @@ def test_sample_is_kaggle_shaped_and_says_so(env):
     assert time.perf_counter() - start < 1
 
 
+def test_sample_never_silently_replaces_real_data(env, tiny, tmp_path):
+    archive = tmp_path / "digit-recognizer.zip"
+    archive.write_bytes(tiny.zip_bytes)
+    assert run_kit(["download", "--from-zip", str(archive)], env).returncode == 0
+    refused = run_kit(["download", "--sample"], env)
+    assert refused.returncode == 2 and "holds the real competition data" in refused.stderr
+    assert data.read_meta(data.data_dir())["source"] == "zip"
+    # and real data replaces a sample without --force
+    assert run_kit(["download", "--sample", "--force"], env).returncode == 0
+    assert run_kit(["download", "--from-zip", str(archive)], env).returncode == 0
+    assert data.read_meta(data.data_dir())["source"] == "zip"
+
+
 def test_help_imports_neither_kaggle_nor_tensorflow(env):
     import subprocess
     import sys
