@@ -214,6 +214,8 @@ def _fold_progress():
                     f"val_acc {_pct(logs.get('val_accuracy'))}  {logs['images_per_s']:,.0f} img/s"
                 )
                 progress.update(tasks[fold], total=epochs, completed=epoch, stats=stats)
+                if not out.is_terminal:  # logs and pipes get a line per epoch instead of a live bar
+                    progress.console.print(f"fold {fold + 1} epoch {epoch}/{epochs}  {stats}", highlight=False)
 
             yield on_fold_start, on_epoch
 

@@ -11,6 +11,7 @@ on the TensorFlow backend.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ def import_keras_quietly() -> None:
     before TF_CPP_MIN_LOG_LEVEL applies; kit's output is cleaner without them. Python errors still surface.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # tf.function retracing notices when each fold's fresh model predicts: expected, not actionable.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
