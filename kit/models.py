@@ -55,7 +55,8 @@ def _conv(x: keras.KerasTensor, filters: int, kernel: int, bn: bool, strides: in
 
 
 def kitnet(r: Recipe, seed: int = 0) -> keras.Model:
-    """BN CNN with stride-2 5x5 convolutions instead of pooling, as in the best public MNIST ensembles."""
+    """Stride-2 5x5 convolutions instead of pooling, as in the best public MNIST ensembles; batch norm after
+    every conv, after the stride convs only, or none (`Recipe.batchnorm`)."""
     inputs = keras.Input((28, 28, 1))
     x = layers.Rescaling(1 / 255.0)(inputs)
     for layer in augmentation(r, seed):
