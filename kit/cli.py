@@ -6,7 +6,9 @@ stays fast and never authenticates with Kaggle.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -142,7 +144,6 @@ def train(
     The recipe is a preset from kit/config.py with these options applied; the effective recipe is saved
     in runs/RUN_ID/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
     """
-    _quiet_tensorflow()
     from kit import config, data, device, runs, train
 
     if fold is not None and run_id is None:
@@ -170,6 +171,7 @@ def train(
         if limit < 20:
             raise UsageError(f"--limit must be at least 20 rows, not {limit}.")
         comp = data.head(comp, limit)
+    _quiet_tensorflow()  # after the cheap checks: a usage error should not wait for TensorFlow to load
     dev = device.setup(recipe.precision)
     run_id = run_id or runs.new_id(recipe.model)
     out.print(f"[bold]device[/bold] {dev.describe()}")
@@ -186,40 +188,35 @@ def train(
     _render_result(result, recipe.folds)
 
 
-def _fold_progress():
+@contextlib.contextmanager
+def _fold_progress() -> Iterator[tuple[Callable, Callable]]:
     """A rich progress bar per fold: epoch, loss, accuracy, validation accuracy, images/s."""
-    import contextlib
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    @contextlib.contextmanager
-    def context():
-        columns = (
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("epochs"),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=out) as progress:
-            tasks: dict[int, int] = {}
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs"),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=out) as progress:
+        tasks: dict[int, int] = {}
 
-            def on_fold_start(fold: int, total: int) -> None:
-                tasks[fold] = progress.add_task(f"fold {fold + 1}/{total}", total=None, stats="")
+        def on_fold_start(fold: int, total: int) -> None:
+            tasks[fold] = progress.add_task(f"fold {fold + 1}/{total}", total=None, stats="")
 
-            def on_epoch(fold: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-                stats = (
-                    f"loss {logs.get('loss', float('nan')):.4f}  acc {_pct(logs.get('accuracy'))}  "
-                    f"val_acc {_pct(logs.get('val_accuracy'))}  {logs['images_per_s']:,.0f} img/s"
-                )
-                progress.update(tasks[fold], total=epochs, completed=epoch, stats=stats)
-                if not out.is_terminal:  # logs and pipes get a line per epoch instead of a live bar
-                    progress.console.print(f"fold {fold + 1} epoch {epoch}/{epochs}  {stats}", highlight=False)
+        def on_epoch(fold: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+            stats = (
+                f"loss {logs.get('loss', float('nan')):.4f}  acc {_pct(logs.get('accuracy'))}  "
+                f"val_acc {_pct(logs.get('val_accuracy'))}  {logs['images_per_s']:,.0f} img/s"
+            )
+            progress.update(tasks[fold], total=epochs, completed=epoch, stats=stats)
+            if not out.is_terminal:  # logs and pipes get a line per epoch instead of a live bar
+                progress.console.print(f"fold {fold + 1} epoch {epoch}/{epochs}  {stats}", highlight=False)
 
-            yield on_fold_start, on_epoch
-
-    return context()
+        yield on_fold_start, on_epoch
 
 
 def _render_result(result, total_folds: int) -> None:

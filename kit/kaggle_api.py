@@ -150,28 +150,26 @@ def _submission(item: Any) -> dict[str, Any]:
     }
 
 
-def _competitions(api: Any) -> Any:
-    return api.build_kaggle_client()
+def _ask(api: Any, method: str, request: Any, what: str) -> Any:
+    """One call of the kagglesdk competitions client (no retries: kit decides when to ask again)."""
+
+    def send() -> Any:
+        with api.build_kaggle_client() as kaggle:
+            return getattr(kaggle.competitions.competition_api_client, method)(request)
+
+    return call(send, what)
 
 
 def remaining_today(api: Any) -> int | None:
     """Submissions Kaggle still allows today, or None where the server does not say."""
-    import requests
     from kagglesdk.competitions.types.competition_api_service import ApiGetSubmissionLimitsRequest
 
     request = ApiGetSubmissionLimitsRequest()
     request.competition_name = COMPETITION
-
-    def ask() -> Any:
-        with _competitions(api) as kaggle:
-            return kaggle.competitions.competition_api_client.get_submission_limits(request)
-
     try:
-        limits = call(ask, "check today's submission quota")
+        limits = _ask(api, "get_submission_limits", request, "check today's submission quota")
     except KaggleError:
-        return None  # an older server without the limits call: the upload itself will tell
-    except requests.HTTPError:  # pragma: no cover - mapped by call()
-        return None
+        return None  # a server without the limits call: the upload itself will tell
     return int(limits.num_allowed_now)
 
 
@@ -206,12 +204,7 @@ def get_submission(api: Any, ref: int) -> dict[str, Any]:
 
     request = ApiGetSubmissionRequest()
     request.ref = int(ref)
-
-    def ask() -> Any:
-        with _competitions(api) as kaggle:
-            return kaggle.competitions.competition_api_client.get_submission(request)
-
-    return _submission(call(ask, "check the submission's status"))
+    return _submission(_ask(api, "get_submission", request, "check the submission's status"))
 
 
 def list_submissions(api: Any, pages: int = 10) -> list[dict[str, Any]]:
@@ -225,12 +218,7 @@ def list_submissions(api: Any, pages: int = 10) -> list[dict[str, Any]]:
         request.competition_name = COMPETITION
         request.page_size = 100
         request.page_token = token
-
-        def ask(request: Any = request) -> Any:
-            with _competitions(api) as kaggle:
-                return kaggle.competitions.competition_api_client.list_submissions(request)
-
-        response = call(ask, "list your submissions")
+        response = _ask(api, "list_submissions", request, "list your submissions")
         found += [_submission(s) for s in response.submissions or []]
         token = response.next_page_token or ""
         if not token:

@@ -78,7 +78,6 @@ def submit(
     wait: bool,
     timeout: float,
     on_poll: Callable[[dict[str, Any]], None] | None = None,
-    first_delay: float = 1.0,
 ) -> dict[str, Any]:
     """Check the quota, upload, log, and (with `wait`) poll until scored. Returns the last known state."""
     api = kaggle_api.client()
@@ -109,7 +108,7 @@ def submit(
     state: dict[str, Any] = {"ref": ref, "status": "pending", "public_score": "", "private_score": "", "error": ""}
     if wait:
         try:
-            state = kaggle_api.wait_for_score(api, ref, timeout, on_poll, first_delay=first_delay)
+            state = kaggle_api.wait_for_score(api, ref, timeout, on_poll)
         except KitError as exc:
             ledger.update(row, error=f"lost contact while waiting for the score: {exc}")
             raise
