@@ -76,6 +76,8 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
     """Re-predict test.csv (and the OOF rows) with the run's saved fold models, optionally with TTA."""
     import keras
 
+    import kit.layers  # noqa: F401  (registers kit's layers, which the saved models use)
+
     views = (views if views is not None else TTA_VIEWS) if tta else [(0, 0, 0)]
     config = runs.load_config(source)
     if config.get("kind") != "train":

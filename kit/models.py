@@ -13,17 +13,14 @@ import keras
 from keras import layers
 
 from kit.config import Recipe
+from kit.layers import BatchNorm, RandomAffine
 
 
 def augmentation(r: Recipe, seed: int) -> list[layers.Layer]:
-    """Random rotation, zoom and shift, active in training only (empty when augmentation is off)."""
+    """Random rotation, zoom and shift in one warp, active in training only (empty when augmentation is off)."""
     if not r.augment:
         return []
-    return [
-        layers.RandomRotation(r.rotation / 360.0, fill_mode="constant", seed=seed),
-        layers.RandomZoom(r.zoom, r.zoom, fill_mode="constant", seed=seed + 1),
-        layers.RandomTranslation(r.shift, r.shift, fill_mode="constant", seed=seed + 2),
-    ]
+    return [RandomAffine(r.rotation, r.zoom, r.shift, seed=seed)]
 
 
 def seed(r: Recipe, seed: int = 0) -> keras.Model:
@@ -50,7 +47,7 @@ def seed(r: Recipe, seed: int = 0) -> keras.Model:
 def _conv(x: keras.KerasTensor, filters: int, kernel: int, bn: bool, strides: int = 1, padding: str = "valid"):
     x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=not bn)(x)
     if bn:
-        x = layers.BatchNormalization()(x)
+        x = BatchNorm()(x)
     return layers.Activation("relu")(x)
 
 

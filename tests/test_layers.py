@@ -1,0 +1,51 @@
+"""kit's two layers: the fused BatchNorm computes what Keras' does, RandomAffine warps only in training and
+does what its limits say, and a model using both survives a save/load round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from kit.layers import BatchNorm, RandomAffine  # noqa: E402
+
+
+def test_fused_batchnorm_matches_keras():
+    x = np.random.default_rng(0).normal(2.0, 3.0, (16, 6, 6, 5)).astype("float32")
+    ours, theirs = BatchNorm(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
+    ours.build(x.shape), theirs.build(x.shape)
+    # training: normalised with the batch's own statistics
+    np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), atol=1e-5)
+    # the moving statistics moved the same way (the fused kernel's variance is Bessel-corrected: n = 576)
+    np.testing.assert_allclose(ours.moving_mean, theirs.moving_mean, rtol=1e-5)
+    np.testing.assert_allclose(ours.moving_variance, theirs.moving_variance, rtol=5e-3)
+    # inference: normalised with the moving statistics
+    np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), atol=5e-3)
+
+
+def test_random_affine_limits():
+    image = np.zeros((4, 28, 28, 1), "float32")
+    image[:, 4:24, 13:15] = 1.0  # a vertical bar in the middle
+    assert np.array_equal(RandomAffine(10, 0.1, 0.1)(image, training=False), image)  # inference: untouched
+    assert np.array_equal(RandomAffine(0, 0, 0, seed=1)(image, training=True), image)  # zero limits: identity
+    shifted = np.asarray(RandomAffine(0, 0, 0.1, seed=1)(image, training=True))
+    columns = shifted[..., 0].sum(axis=1).argmax(axis=1)  # where each bar went
+    assert np.all(np.abs(columns - 13.5) <= 3.5) and len(set(columns)) > 1  # moved, by at most 10 % of 28
+    rotated = np.asarray(RandomAffine(45, 0, 0, seed=2)(image, training=True))
+    assert rotated.shape == image.shape and not np.allclose(rotated, image)
+    assert abs(rotated.sum() - image.sum()) / image.sum() < 0.1  # a rotation keeps the ink
+
+
+def test_model_with_kit_layers_round_trips(tmp_path):
+    inputs = keras.Input((28, 28, 1))
+    x = RandomAffine(10, 0.1, 0.1, seed=3)(inputs)
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(x)
+    x = BatchNorm()(x)
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(1).uniform(0, 1, (8, 28, 28, 1)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert [type(layer).__name__ for layer in loaded.layers] == [type(layer).__name__ for layer in model.layers]
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
