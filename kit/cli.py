@@ -44,7 +44,7 @@ def _quiet_tensorflow() -> None:
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f} %"
+    return "-" if x is None else f"{100 * x:.3f} %"
 
 
 # ------------------------------------------------------------------------------------------------ download
@@ -127,6 +127,10 @@ def train(
     augment: Annotated[
         bool | None, typer.Option("--augment/--no-augment", help="Random rotation/zoom/shift while training.")
     ] = None,
+    tta: Annotated[
+        bool | None,
+        typer.Option("--tta/--no-tta", help="Predict OOF and test rows as the mean over 7 shifted/rotated views."),
+    ] = None,
     fold: Annotated[
         int | None, typer.Option("--fold", help="Train only fold I of a K-fold run (needs --run-id).")
     ] = None,
@@ -156,6 +160,7 @@ def train(
         seed=seed,
         precision=precision,
         augment=augment,
+        tta=tta,
     )
     existing = runs.runs_dir() / run_id / "config.json" if run_id else None
     if existing is not None and existing.is_file():
@@ -220,26 +225,26 @@ def _fold_progress() -> Iterator[tuple[Callable, Callable]]:
 
 
 def _render_result(result, total_folds: int) -> None:
+    tta = any(m.get("tta_views", 1) > 1 for m in result.fold_metrics)
     table = Table(title=f"run {result.run_dir.name}")
-    for column in ("fold", "accuracy", "val rows", "img/s", "seconds"):
+    columns = ("fold", "accuracy" + (" (TTA)" if tta else ""), *(("without TTA",) if tta else ()), "val rows",
+               "img/s", "seconds")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
     for m in result.fold_metrics:
+        plain = (_pct(m.get("accuracy_plain")),) if tta else ()
         table.add_row(
-            str(m["fold"]),
-            _pct(m["accuracy"]),
-            f"{m['val_rows']:,}",
-            f"{m['images_per_s']:,.0f}",
+            str(m["fold"]), _pct(m["accuracy"]), *plain, f"{m['val_rows']:,}", f"{m['images_per_s']:,.0f}",
             f"{m['seconds']:.0f}",
-        )
+        )  # fmt: skip
     if result.metrics:
         label = "CV (OOF)" if total_folds > 1 else "holdout"
+        metrics = result.metrics
+        plain = (_pct(metrics.get("cv_accuracy_plain")),) if tta else ()
         table.add_row(
-            label,
-            f"[bold]{_pct(result.metrics['cv_accuracy'])}",
-            f"{result.metrics['cv_rows']:,}",
-            f"{result.metrics['images_per_s']:,.0f}",
-            f"{result.metrics['train_seconds']:.0f}",
-        )
+            label, f"[bold]{_pct(metrics['cv_accuracy'])}", *plain, f"{metrics['cv_rows']:,}",
+            f"{metrics['images_per_s']:,.0f}", f"{metrics['train_seconds']:.0f}",
+        )  # fmt: skip
     out.print(table)
     out.print(f"run directory: {result.run_dir}")
     if result.submission:

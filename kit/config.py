@@ -31,6 +31,7 @@ class Recipe:
     rotation: float  # degrees, +-
     zoom: float  # fraction, +-
     shift: float  # fraction of the side, +-
+    tta: bool = False  # predict OOF and test rows as the mean over kit.ensemble.TTA_VIEWS (shifted/rotated views)
     folds: int = 1  # 1 = one model on a stratified 90/10 split; K >= 2 = stratified K-fold ensemble
     holdout: float = 0.1  # folds=1 only: the validation fraction
     seed: int = 42

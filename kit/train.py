@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import runs, submission
+from kit import config, ensemble, runs, submission
 from kit.config import Recipe
 from kit.data import Competition
 from kit.device import Device
@@ -25,6 +25,8 @@ from kit.errors import RunError, UsageError
 
 # on_epoch(fold, epoch, epochs, logs) is called after every epoch; logs has loss, accuracy, val_accuracy,
 # val_loss and images_per_s. The CLI renders it; stages print nothing.
+IDENTITY = (0, 0, 0)  # the TTA view that leaves the image alone
+
 EpochHook = Callable[[int, int, int, dict[str, float]], None]
 
 
@@ -150,8 +152,10 @@ def train_fold(
         callbacks=[timer],
     )
     history = timer.rows
-    val_probs = model.predict(x_val, batch_size=1024, verbose=0).astype(np.float32)
-    test_probs = model.predict(comp.test_images, batch_size=1024, verbose=0).astype(np.float32)
+    plain = ensemble.predict(model, x_val, [IDENTITY])
+    views = ensemble.TTA_VIEWS if r.tta else [IDENTITY]
+    val_probs = ensemble.predict(model, x_val, views) if r.tta else plain
+    test_probs = ensemble.predict(model, comp.test_images, views)
     accuracy = float((val_probs.argmax(1) == comp.train_labels[val]).mean())
 
     fold_dir = run_dir / f"fold{fold}"
@@ -163,7 +167,9 @@ def train_fold(
     rates = [h["images_per_s"] for h in history[1:]] or [history[0]["images_per_s"]]  # epoch 1 traces
     metrics = {
         "fold": fold,
-        "accuracy": accuracy,
+        "accuracy": accuracy,  # of the saved OOF probabilities (with TTA when the recipe says so)
+        "accuracy_plain": float((plain.argmax(1) == comp.train_labels[val]).mean()),
+        "tta_views": len(views),
         "val_rows": int(val.sum()),
         "train_rows": int(train.sum()),
         "epochs": r.epochs,
@@ -211,7 +217,7 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
     if config_path.is_file():
         saved = runs.read_json(config_path)
         mine = {k: v for k, v in r.to_dict().items() if k != "precision"}
-        theirs = {k: v for k, v in saved.get("recipe", {}).items() if k != "precision"}
+        theirs = {k: v for k, v in config.from_dict(saved.get("recipe", {})).to_dict().items() if k != "precision"}
         diff = [f"{k} {theirs.get(k)!r} vs {v!r}" for k, v in mine.items() if theirs.get(k) != v]
         if saved.get("data") != data:
             diff.append(f"data {saved.get('data')} vs {data}")
@@ -268,6 +274,10 @@ def train_run(
     return RunResult(run_dir, fold_metrics, trained, metrics, csv)
 
 
+def _weighted(pairs: list[tuple[float, int]]) -> float:
+    return float(sum(a * n for a, n in pairs) / max(1, sum(n for _, n in pairs)))
+
+
 def merge(
     run_dir: Path, comp: Competition, folds: np.ndarray, fold_metrics: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], Path]:
@@ -287,6 +297,8 @@ def merge(
     metrics = {
         "cv_accuracy": cv,
         "cv_rows": int(seen.sum()),
+        # without TTA, from each fold's plain accuracy (equal to cv_accuracy when the recipe has no TTA)
+        "cv_accuracy_plain": _weighted([(m.get("accuracy_plain", m["accuracy"]), m["val_rows"]) for m in fold_metrics]),
         "folds": [{k: m[k] for k in ("fold", "accuracy", "val_rows", "images_per_s", "seconds")} for m in fold_metrics],
         "images_per_s": float(np.mean([m["images_per_s"] for m in fold_metrics])),
         "train_seconds": float(sum(m["seconds"] for m in fold_metrics)),

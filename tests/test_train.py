@@ -97,6 +97,35 @@ def test_kfold_run_writes_every_artifact(env, sample):
 
 
 @pytest.mark.slow
+def test_training_with_tta_saves_tta_probabilities(env, sample):
+    """With --tta, the OOF and test probabilities are the saved model's mean over the TTA views."""
+    import keras
+
+    import kit.layers  # noqa: F401
+    from kit import ensemble
+
+    args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "t2", "--batch-size", "64", "--tta"]
+    result = run_kit(args, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "without TTA" in result.stdout
+    run = Path(env["KIT_RUNS_DIR"]) / "t2"
+    assert json.loads((run / "config.json").read_text())["recipe"]["tta"] is True
+    folds = np.load(run / "folds.npy")
+    model = keras.saving.load_model(run / "fold0" / "model.keras")
+    fold_metrics = json.loads((run / "fold0" / "metrics.json").read_text())
+    assert fold_metrics["tta_views"] == len(ensemble.TTA_VIEWS) > 1
+    rows = sample.train_images[folds == 0]
+    tta = ensemble.predict(model, rows, ensemble.TTA_VIEWS)
+    np.testing.assert_allclose(np.load(run / "fold0" / "val_probs.npy"), tta, atol=1e-4)
+    plain = ensemble.predict(model, rows, [(0, 0, 0)])
+    labels = sample.train_labels[folds == 0]
+    assert fold_metrics["accuracy_plain"] == pytest.approx((plain.argmax(1) == labels).mean())
+    assert fold_metrics["accuracy"] == pytest.approx((tta.argmax(1) == labels).mean())
+    test_tta = ensemble.predict(model, sample.test_images, ensemble.TTA_VIEWS)
+    np.testing.assert_allclose(np.load(run / "fold0" / "test_probs.npy"), test_tta, atol=1e-4)
+
+
+@pytest.mark.slow
 def test_single_fold_then_resume_completes_the_run(env, sample):
     args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "split", "--model", "seed"]
     first = run_kit([*args, "--fold", "1"], env)
@@ -119,11 +148,14 @@ def test_single_fold_then_resume_completes_the_run(env, sample):
 
 @pytest.mark.slow
 def test_holdout_run_and_usage_errors(env, sample):
-    result = run_kit(["train", "--epochs", "1", "--run-id", "hold", "--limit", "600"], env)
+    result = run_kit(["train", "--epochs", "1", "--run-id", "hold", "--limit", "600", "--no-tta"], env)
     assert result.returncode == 0, result.stderr
-    assert "holdout" in result.stdout
-    oof = np.load(Path(env["KIT_RUNS_DIR"]) / "hold" / "oof.npy")
+    assert "holdout" in result.stdout and "without TTA" not in result.stdout
+    run = Path(env["KIT_RUNS_DIR"]) / "hold"
+    oof = np.load(run / "oof.npy")
     assert oof.shape == (600, 10) and (~np.isnan(oof[:, 0])).sum() == 60
+    fold_metrics = json.loads((run / "fold0" / "metrics.json").read_text())
+    assert fold_metrics["tta_views"] == 1 and fold_metrics["accuracy_plain"] == fold_metrics["accuracy"]
 
     no_id = run_kit(["train", "--fold", "0"], env)
     assert no_id.returncode == 2 and "--fold needs --run-id" in no_id.stderr
