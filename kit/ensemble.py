@@ -41,9 +41,11 @@ def augmented(images: np.ndarray, view: tuple[float, float, float]) -> np.ndarra
         return images
     import keras
 
+    # One transform row per image: the TensorFlow backend broadcasts a single row, the JAX backend does not.
+    transforms = np.tile(np.array(_transform(*view), "float32"), (len(images), 1))
     out = keras.ops.image.affine_transform(
-        images.astype("float32"), np.array(_transform(*view), "float32"), interpolation="bilinear",
-        fill_mode="constant", data_format="channels_last",
+        images.astype("float32"), transforms, interpolation="bilinear", fill_mode="constant",
+        data_format="channels_last",
     )  # fmt: skip
     return np.clip(np.round(keras.ops.convert_to_numpy(out)), 0, 255).astype(np.uint8)
 

@@ -169,7 +169,8 @@ from kit import config, data, device, train
 {setup}
 dev = device.setup("float32")
 comp = data.head(data.load_competition(), 400)
-r = config.recipe("kitnet", epochs=1, batch_size=64, folds=2)
+# batch norm on, TTA on: kit's fused BatchNorm (TensorFlow) or its Keras fallback (JAX), and the TTA warps
+r = config.recipe("kitnet", epochs=1, batch_size=64, folds=2, batchnorm="all", tta=True)
 res = train.train_run(r, comp, "x", dev)
 print("REPLICAS", dev.replicas, "CV", res.metrics["cv_accuracy"], "BACKEND", dev.backend)
 """
