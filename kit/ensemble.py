@@ -7,7 +7,6 @@ so `kit submit` and the leaderboard log name it and show its CV like any run.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,34 +18,23 @@ from kit import runs, submission
 from kit.data import Competition
 from kit.errors import RunError, UsageError
 
+IDENTITY = (0, 0, 0)  # the view that leaves the image alone
 # (dx, dy, degrees): the identity, one-pixel shifts in four directions, and +-8 degree rotations.
-TTA_VIEWS: list[tuple[float, float, float]] = [(0, 0, 0), (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 8),
+TTA_VIEWS: list[tuple[float, float, float]] = [IDENTITY, (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 8),
                                                (0, 0, -8)]  # fmt: skip
-
-
-def _transform(dx: float, dy: float, degrees: float) -> list[float]:
-    """The projective transform (a0, a1, a2, b0, b1, b2, c0, c1) mapping output to input pixels: a rotation
-    about the image centre followed by a shift of (dx, dy) pixels."""
-    theta = math.radians(degrees)
-    cos, sin = math.cos(theta), math.sin(theta)
-    cx = cy = 13.5
-    a2 = cx - cos * cx + sin * cy - dx
-    b2 = cy - sin * cx - cos * cy - dy
-    return [cos, -sin, a2, sin, cos, b2, 0.0, 0.0]
 
 
 def augmented(images: np.ndarray, view: tuple[float, float, float]) -> np.ndarray:
     """`images` (uint8 N,28,28,1) seen through one TTA view, still uint8 (the models scale inside)."""
-    if view == (0, 0, 0):
+    if view == IDENTITY:
         return images
     import keras
 
-    # One transform row per image: the TensorFlow backend broadcasts a single row, the JAX backend does not.
-    transforms = np.tile(np.array(_transform(*view), "float32"), (len(images), 1))
-    out = keras.ops.image.affine_transform(
-        images.astype("float32"), transforms, interpolation="bilinear", fill_mode="constant",
-        data_format="channels_last",
-    )  # fmt: skip
+    from kit.layers import warp
+
+    dx, dy, degrees = (np.full(len(images), value, "float32") for value in view)
+    ones = np.ones(len(images), "float32")
+    out = warp(images, np.radians(degrees), ones, ones, dx, dy)
     return np.clip(np.round(keras.ops.convert_to_numpy(out)), 0, 255).astype(np.uint8)
 
 
@@ -80,7 +68,7 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
 
     import kit.layers  # noqa: F401  (registers kit's layers, which the saved models use)
 
-    views = (views if views is not None else TTA_VIEWS) if tta else [(0, 0, 0)]
+    views = (views if views is not None else TTA_VIEWS) if tta else [IDENTITY]
     config = runs.load_config(source)
     if config.get("kind") != "train":
         raise RunError(f"{source.name} is a {config.get('kind')} run; re-predict the training runs it came from.")

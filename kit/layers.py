@@ -20,6 +20,24 @@ import keras
 from keras import layers, ops
 
 
+def warp(images, theta, zoom_x, zoom_y, dx, dy):
+    """`images` (N, H, W, C) warped one by one: each of theta (radians), zoom_x, zoom_y and dx, dy (pixels)
+    holds one value per image. Rotation and scale about the centre, then the shift; bilinear, zero fill;
+    float32 out. Shared by RandomAffine (random values) and kit.ensemble's TTA views (fixed values)."""
+    height, width = images.shape[1], images.shape[2]
+    cos, sin = ops.cos(theta), ops.sin(theta)
+    # Output pixel -> input pixel: rotate and scale about the centre, then shift.
+    a0, a1, b0, b1 = cos * zoom_x, -sin * zoom_y, sin * zoom_x, cos * zoom_y
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    a2 = cx - a0 * cx - a1 * cy - dx
+    b2 = cy - b0 * cx - b1 * cy - dy
+    zero = ops.zeros_like(cos)
+    transform = ops.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
+    return ops.image.affine_transform(
+        ops.cast(images, "float32"), transform, interpolation="bilinear", fill_mode="constant"
+    )
+
+
 @keras.saving.register_keras_serializable(package="kit")
 class RandomAffine(layers.Layer):
     """Training-only random affine warp: rotation in +-`rotation` degrees, zoom in +-`zoom` (height and width
@@ -41,18 +59,7 @@ class RandomAffine(layers.Layer):
         theta = uniform(self.rotation * math.pi / 180.0)
         zoom_x, zoom_y = 1.0 + uniform(self.zoom), 1.0 + uniform(self.zoom)
         dx, dy = uniform(self.shift) * width, uniform(self.shift) * height
-        cos, sin = ops.cos(theta), ops.sin(theta)
-        # Output pixel -> input pixel: rotate and scale about the centre, then shift.
-        a0, a1, b0, b1 = cos * zoom_x, -sin * zoom_y, sin * zoom_x, cos * zoom_y
-        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-        a2 = cx - a0 * cx - a1 * cy - dx
-        b2 = cy - b0 * cx - b1 * cy - dy
-        zero = ops.zeros_like(cos)
-        transform = ops.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
-        warped = ops.image.affine_transform(
-            ops.cast(images, "float32"), transform, interpolation="bilinear", fill_mode="constant"
-        )
-        return ops.cast(warped, self.compute_dtype)
+        return ops.cast(warp(images, theta, zoom_x, zoom_y, dx, dy), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -25,8 +25,6 @@ from kit.errors import RunError, UsageError
 
 # on_epoch(fold, epoch, epochs, logs) is called after every epoch; logs has loss, accuracy, val_accuracy,
 # val_loss and images_per_s. The CLI renders it; stages print nothing.
-IDENTITY = (0, 0, 0)  # the TTA view that leaves the image alone
-
 EpochHook = Callable[[int, int, int, dict[str, float]], None]
 
 
@@ -152,8 +150,8 @@ def train_fold(
         callbacks=[timer],
     )
     history = timer.rows
-    plain = ensemble.predict(model, x_val, [IDENTITY])
-    views = ensemble.TTA_VIEWS if r.tta else [IDENTITY]
+    plain = ensemble.predict(model, x_val, [ensemble.IDENTITY])
+    views = ensemble.TTA_VIEWS if r.tta else [ensemble.IDENTITY]
     val_probs = ensemble.predict(model, x_val, views) if r.tta else plain
     test_probs = ensemble.predict(model, comp.test_images, views)
     accuracy = float((val_probs.argmax(1) == comp.train_labels[val]).mean())

@@ -37,6 +37,18 @@ def test_random_affine_limits():
     assert abs(rotated.sum() - image.sum()) / image.sum() < 0.1  # a rotation keeps the ink
 
 
+def test_tta_views_move_the_image_as_named():
+    from kit import ensemble
+
+    image = np.zeros((2, 28, 28, 1), np.uint8)
+    image[:, 6:22, 10:18] = 200
+    right = ensemble.augmented(image, (1, 0, 0))  # dx = +1: one pixel to the right
+    np.testing.assert_array_equal(right[:, :, 1:], image[:, :, :-1])
+    down = ensemble.augmented(image, (0, 1, 0))  # dy = +1: one pixel down
+    np.testing.assert_array_equal(down[:, 1:], image[:, :-1])
+    assert ensemble.augmented(image, ensemble.IDENTITY) is image
+
+
 def test_model_with_kit_layers_round_trips(tmp_path):
     inputs = keras.Input((28, 28, 1))
     x = RandomAffine(10, 0.1, 0.1, seed=3)(inputs)
