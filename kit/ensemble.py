@@ -18,6 +18,7 @@ from kit import runs, submission
 from kit.data import Competition
 from kit.errors import RunError, UsageError
 
+PREDICT_BATCH = 1024
 IDENTITY = (0, 0, 0)  # the view that leaves the image alone
 # (dx, dy, degrees): the identity, one-pixel shifts in four directions, and +-8 degree rotations.
 TTA_VIEWS: list[tuple[float, float, float]] = [IDENTITY, (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 8),
@@ -38,12 +39,33 @@ def augmented(images: np.ndarray, view: tuple[float, float, float]) -> np.ndarra
     return np.clip(np.round(keras.ops.convert_to_numpy(out)), 0, 255).astype(np.uint8)
 
 
-def predict(model: Any, images: np.ndarray, views: list[tuple[float, float, float]]) -> np.ndarray:
-    """Mean softmax of `model` over the views of `images`."""
+def predict(
+    model: Any, images: np.ndarray, views: list[tuple[float, float, float]], distributed: bool = False
+) -> np.ndarray:
+    """Mean softmax of `model` over the views of `images`.
+
+    Chunks go in one `predict_on_batch` call each rather than through `model.predict`'s tf.data iterator:
+    measured here (kitnet, bf16, 28,000 images, 3 rounds), 21,400-29,900 img/s through `predict`,
+    38,600-45,400 img/s this way (the same slow-mode iterator effect as in kit.train.fit). A model built
+    under a distribution strategy (`distributed`) predicts through `model.predict`,
+    which splits each batch across the replicas."""
     total = np.zeros((len(images), 10), np.float64)
     for view in views:
-        total += model.predict(augmented(images, view), batch_size=1024, verbose=0)
+        seen = augmented(images, view)
+        if distributed:
+            total += model.predict(seen, batch_size=PREDICT_BATCH, verbose=0)
+            continue
+        for first in range(0, len(seen), PREDICT_BATCH):
+            total[first : first + PREDICT_BATCH] += keras_numpy(
+                model.predict_on_batch(seen[first : first + PREDICT_BATCH])
+            )
     return (total / len(views)).astype(np.float32)
+
+
+def keras_numpy(x: Any) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(x))
 
 
 def _folds(run_dir: Path) -> list[int]:
