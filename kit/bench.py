@@ -4,7 +4,8 @@ wall time of `kit train` (default recipe) to its holdout accuracy. All in one ru
     python -m kit.bench [--epochs 3] [--skip-full]
 
 (a) the notebook as written: plain Keras, float32 inputs scaled in numpy, one-hot labels, batch 100;
-(b) kit's seed recipe on its fastest settings here (uint8 in, scaling in the model, the auto precision);
+(b) kit's seed recipe through kit's training loop (uint8 in, scaling in the model, the auto precision, one
+`train_on_batch` call per batch);
 both the same 280,714-parameter network on the same 9:1 split, images/s of each epoch after the first
 (the first traces the graph), median and best. Then (c) runs `kit train` end to end in a subprocess and times it.
 Figures are ratios measured in this run; docs/benchmarks.md records the ones we measured.
@@ -72,7 +73,7 @@ def notebook_as_written(comp, epochs: int) -> list[float]:
 
 
 def kit_seed(comp, epochs: int) -> tuple[list[float], str]:
-    """kit's seed recipe through kit's own training code (the auto precision)."""
+    """kit's seed recipe through kit's own training loop (kit.train.fit) at the auto precision."""
     from kit import config, device, train
 
     recipe = config.recipe("seed", epochs=epochs)
@@ -81,11 +82,12 @@ def kit_seed(comp, epochs: int) -> tuple[list[float], str]:
     eye = np.eye(10, dtype=np.float32)
     fit, val = folds == -1, folds == 0
     model = train.compile_model(recipe, dev, steps_per_epoch=-(-int(fit.sum()) // recipe.batch_size), seed=0)
-    rates = _steady_rates(
+    history = train.fit(
         model, comp.train_images[fit], eye[comp.train_labels[fit]], comp.train_images[val],
-        eye[comp.train_labels[val]], recipe.batch_size, epochs,
+        eye[comp.train_labels[val]], recipe, dev, seed=0,
     )  # fmt: skip
-    return rates, dev.describe()
+    rates = [row["images_per_s"] for row in history]
+    return rates[1:] or rates, dev.describe()
 
 
 def _fmt(rates: list[float]) -> str:
@@ -116,10 +118,10 @@ def main() -> None:
     import_keras_quietly()
     comp = data.load_competition()
     print(f"data: {len(comp.train_labels):,} train rows ({comp.source}); {args.epochs} epochs per measurement")
-    # Throughput on this machine comes in modes (whole epochs run at ~1,850, ~3,400 or ~4,000 img/s with
-    # nothing else running), so (a) and (b) alternate, every epoch after the first is timed, and both the
-    # median and the best epoch are reported. The best epoch is the code's speed with the least interference
-    # (what `timeit` reports, for the same reason); the median is what a run of that length saw.
+    # Through `model.fit`'s tf.data iterator, whole epochs run on one core or on two at random (see
+    # kit.train.fit), so (a) and (b) alternate, every epoch after the first is timed, and both the median and
+    # the best epoch are reported. The median is what a run of that length saw; the best epoch is the code's
+    # speed with the least interference (what `timeit` reports, for the same reason).
     rates_a: list[float] = []
     rates_b: list[float] = []
     for n in range(args.rounds):

@@ -54,6 +54,42 @@ def test_recipe_overrides_are_validated():
         config.recipe("resnet")
 
 
+class RecordingModel:
+    """Stands in for a compiled Keras model: records what kit.train.fit feeds it."""
+
+    def __init__(self):
+        self.batches: list[np.ndarray] = []
+
+    def train_on_batch(self, x, y, return_dict=False):
+        assert len(x) == len(y) and return_dict
+        self.batches.append(x[:, 0].copy())
+        return {"loss": 0.5, "accuracy": 0.75}
+
+    def evaluate(self, x, y, batch_size, verbose, return_dict):
+        return {"loss": 0.25, "accuracy": 0.9}
+
+
+def test_fit_feeds_every_row_once_an_epoch_in_a_new_order():
+    from kit.device import Device
+    from kit.train import fit
+
+    x = np.arange(70)[:, None]  # row i holds the value i
+    y = np.zeros((70, 10), np.float32)
+    r = config.recipe("kitnet", epochs=3, batch_size=32)
+    device = Device("tensorflow", "cpu", ["cpu"], "float32", "float32", False)
+    model, seen = RecordingModel(), []
+    rows = fit(model, x, y, x[:5], y[:5], r, device, seed=7, on_epoch=lambda epoch, row: seen.append(epoch))
+
+    assert [len(b) for b in model.batches] == [32, 32, 6] * 3  # the partial last batch is trained on too
+    orders = [np.concatenate(model.batches[i : i + 3]) for i in (0, 3, 6)]
+    for order in orders:
+        assert sorted(order) == list(range(70))
+    assert not np.array_equal(orders[0], orders[1])
+    assert seen == [1, 2, 3] and len(rows) == 3
+    assert rows[0]["loss"] == pytest.approx(0.5) and rows[0]["accuracy"] == pytest.approx(0.75)
+    assert rows[0]["val_accuracy"] == pytest.approx(0.9) and rows[0]["images_per_s"] > 0
+
+
 @pytest.mark.slow
 def test_kfold_run_writes_every_artifact(env, sample):
     result = run_kit(["train", "--folds", "3", "--epochs", "1", "--run-id", "k3", "--batch-size", "64"], env)
@@ -200,3 +236,19 @@ def test_jax_backend_trains(env, sample):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "BACKEND jax" in result.stdout
+
+
+@pytest.mark.slow
+def test_bench_measures_both_recipes(env, sample):
+    """`make bench` stays runnable: (a) and (b) measured on the installed data, the ratio printed as JSON."""
+    result = subprocess.run(
+        [sys.executable, "-m", "kit.bench", "--epochs", "2", "--rounds", "1", "--skip-full"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for stat in ("median", "best"):
+        assert summary[stat]["notebook_img_s"] > 0 and summary[stat]["kit_seed_img_s"] > 0
+        assert summary[stat]["ratio"] == pytest.approx(
+            summary[stat]["kit_seed_img_s"] / summary[stat]["notebook_img_s"]
+        )
