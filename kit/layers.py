@@ -1,5 +1,5 @@
-"""Two Keras layers kit's models use, each a faster drop-in for stock Keras layers (Keras 3 API; saved models
-record them as `kit>RandomAffine` and `kit>BatchNorm`, so import this module before loading one).
+"""Keras layers kit's models use, each a faster drop-in for stock Keras layers (Keras 3 API; saved models
+record them as `kit>RandomAffine`, `kit>BatchNorm` and `kit>Dropout`, so import this module before loading one).
 
 - `RandomAffine`: random rotation, zoom and shift in ONE resampling of the image, where Keras'
   RandomRotation + RandomZoom + RandomTranslation resample it three times. Measured here (kitnet, bf16,
@@ -10,6 +10,10 @@ record them as `kit>RandomAffine` and `kit>BatchNorm`, so import this module bef
   Measured here (kitnet with BN after every conv, bf16, batch 256): 1,489-1,602 img/s with Keras' layer,
   3,166-3,303 with this one (2.1x); no BN at all runs at 4,685-4,814. Same weights and config as the
   Keras layer; on other backends it is the Keras layer.
+- `Dropout`: keras.layers.Dropout that, on TensorFlow, draws its mask as bytes, four elements per 32-bit
+  random number, where Keras draws one float per element. Measured here on a bf16 (256, 12, 12, 32) tensor,
+  the size of kitnet's first dropout: 4.57 ms with Keras' dropout, 2.17 ms this way (random numbers alone:
+  2.58 ms as floats, 0.90 ms as bytes).
 """
 
 from __future__ import annotations
@@ -102,3 +106,24 @@ class BatchNorm(layers.BatchNormalization):
                 epsilon=self.epsilon, is_training=False,
             )  # fmt: skip
         return ops.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="kit")
+class Dropout(layers.Dropout):
+    """Dropout whose keep/drop decisions are random bytes on TensorFlow: an element is kept when its byte is
+    at least round(rate * 256), so the rate is used to the nearest 1/256 (0.25 exactly). Other backends, and
+    a `noise_shape`, take Keras' own path."""
+
+    def call(self, inputs, training=False):
+        if not training or self.rate <= 0 or self.noise_shape is not None or keras.backend.backend() != "tensorflow":
+            return super().call(inputs, training=training)
+        import tensorflow as tf
+
+        threshold = min(255, round(self.rate * 256))
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), 2**31 - 1), tf.int32)
+        size = tf.size(inputs)
+        words = tf.random.stateless_uniform([(size + 3) // 4], seed, minval=None, maxval=None, dtype=tf.uint32)
+        random_bytes = tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:size]
+        keep = tf.reshape(random_bytes >= threshold, tf.shape(inputs))
+        scale = tf.cast(256.0 / (256 - threshold), inputs.dtype)
+        return tf.where(keep, inputs * scale, tf.zeros_like(inputs))

@@ -13,7 +13,7 @@ import keras
 from keras import layers
 
 from kit.config import Recipe
-from kit.layers import BatchNorm, RandomAffine
+from kit.layers import BatchNorm, Dropout, RandomAffine
 
 
 def augmentation(r: Recipe, seed: int) -> list[layers.Layer]:
@@ -33,7 +33,7 @@ def seed(r: Recipe, seed: int = 0) -> keras.Model:
             layers.Conv2D(64, 3, activation="relu"),
             layers.Conv2D(64, 3, activation="relu"),
             layers.MaxPooling2D(2),
-            layers.Dropout(r.dropout),
+            Dropout(r.dropout),
             layers.Conv2D(64, 3, activation="relu"),
             layers.MaxPooling2D(2),
             layers.Flatten(),
@@ -63,10 +63,10 @@ def kitnet(r: Recipe, seed: int = 0) -> keras.Model:
         x = _conv(x, filters, 3, every)
         x = _conv(x, filters, 3, every)
         x = _conv(x, filters, 5, stride, strides=2, padding="same")
-        x = layers.Dropout(r.dropout)(x)
+        x = Dropout(r.dropout)(x)
     x = _conv(x, 128, 4, stride)
     x = layers.Flatten()(x)
-    x = layers.Dropout(r.dropout)(x)
+    x = Dropout(r.dropout)(x)
     outputs = layers.Dense(10, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="kitnet")
 

@@ -1,5 +1,6 @@
-"""kit's two layers: the fused BatchNorm computes what Keras' does, RandomAffine warps only in training and
-does what its limits say, and a model using both survives a save/load round trip."""
+"""kit's layers: the fused BatchNorm computes what Keras' does, RandomAffine warps only in training and does
+what its limits say, Dropout drops at its rate and scales what it keeps, and a model using them survives a
+save/load round trip."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from kit.layers import BatchNorm, RandomAffine  # noqa: E402
+from kit.layers import BatchNorm, Dropout, RandomAffine  # noqa: E402
 
 
 def test_fused_batchnorm_matches_keras():
@@ -49,11 +50,28 @@ def test_tta_views_move_the_image_as_named():
     assert ensemble.augmented(image, ensemble.IDENTITY) is image
 
 
+@pytest.mark.parametrize("rate", [0.25, 0.4])
+def test_dropout_drops_at_its_rate_and_rescales(rate):
+    x = np.ones((64, 12, 12, 32), "float32")
+    layer = Dropout(rate, seed=5)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)  # inference: untouched
+    first = keras.ops.convert_to_numpy(layer(x, training=True))
+    second = keras.ops.convert_to_numpy(layer(x, training=True))
+    kept = first != 0
+    assert abs(1 - kept.mean() - rate) < 0.01  # 294,912 draws: the rate, to within 1 %
+    np.testing.assert_allclose(first[kept], 1 / (1 - round(rate * 256) / 256), rtol=1e-6)
+    assert abs(first.mean() - 1) < 0.02  # the expected activation is unchanged
+    assert not np.array_equal(first, second)  # a new mask every call
+    mask_a, mask_b = kept[:32].reshape(-1), kept[32:].reshape(-1)  # and no repeating pattern inside one
+    assert 0.4 < (mask_a == mask_b).mean() < 0.9
+
+
 def test_model_with_kit_layers_round_trips(tmp_path):
     inputs = keras.Input((28, 28, 1))
     x = RandomAffine(10, 0.1, 0.1, seed=3)(inputs)
     x = keras.layers.Conv2D(4, 3, use_bias=False)(x)
     x = BatchNorm()(x)
+    x = Dropout(0.25)(x)
     outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))
     model = keras.Model(inputs, outputs)
     images = np.random.default_rng(1).uniform(0, 1, (8, 28, 28, 1)).astype("float32")
