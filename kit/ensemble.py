@@ -56,16 +56,8 @@ def predict(
             total += model.predict(seen, batch_size=PREDICT_BATCH, verbose=0)
             continue
         for first in range(0, len(seen), PREDICT_BATCH):
-            total[first : first + PREDICT_BATCH] += keras_numpy(
-                model.predict_on_batch(seen[first : first + PREDICT_BATCH])
-            )
+            total[first : first + PREDICT_BATCH] += model.predict_on_batch(seen[first : first + PREDICT_BATCH])
     return (total / len(views)).astype(np.float32)
-
-
-def keras_numpy(x: Any) -> np.ndarray:
-    import keras
-
-    return np.asarray(keras.ops.convert_to_numpy(x))
 
 
 def _folds(run_dir: Path) -> list[int]:
