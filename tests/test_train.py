@@ -55,7 +55,8 @@ def test_recipe_overrides_are_validated():
 
 
 class RecordingModel:
-    """Stands in for a compiled Keras model: records what kit.train.fit feeds it."""
+    """Stands in for a compiled Keras model: records what kit.train.fit feeds it, through `train_on_batch` (the
+    first batch of an epoch on TensorFlow, every batch elsewhere) and `train_function` (the rest on TensorFlow)."""
 
     def __init__(self):
         self.batches: list[np.ndarray] = []
@@ -65,18 +66,29 @@ class RecordingModel:
         self.batches.append(x[:, 0].copy())
         return {"loss": 0.5, "accuracy": 0.75}
 
-    def evaluate(self, x, y, batch_size, verbose, return_dict):
-        return {"loss": 0.25, "accuracy": 0.9}
+    def train_function(self, iterator):
+        ((x, y, weights),) = list(iterator)
+        assert len(x) == len(y) and weights is None
+        self.batches.append(x[:, 0].copy())
+        return {"loss": 0.5, "accuracy": 0.75}
+
+    def predict_on_batch(self, x):
+        return np.eye(10, dtype=np.float32)[np.arange(len(x)) % 2]  # right on the even rows (labels 0)
+
+    def loss(self, y, probs):
+        return 0.25
 
 
-def test_fit_feeds_every_row_once_an_epoch_in_a_new_order():
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_fit_feeds_every_row_once_an_epoch_in_a_new_order(backend):
     from kit.device import Device
     from kit.train import fit
 
     x = np.arange(70)[:, None]  # row i holds the value i
     y = np.zeros((70, 10), np.float32)
+    y[:, 0] = 1
     r = config.recipe("kitnet", epochs=3, batch_size=32)
-    device = Device("tensorflow", "cpu", ["cpu"], "float32", "float32", False)
+    device = Device(backend, "cpu", ["cpu"], "float32", "float32", False)
     model, seen = RecordingModel(), []
     rows = fit(model, x, y, x[:5], y[:5], r, device, seed=7, on_epoch=lambda epoch, row: seen.append(epoch))
 
@@ -87,14 +99,39 @@ def test_fit_feeds_every_row_once_an_epoch_in_a_new_order():
     assert not np.array_equal(orders[0], orders[1])
     assert seen == [1, 2, 3] and len(rows) == 3
     assert rows[0]["loss"] == pytest.approx(0.5) and rows[0]["accuracy"] == pytest.approx(0.75)
-    assert rows[0]["val_accuracy"] == pytest.approx(0.9) and rows[0]["images_per_s"] > 0
+    assert rows[0]["val_accuracy"] == pytest.approx(0.6) and rows[0]["val_loss"] == pytest.approx(0.25)
+    assert rows[0]["images_per_s"] > 0
+
+
+def test_fit_trains_a_real_model_on_every_batch():
+    """kit.train.fit on a real compiled model: one optimizer step per batch, the partial one included; the
+    validation loss is the compiled loss, as `evaluate` computes it."""
+    from kit import device as kit_device
+    from kit.train import compile_model, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (70, 28, 28, 1), dtype=np.uint8)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 70)]
+    r = config.recipe("seed", epochs=2, batch_size=32, precision="float32")
+    device = kit_device.setup(r.precision)
+    model = compile_model(r, device, steps_per_epoch=3, seed=0)
+    rows = fit(model, x, y, x[:10], y[:10], r, device, seed=1)
+
+    assert int(model.optimizer.iterations) == 6
+    assert len(rows) == 2
+    for row in rows:
+        assert np.isfinite(row["loss"]) and row["loss"] > 0 and 0 <= row["accuracy"] <= 1
+        assert 0 <= row["val_accuracy"] <= 1 and np.isfinite(row["val_loss"])
+    assert rows[-1]["val_loss"] == pytest.approx(model.evaluate(x[:10], y[:10], verbose=0)[0], rel=1e-4)
 
 
 @pytest.mark.slow
 def test_kfold_run_writes_every_artifact(env, sample):
-    result = run_kit(["train", "--folds", "3", "--epochs", "1", "--run-id", "k3", "--batch-size", "64"], env)
+    args = ["train", "--folds", "3", "--epochs", "1", "--run-id", "k3", "--batch-size", "64", "--jobs", "2"]
+    result = run_kit(args, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "device" in result.stdout and "CV (OOF)" in result.stdout
+    assert "workers" in result.stdout and "fold 3 epoch 1/1" in result.stdout  # worker processes' progress
     run = Path(env["KIT_RUNS_DIR"]) / "k3"
     n, m = len(sample.train_labels), len(sample.test_images)
     folds = np.load(run / "folds.npy")

@@ -1,0 +1,77 @@
+"""kit.parallel: how folds share the cores, and the worker scheduler (with stand-in worker commands)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import pytest
+
+from kit import config, parallel
+from kit.device import Device
+from kit.errors import RunError
+
+
+def test_threads_give_the_last_worker_every_core():
+    # 5 folds, 2 jobs, 2 cores: four folds run in pairs on one thread each, the fifth alone on two.
+    plan = [parallel.threads_for(2, 2, not_started) for not_started in (5, 4, 3, 2, 1)]
+    assert plan == [1, 1, 1, 1, 2]
+    assert parallel.threads_for(16, 5, 5) == 3 and parallel.threads_for(1, 4, 4) == 1
+
+
+def test_auto_jobs_only_splits_cpu_runs_with_several_folds(monkeypatch):
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    cpu = Device("tensorflow", "cpu", ["cpu"], "float32", "float32", False)
+    gpu = Device("tensorflow", "gpu", ["gpu:0"], "float16", "mixed_float16", True)
+    assert parallel.auto_jobs(cpu, 5) == 2 and parallel.auto_jobs(cpu, 1) == 1
+    assert parallel.auto_jobs(gpu, 5) == 1
+    assert parallel.auto_jobs(Device("tensorflow", "cpu", ["a", "b"], "float32", "float32", False, object()), 5) == 1
+
+
+def _fake_worker(script: str):
+    """A worker command running `script` with FOLD and THREADS set."""
+    return lambda fold, threads: [sys.executable, "-c", f"FOLD, THREADS = {fold}, {threads}\n{script}"]
+
+
+def test_run_workers_forwards_events_and_keeps_to_the_job_limit(tmp_path):
+    script = f"""
+import json, time
+print("TensorFlow noise on stdout")
+print({parallel.EVENT!r} + json.dumps({{"fold": FOLD, "threads": THREADS, "start": time.time()}}), flush=True)
+time.sleep(0.5)
+print({parallel.EVENT!r} + json.dumps({{"fold": FOLD, "end": time.time()}}), flush=True)
+"""
+    started, events = [], []
+    parallel.run_workers(_fake_worker(script), [0, 1, 2], 2, tmp_path, started.append, events.append, n_cores=2)
+    assert started == [0, 1, 2]
+    starts = {e["fold"]: e for e in events if "start" in e}
+    ends = {e["fold"]: e["end"] for e in events if "end" in e}
+    assert sorted(starts) == sorted(ends) == [0, 1, 2]
+    assert [starts[k]["threads"] for k in range(3)] == [1, 1, 2]
+    assert starts[2]["start"] >= min(ends[0], ends[1])  # the third waited for a free slot
+    assert starts[1]["start"] < ends[0]  # the first two ran at once
+
+
+def test_a_failing_worker_stops_the_others_and_names_its_log(tmp_path):
+    script = """
+import sys, time
+if FOLD == 1:
+    sys.stderr.write("Traceback...\\nerror: the data is gone\\n")
+    sys.exit(3)
+time.sleep(30)
+"""
+    begin = time.time()
+    with pytest.raises(RunError, match=r"Fold 1 failed \(exit 3\): error: the data is gone .*fold1\.log"):
+        parallel.run_workers(_fake_worker(script), [0, 1, 2], 2, tmp_path, n_cores=2)
+    assert time.time() - begin < 20  # fold 0 was stopped, not waited for; fold 2 never started
+    assert not (tmp_path / "fold2.log").exists()
+
+
+def test_worker_reports_user_errors_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KIT_RUNS_DIR", str(tmp_path))
+    spec = {"run_id": "missing", "fold": 0, "threads": 1, "data_dir": str(tmp_path / "nodata"), "limit": None}
+    (tmp_path / "missing").mkdir()
+    (tmp_path / "missing" / "config.json").write_text(json.dumps({"recipe": config.recipe("seed").to_dict()}))
+    assert parallel.main([json.dumps(spec)]) == 1
+    assert "error: No competition data in" in capsys.readouterr().err
