@@ -4,8 +4,8 @@ wall time of `kit train` (default recipe) to its holdout accuracy. All in one ru
     python -m kit.bench [--epochs 3] [--skip-full]
 
 (a) the notebook as written: plain Keras, float32 inputs scaled in numpy, one-hot labels, batch 100;
-(b) kit's seed recipe through kit's training loop (uint8 in, scaling in the model, the auto precision, one
-`train_on_batch` call per batch);
+(b) kit's seed recipe through kit's training loop (uint8 in, scaling in the model, the auto precision,
+`kit.train.fit` feeding the batches itself);
 both the same 280,714-parameter network on the same 9:1 split, images/s of each epoch after the first
 (the first traces the graph), median and best. Then (c) runs `kit train` end to end in a subprocess and times it.
 Figures are ratios measured in this run; docs/benchmarks.md records the ones we measured.

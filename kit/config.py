@@ -67,10 +67,10 @@ PRESETS: dict[str, Recipe] = {
     # every conv (kit.layers.BatchNorm), 26 epochs, fold 1 only: 34 / 32 vs 35 / 33 without BN at 36 epochs in
     # about the same time, so no BN: it is simpler and runs on every backend at full speed (kit.layers.BatchNorm
     # after every conv still costs 32 %: 5,900 -> 4,000 img/s in kit.train.fit). 36 epochs: 5-fold OOF CV
-    # 99.648 % and 99.636 % (21.6 and 23.3 min), holdout 99.595 % twice, in 303-319 s while this machine ran
-    # slow (4,700-5,000 img/s; ~265 s estimated at its faster 5,600). 32 epochs fit the 5 minutes more
-    # surely (271 s) but scored less: OOF CV 99.624 % (20.4 min), holdout 99.524 %. Batch 256: +15 % img/s
-    # over batch 128 (3,248 -> 3,722); batch 512 gave no more (5,910 vs 5,900 img/s).
+    # 99.648 % and 99.636 % (21.6 and 23.3 min, one fold after another) and 99.633 % (19.3 min, two workers);
+    # holdout 99.595 % three times, the last in 284 s (the loop of kit.train.fit today). 32 epochs scored
+    # less: OOF CV 99.624 %, holdout 99.524 %. Batch 512 with lr 4e-3 and 40 epochs: +12 % img/s, OOF CV
+    # 99.638 % in the same time, so no change. Batch 256: +15 % img/s over batch 128 (3,248 -> 3,722).
     "kitnet": Recipe(
         model="kitnet",
         epochs=36,
