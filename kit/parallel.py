@@ -165,6 +165,8 @@ def _work(spec: dict[str, Any]) -> int:
 
         tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
         tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
+        for gpu in tf.config.list_physical_devices("GPU"):  # workers sharing a GPU (--jobs N on a GPU machine)
+            tf.config.experimental.set_memory_growth(gpu, True)
     device = setup(recipe.precision)
     _, folds = train.prepare_run(recipe, comp, spec["run_id"], device)  # checks the data is the run's
 
