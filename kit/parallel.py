@@ -13,6 +13,7 @@ runs/<id>/fold<i>.log (removed when empty).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -76,10 +77,11 @@ def run_workers(
 
     def read(worker: Worker) -> None:
         try:
-            for line in worker.process.stdout:
+            for line in worker.process.stdout:  # read to the end, so the worker never blocks on a full pipe
                 if line.startswith(EVENT):
-                    events.put(("event", worker, json.loads(line[len(EVENT) :])))
-        except (ValueError, OSError):  # a garbled line: the exit code still tells how the fold ended
+                    with contextlib.suppress(ValueError):  # a garbled line costs one progress update, no more
+                        events.put(("event", worker, json.loads(line[len(EVENT) :])))
+        except OSError:
             pass
         finally:
             events.put(("exit", worker, worker.process.wait()))

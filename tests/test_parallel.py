@@ -38,6 +38,7 @@ def test_run_workers_forwards_events_and_keeps_to_the_job_limit(tmp_path):
     script = f"""
 import json, time
 print("TensorFlow noise on stdout")
+print({parallel.EVENT!r} + "{{garbled")
 print({parallel.EVENT!r} + json.dumps({{"fold": FOLD, "threads": THREADS, "start": time.time()}}), flush=True)
 time.sleep(0.5)
 print({parallel.EVENT!r} + json.dumps({{"fold": FOLD, "end": time.time()}}), flush=True)
