@@ -150,7 +150,6 @@ def main(argv: list[str]) -> int:
 
 
 def _work(spec: dict[str, Any]) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from kit import config, data, runs, train
     from kit.device import import_keras_quietly, setup
 

@@ -95,8 +95,9 @@ def _epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np
 def _async_dispatch():
     """TensorFlow's eager ops return before they run while inside: Python gathers the next batch while the
     step computes, and nothing reads the metrics back after each step. Measured here through `fit` (16,384
-    images, epochs 2-5, seed network at batch 100): 3,500-3,750 img/s in 3 runs with `train_on_batch` on
-    every batch, 3,630-4,050 in 5 runs this way (medians; +5 %, about this machine's run-to-run noise)."""
+    images, epochs 2-5, seed network at batch 100; medians): 3,500-3,780 img/s in 3 runs with `train_on_batch`
+    on every batch, 3,630-4,050 in 5 runs this way (2 of them with async dispatch on for the whole process):
+    +5 %, about this machine's run-to-run noise."""
     import tensorflow as tf
 
     was = tf.config.experimental.get_synchronous_execution()
@@ -302,7 +303,7 @@ def train_run(
 ) -> RunResult:
     """Train every incomplete fold (or just `only_fold`) of run `run_id`; merge once all are complete.
 
-    With `jobs` > 1 and several folds to train, the folds run at once in worker processes started with the
+    With `jobs` > 1, a `worker` and several folds to train, the folds run at once in worker processes started with the
     command `worker(run_id, fold, threads)` (see kit.parallel); otherwise one after another in this process."""
     if only_fold is not None and not 0 <= only_fold < r.folds:
         raise UsageError(f"--fold must be between 0 and {r.folds - 1} for a {r.folds}-fold run, not {only_fold}.")
