@@ -24,9 +24,20 @@ def test_auto_jobs_only_splits_cpu_runs_with_several_folds(monkeypatch):
     monkeypatch.setattr(parallel, "cores", lambda: 2)
     cpu = Device("tensorflow", "cpu", ["cpu"], "float32", "float32", False)
     gpu = Device("tensorflow", "gpu", ["gpu:0"], "float16", "mixed_float16", True)
-    assert parallel.auto_jobs(cpu, 5) == 2 and parallel.auto_jobs(cpu, 1) == 1
+    assert parallel.auto_jobs(cpu, 4) == 2 and parallel.auto_jobs(cpu, 1) == 1
+    assert parallel.auto_jobs(cpu, 5) == 3  # 3 + 2: the fifth fold does not run alone
     assert parallel.auto_jobs(gpu, 5) == 1
     assert parallel.auto_jobs(Device("tensorflow", "cpu", ["a", "b"], "float32", "float32", False, object()), 5) == 1
+
+
+def test_fill_cores_keeps_the_last_round_full():
+    assert [parallel.fill_cores(folds, 2) for folds in (1, 2, 3, 4, 5, 6, 7)] == [1, 2, 3, 2, 3, 2, 4]
+    assert parallel.fill_cores(10, 4) == 5 and parallel.fill_cores(8, 4) == 4 and parallel.fill_cores(5, 1) == 1
+    for folds in range(1, 30):
+        for n_cores in (1, 2, 3, 4, 8, 16):
+            jobs = parallel.fill_cores(folds, n_cores)
+            last = folds - jobs * ((folds - 1) // jobs)
+            assert min(folds, n_cores) <= jobs <= folds and (last >= min(folds, n_cores) or last == jobs)
 
 
 def _fake_worker(script: str):
