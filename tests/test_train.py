@@ -48,6 +48,11 @@ def test_recipe_overrides_are_validated():
     from kit.errors import UsageError
 
     assert config.recipe("kitnet", epochs=3, batch_size=None).epochs == 3
+    # kitnet trains 36 epochs as one model and 44 per fold of a K-fold run, unless --epochs says otherwise
+    assert config.recipe("kitnet").epochs == 36 and config.recipe("kitnet", folds=5).epochs == 44
+    assert config.recipe("kitnet", folds=5, epochs=3).epochs == 3 and config.recipe("seed", folds=5).epochs == 24
+    with pytest.raises(UsageError, match="fold_epochs must be at least 1"):
+        config.recipe("kitnet", fold_epochs=0)
     with pytest.raises(UsageError, match="--precision must be one of"):
         config.recipe("kitnet", precision="int8")
     with pytest.raises(UsageError, match="Unknown model 'resnet'"):
