@@ -49,11 +49,11 @@ def auto_jobs(device: Device, folds_left: int, n_cores: int | None = None) -> in
 
 
 def fill_cores(folds: int, n_cores: int) -> int:
-    """The fewest workers, at least one per core, with which the last round of folds still has a worker per
-    core (or is a full round): 5 folds on 2 cores run 3 + 2, not 2 + 2 + 1. A fold alone on both cores ran
-    at 4,518 img/s while two one-thread workers made 2,735 + 2,847 (cv5-e44, 44 epochs, 1,514 s): the lone
-    fifth fold cost ~65 s of the 25 minutes. More workers than cores cost nothing here (two, three and five
-    one-thread workers: 5,743, 6,039 and 5,836 img/s together)."""
+    """The fewest workers, at least one per core, with which the last round of folds still has a worker per core (or is
+    a full round): 5 folds on 2 cores run 3 + 2, not 2 + 2 + 1. A fold alone on both cores ran at 4,518 img/s while
+    two one-thread workers made 2,735 + 2,847 (cv5-e44, 44 epochs); the same run as 3 + 2 took 1,492 s instead of
+    1,514 (cv5-e44-cli, the machine's drift included). More workers than cores cost nothing here (two, three and
+    five one-thread workers: 5,743, 6,039 and 5,836 img/s together)."""
     if folds <= n_cores:
         return max(1, folds)
     for jobs in range(n_cores, folds + 1):
