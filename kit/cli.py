@@ -84,6 +84,7 @@ def download(
             f"{dest} holds the real competition data; put the sample elsewhere with --data-dir (or $KIT_DATA_DIR), "
             "or pass --force to replace the real data with it."
         )
+    dest = data.check_destination(dest)  # before any download: kit never replaces a folder it did not install
     if sample:
         meta = data.install_sample(dest)
     elif from_zip:

@@ -170,11 +170,42 @@ def _write_cache(folder: Path, train_images: np.ndarray, train_labels: np.ndarra
     os.replace(tmp, folder / CACHE)
 
 
+def check_destination(dest: Path) -> Path:
+    """`dest` as an absolute, normalised path, when kit may install into it: it does not exist, is an empty
+    directory, or holds data that kit installed (its kit.json). Anything else belongs to the user and is refused,
+    whatever --force says: an install replaces the whole directory."""
+    dest = Path(os.path.abspath(dest))  # '.' and 'a/..' get a real name for the scratch and old folders
+    if not dest.exists() and not dest.is_symlink():
+        return dest
+    if not dest.is_dir():
+        raise DataError(f"{dest} is a file, not a data directory; choose another --data-dir (or $KIT_DATA_DIR).")
+    try:
+        entries = [p.name for p in dest.iterdir()]
+    except OSError as exc:
+        raise DataError(f"Cannot read {dest} ({exc.strerror}); choose another --data-dir (or $KIT_DATA_DIR).") from None
+    if not entries or _is_kit_meta(dest / META):
+        return dest
+    raise DataError(
+        f"{dest} holds files that kit did not install (no {META}); kit installs the data only into a new or empty "
+        "directory or one it installed itself, so choose another --data-dir (or $KIT_DATA_DIR)."
+    )
+
+
+def _is_kit_meta(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "source" in meta and "train_rows" in meta
+
+
 def install_folder(src: Path, dest: Path, source: str) -> dict:
     """Validate the CSVs in `src` (a scratch folder that is consumed), cache them, move them to `dest`.
 
-    An existing `dest` is replaced only once the new data is complete and valid.
+    An existing `dest` is replaced only once the new data is complete and valid, and only when kit installed
+    it (`check_destination`).
     """
+    dest = check_destination(dest)
     train_images, train_labels, test_images = read_competition_csvs(src)
     _write_cache(src, train_images, train_labels, test_images)
     meta = {
@@ -188,26 +219,42 @@ def install_folder(src: Path, dest: Path, source: str) -> dict:
         if extra.name not in (*FILES, CACHE, META):
             shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
     old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.replace(dest, old / dest.name)
-    os.replace(src, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.replace(dest, old / dest.name)
+        os.replace(src, dest)
+    except OSError as exc:
+        if old is not None and (old / dest.name).exists() and not dest.exists():
+            os.replace(old / dest.name, dest)  # put the previous data back
+        raise _unwritable(dest, exc) from None
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return meta
+
+
+def _unwritable(dest: Path, exc: OSError) -> DataError:
+    return DataError(
+        f"Cannot write the data to {dest} ({exc.strerror or exc}); choose a writable --data-dir (or $KIT_DATA_DIR)."
+    )
 
 
 def scratch_dir(dest: Path) -> tempfile.TemporaryDirectory:
     """A temporary directory on the same filesystem as `dest` (so the final move is an atomic rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix=f".{dest.name}.partial-", dir=dest.parent)
+    dest = Path(os.path.abspath(dest))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(prefix=f".{dest.name}.partial-", dir=dest.parent)
+    except OSError as exc:
+        raise _unwritable(dest, exc) from None
 
 
 def install_zip(zip_path: Path, dest: Path, source: str = "zip") -> dict:
     """Install the competition from a zip laid out as `kaggle competitions download` makes it."""
     zip_path = Path(zip_path)
+    dest = check_destination(dest)
     if not zip_path.is_file():
         raise DataError(f"{zip_path} does not exist; pass the path of the digit-recognizer.zip you downloaded.")
     with scratch_dir(dest) as tmp:
@@ -290,6 +337,7 @@ def write_csvs(folder: Path, train_x: np.ndarray, train_y: np.ndarray, test_x: n
 
 def install_sample(dest: Path) -> dict:
     """Build the offline sample (from sklearn's digits) and install it into `dest` like real data."""
+    dest = check_destination(dest)
     train_x, train_y, test_x, _ = sample_arrays()
     with scratch_dir(dest) as tmp:
         work = Path(tmp) / "data"

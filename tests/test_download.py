@@ -156,3 +156,56 @@ def test_help_imports_neither_kaggle_nor_tensorflow(env):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert "download" in result.stdout and "train" in result.stdout
     assert "LOADED False False False" in result.stdout
+
+
+# --------------------------------------------------------------------- kit never replaces what it did not install
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+def test_download_refuses_a_folder_kit_did_not_install(env, tiny, tmp_path, force):
+    from pathlib import Path
+
+    archive = tmp_path / "digit-recognizer.zip"
+    archive.write_bytes(tiny.zip_bytes)
+    project = tmp_path / "proj"
+    (project / "notes").mkdir(parents=True)
+    (project / "thesis.tex").write_text("two years of work")
+    (project / "notes" / "a.txt").write_text("more")
+    result = run_kit(["download", "--from-zip", str(archive), "--data-dir", str(project), *(["--force"] * force)], env)
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "did not install" in result.stderr and "Traceback" not in result.stderr
+    assert (project / "thesis.tex").read_text() == "two years of work" and (project / "notes" / "a.txt").is_file()
+    assert sorted(p.name for p in project.iterdir()) == ["notes", "thesis.tex"]
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+    a_file = tmp_path / "data.txt"
+    a_file.write_text("mine")
+    result = run_kit(["download", "--sample", "--data-dir", str(a_file), *(["--force"] * force)], env)
+    assert result.returncode == 6 and "is a file" in result.stderr
+    assert a_file.read_text() == "mine"
+
+    # '.', the working directory (the repository here), is refused too, with no traceback and no leftovers
+    here = run_kit(["download", "--sample", "--data-dir", ".", *(["--force"] * force)], env)
+    assert here.returncode == 6 and "did not install" in here.stderr and "Traceback" not in here.stderr
+    root = Path(__file__).resolve().parents[1]
+    assert not [p for p in root.parent.iterdir() if p.name.startswith(f".{root.name}.")]
+
+
+def test_download_installs_into_an_empty_folder_and_replaces_its_own(tmp_path, tiny):
+    archive = tmp_path / "digit-recognizer.zip"
+    archive.write_bytes(tiny.zip_bytes)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert data.install_zip(archive, empty)["train_rows"] == len(tiny.train_y)
+    assert data.install_sample(empty)["source"] == "sample"  # kit's own data: replaced
+    assert data.read_meta(empty)["source"] == "sample"
+
+
+def test_unwritable_parent_is_one_line(env, tmp_path):
+    """A parent that cannot hold the data directory (here a file: root writes anywhere else) ends in one line."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    result = run_kit(["download", "--sample", "--data-dir", str(blocker / "data")], env)
+    assert result.returncode == 6, result.stderr
+    assert "choose a writable --data-dir" in result.stderr and "Traceback" not in result.stderr
+    assert blocker.read_text() == "a file, not a folder"
