@@ -315,7 +315,7 @@ def report(run: RunArg = None, data_dir: DataDir = None) -> None:
     from kit import report as stage
 
     run_dir = runs.resolve(run)
-    result = stage.write_report(run_dir, data.load_competition(data_dir))
+    result = stage.write_report(run_dir, runs.competition_of(run_dir, data.load_competition(data_dir)))
     table = Table(title=f"{run_dir.name}: {result.rows:,} OOF rows, accuracy {_pct(result.accuracy)}")
     for column in ("digit", "precision", "recall", "support"):
         table.add_column(column, justify="right")
@@ -375,13 +375,12 @@ def blend(
     except ValueError:
         raise UsageError(f"--weights must be comma-separated numbers, not '{weights}'.") from None
     sources = [runs.resolve(r) for r in run_ids]
-    blend_id = output.stem if output else runs.new_id("blend")
-    labels = data.load_competition(data_dir).train_labels
-    result = ensemble.blend(sources, parsed, labels, blend_id, output)
+    labels = runs.competition_of(sources[0], data.load_competition(data_dir)).train_labels
+    result = ensemble.blend(sources, parsed, labels, output)
     table = Table(title=f"blend {result.run_dir.name}")
     for column in ("run", "weight", "CV (OOF)"):
         table.add_column(column, justify="right" if column != "run" else "left")
-    for (name, cv), w in zip(result.run_cv.items(), result.weights, strict=True):
+    for (name, cv), w in zip(result.run_cv, result.weights, strict=True):
         table.add_row(name, f"{w:.3f}", _pct(cv))
     table.add_row("[bold]blend", "", f"[bold]{_pct(result.cv)}" if result.cv is not None else "- (folds differ)")
     out.print(table)

@@ -7,6 +7,7 @@ so `kit submit` and the leaderboard log name it and show its CV like any run.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +61,28 @@ def predict(
     return (total / len(views)).astype(np.float32)
 
 
-def _folds(run_dir: Path) -> list[int]:
-    folds = sorted(int(p.name[4:]) for p in run_dir.glob("fold*") if (p / "model.keras").is_file())
-    if not folds:
-        raise RunError(f"Run {run_dir.name} has no saved fold models; only a `kit train` run can be re-predicted.")
-    return folds
+def load_fold_models(run_dir: Path, folds: np.ndarray) -> dict[int, Any]:
+    """The saved model of every fold the run has (each fold number in folds.npy), loaded; a missing or unreadable
+    one is named, since predicting without it would leave its rows unpredicted."""
+    import keras
+
+    import kit.layers  # noqa: F401  (registers kit's layers, which the saved models use)
+
+    models = {}
+    for k in sorted(int(f) for f in np.unique(folds) if f >= 0):
+        path = run_dir / f"fold{k}" / "model.keras"
+        if not path.is_file():
+            raise RunError(f"Run {run_dir.name} has no model for fold {k} ({path} is missing); train it again with "
+                           f"`kit train --run-id {run_dir.name} --fold {k}` after deleting {path.parent}.")  # fmt: skip
+        try:
+            models[k] = keras.saving.load_model(path)
+        except Exception as exc:  # a torn or foreign file: zipfile, h5py and Keras each raise their own
+            raise RunError(f"Run {run_dir.name}: the model of fold {k} ({path}) cannot be read ({type(exc).__name__}); "
+                           f"delete {path.parent} and train the fold again with `kit train --run-id {run_dir.name}`."
+                           ) from None  # fmt: skip
+    if not models:
+        raise RunError(f"Run {run_dir.name} has no folds to predict with.")
+    return models
 
 
 @dataclass
@@ -77,45 +95,38 @@ class Prediction:
 
 
 def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Prediction:
-    """Re-predict test.csv (and the OOF rows) with the run's saved fold models, optionally with TTA."""
-    import keras
-
-    import kit.layers  # noqa: F401  (registers kit's layers, which the saved models use)
-
+    """Re-predict test.csv (and the OOF rows) with the run's saved fold models, optionally with TTA. Every check
+    (the run's kind, its data, every fold model readable) happens before anything is written."""
     views = (views if views is not None else TTA_VIEWS) if tta else [IDENTITY]
     config = runs.load_config(source)
     if config.get("kind") != "train":
         raise RunError(f"{source.name} is a {config.get('kind')} run; re-predict the training runs it came from.")
+    comp = runs.competition_of(source, comp)
     folds = np.load(source / "folds.npy")
-    if len(folds) != len(comp.train_labels):
-        raise RunError(f"Run {source.name} was trained on {len(folds):,} rows but the data has "
-                       f"{len(comp.train_labels):,}; use the data it was trained on.")  # fmt: skip
-    fold_ids = _folds(source)
+    models = load_fold_models(source, folds)
     oof = np.full((len(folds), 10), np.nan, np.float32)
     test = np.zeros((len(comp.test_images), 10), np.float64)
-    for k in fold_ids:
-        model = keras.saving.load_model(source / f"fold{k}" / "model.keras")
+    for k, model in models.items():
         rows = folds == k
         oof[rows] = predict(model, comp.train_images[rows], views)
         test += predict(model, comp.test_images, views)
-    test = (test / len(fold_ids)).astype(np.float32)
+    test = (test / len(models)).astype(np.float32)
 
-    run_id = runs.check_id(f"{source.name}-{'tta' if tta else 'predict'}")
-    target = runs.runs_dir() / run_id
     seen = folds >= 0
     cv_after = float((oof[seen].argmax(1) == comp.train_labels[seen]).mean()) if seen.any() else None
     base = runs.load_metrics(source) or {}
     cv_before = base.get("cv_accuracy")
     before = np.load(source / "test_probs.npy").argmax(1) if (source / "test_probs.npy").is_file() else None
     changed = int((before != test.argmax(1)).sum()) if before is not None else 0
-    csv = _save_derived(target, {"kind": "predict", "source": source.name, "views": views}, folds, oof, test,
+    target = runs.create(f"{source.name}-{'tta' if tta else 'predict'}")
+    derived = {"kind": "predict", "source": source.name, "views": views, "data": config.get("data")}
+    csv = _save_derived(target, derived, folds, oof, test,
                         {"cv_accuracy": cv_after, "cv_before": cv_before, "labels_changed": changed})  # fmt: skip
     return Prediction(target, csv, changed, cv_before, cv_after)
 
 
 def _save_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarray | None, test: np.ndarray,
                   metrics: dict, out: Path | None = None) -> Path:  # fmt: skip
-    target.mkdir(parents=True, exist_ok=True)
     runs.save_array(target / "folds.npy", folds)
     if oof is not None:
         runs.save_array(target / "oof.npy", oof)
@@ -132,19 +143,27 @@ class Blend:
     run_dir: Path
     submission: Path
     weights: list[float]
-    run_cv: dict[str, float | None]  # each input's CV
+    run_cv: list[tuple[str, float | None]]  # each input and its CV, in order
     cv: float | None  # the blend's OOF CV, when the runs share their folds
 
 
-def blend(
-    sources: list[Path], weights: list[float] | None, labels: np.ndarray, blend_id: str, out: Path | None = None
-) -> Blend:
-    """Weighted mean of the runs' test (and, with shared folds, OOF) probabilities, saved as a blend run."""
+def blend(sources: list[Path], weights: list[float] | None, labels: np.ndarray, out: Path | None = None) -> Blend:
+    """Weighted mean of the runs' test (and, with shared folds, OOF) probabilities, saved as a new blend run (never
+    over an existing one). Every check happens before anything is written."""
     if len(sources) < 2:
         raise UsageError("Blend needs at least two runs.")
+    names = [run.name for run in sources]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(f"Run {', '.join(repeated)} is named more than once; blend different runs (use --weights "
+                         "to weigh one run more).")  # fmt: skip
     weights = weights or [1.0] * len(sources)
-    if len(weights) != len(sources) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise UsageError(f"--weights needs {len(sources)} non-negative numbers (one per run), not {weights}.")
+    if (len(weights) != len(sources) or not all(math.isfinite(w) and w >= 0 for w in weights)
+            or sum(weights) <= 0):  # fmt: skip
+        raise UsageError(f"--weights needs {len(sources)} finite, non-negative numbers (one per run, not all 0), "
+                         f"not {','.join(str(w) for w in weights)}.")  # fmt: skip
+    if out is not None and Path(out).exists():
+        raise UsageError(f"{out} already exists; choose another --output (kit does not overwrite it).")
     w = np.asarray(weights, np.float64) / sum(weights)
     tests, oofs, folds = [], [], []
     for run in sources:
@@ -163,15 +182,15 @@ def blend(
             return None
         return float((oof[seen].argmax(1) == labels[seen]).mean())
 
-    run_cv = {run.name: (cv_of(o, f) if o is not None and f is not None else None)
-              for run, o, f in zip(sources, oofs, folds, strict=True)}  # fmt: skip
+    run_cv = [cv_of(o, f) if o is not None and f is not None else None for o, f in zip(oofs, folds, strict=True)]
     shared = all(f is not None and o is not None for f, o in zip(folds, oofs, strict=True)) and all(
         np.array_equal(folds[0], f) for f in folds[1:]
     )
     oof = np.tensordot(w, np.stack(oofs), axes=1).astype(np.float32) if shared else None
     cv = cv_of(oof, folds[0]) if shared else None
-    target = runs.runs_dir() / runs.check_id(blend_id)
-    config = {"kind": "blend", "inputs": [r.name for r in sources], "weights": [float(x) for x in w]}
+    target = runs.create(runs.new_id("blend"))
+    data = runs.load_config(sources[0]).get("data")
+    config = {"kind": "blend", "inputs": names, "weights": [float(x) for x in w], "data": data}
     csv = _save_derived(target, config, folds[0] if shared else np.full(len(labels), -1, np.int8), oof, test,
-                        {"cv_accuracy": cv, "inputs_cv": run_cv}, out)  # fmt: skip
-    return Blend(target, csv, [float(x) for x in w], run_cv, cv)
+                        {"cv_accuracy": cv, "inputs_cv": dict(zip(names, run_cv, strict=True))}, out)  # fmt: skip
+    return Blend(target, csv, [float(x) for x in w], list(zip(names, run_cv, strict=True)), cv)

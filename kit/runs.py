@@ -13,17 +13,21 @@ A blend (kit blend) is a run too: config.json says {"kind": "blend", ...}, with 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kit.errors import RunError
+
+if TYPE_CHECKING:  # kit.data imports pandas: not needed to read runs
+    from kit.data import Competition
 
 DEFAULT_RUNS_DIR = Path("runs")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -44,6 +48,48 @@ def check_id(run_id: str) -> str:
             f"'{run_id}' is not a valid run id; use letters, digits, '.', '_' and '-' (up to 100 characters)."
         )
     return run_id
+
+
+def create(run_id: str) -> Path:
+    """Make runs/<run_id>/ for a new run, atomically: an existing run is never reused; '-2', '-3', ... is appended
+    until the name is free (two blends started in the same second get two runs)."""
+    root = runs_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            candidate = root / check_id(run_id if n == 1 else f"{run_id}-{n}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+    except (NotADirectoryError, FileExistsError, PermissionError) as exc:
+        raise RunError(
+            f"Cannot create a run in {root} ({exc.strerror}); set $KIT_RUNS_DIR to a writable folder."
+        ) from None
+    raise RunError(f"Too many runs named {run_id}-N in {root}; choose another name.")
+
+
+def competition_of(run: Path, comp: Competition) -> Competition:
+    """`comp` cut to the training rows `run` used: a run trained with --limit N saw the first N rows. Data that is
+    not the run's (the sample against the real data, another test set, fewer rows) is refused."""
+    folds = run / "folds.npy"
+    rows = len(np.load(folds, mmap_mode="r")) if folds.is_file() else len(comp.train_labels)
+    saved = load_config(run).get("data") or {}
+    other = (saved.get("source") == "sample") != comp.is_sample or saved.get("test_rows", len(comp.test_images)) != len(
+        comp.test_images
+    )
+    if other or rows > len(comp.train_labels):
+        what = f"{saved.get('source', '?')} data, {rows:,} train rows" if saved else f"{rows:,} train rows"
+        raise RunError(
+            f"Run {run.name} was trained on other data ({what}) than is installed in {comp.path} "
+            f"({comp.source}, {len(comp.train_labels):,} rows); install that data or pass its --data-dir."
+        )
+    return (
+        comp
+        if rows == len(comp.train_labels)
+        else dataclasses.replace(comp, train_images=comp.train_images[:rows], train_labels=comp.train_labels[:rows])
+    )
 
 
 def write_json(path: Path, payload: Any) -> None:

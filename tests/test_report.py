@@ -77,27 +77,36 @@ def test_tta_with_zero_shift_equals_plain_prediction(in_env):
     assert plain.changed == 0 and plain.cv_after == pytest.approx(plain.cv_before)
 
 
+def _run_dir(stdout: str) -> Path:
+    return Path(next(line.split(":", 1)[1].strip() for line in stdout.splitlines() if line.startswith("run directory")))
+
+
 def test_predict_tta_cli(made):
     env, run = made
     result = run_kit(["predict", "r1", "--tta"], env)
     assert result.returncode == 0, result.stderr
     assert "CV (OOF) r1" in result.stdout and "r1-tta" in result.stdout and "test labels that changed" in result.stdout
-    csv = Path(env["KIT_SUBMISSIONS_DIR"]) / "r1-tta.csv"
-    submission.validate(csv, 500)
-    config = json.loads((Path(env["KIT_RUNS_DIR"]) / "r1-tta" / "config.json").read_text())
+    derived = _run_dir(result.stdout)
+    submission.validate(Path(env["KIT_SUBMISSIONS_DIR"]) / f"{derived.name}.csv", 500)
+    config = json.loads((derived / "config.json").read_text())
     assert config["kind"] == "predict" and config["source"] == "r1" and len(config["views"]) == 7
+    again = run_kit(["predict", "r1", "--tta"], env)  # a second prediction is a new run, never over the first
+    assert again.returncode == 0 and _run_dir(again.stdout) != derived and (derived / "config.json").is_file()
 
 
-def test_blend_of_a_run_with_itself_is_the_run(in_env):
+def test_blend_of_a_run_with_its_plain_prediction_is_the_run(in_env):
     from kit import ensemble
 
-    labels = data.load_competition().train_labels
-    result = ensemble.blend([in_env, in_env], [1, 3], labels, "self-blend")
+    comp = data.load_competition()
+    predicted = ensemble.predict_run(in_env, comp, tta=False).run_dir
+    result = ensemble.blend([in_env, predicted], [1, 3], comp.train_labels)
     np.testing.assert_allclose(np.load(result.run_dir / "test_probs.npy"), np.load(in_env / "test_probs.npy"),
-                               atol=1e-6)  # fmt: skip
+                               atol=1e-5)  # fmt: skip
     metrics = json.loads((in_env / "metrics.json").read_text())
     assert result.cv == pytest.approx(metrics["cv_accuracy"])
     assert result.submission.read_text() == (Path(metrics["submission"])).read_text()
+    second = ensemble.blend([in_env, predicted], None, comp.train_labels)  # the same second: a run of its own
+    assert second.run_dir != result.run_dir and (result.run_dir / "config.json").is_file()
 
 
 def test_blend_cli_records_a_blend_run(made, tmp_path):
@@ -108,8 +117,63 @@ def test_blend_cli_records_a_blend_run(made, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "blend" in result.stdout and "r1-predict" in result.stdout
     submission.validate(out, 500)
-    config = json.loads((Path(env["KIT_RUNS_DIR"]) / "my-blend" / "config.json").read_text())
+    config = json.loads((_run_dir(result.stdout) / "config.json").read_text())
     assert config["kind"] == "blend" and config["inputs"] == ["r1", "r1-predict"]
     assert config["weights"] == pytest.approx([2 / 3, 1 / 3])
     bad = run_kit(["blend", "r1"], env)
     assert bad.returncode == 2 and "at least two runs" in bad.stderr
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_blend_never_overwrites_and_checks_before_writing(made, tmp_path):
+    """-o NAME.csv with NAME an existing run, the same run twice, non-finite weights, an existing output file: the
+    runs and submissions are untouched, and nothing new is written."""
+    env, run = made
+    runs_root, subs = Path(env["KIT_RUNS_DIR"]), Path(env["KIT_SUBMISSIONS_DIR"])
+    assert run_kit(["predict", "r1"], env).returncode == 0
+    before_runs, before_subs = _tree(runs_root), _tree(subs)
+    cases = [
+        (["r1", "r1"], 2, "named more than once"),
+        (["r1", "r1-predict", "--weights", "nan,1"], 2, "finite, non-negative"),
+        (["r1", "r1-predict", "--weights", "inf,1"], 2, "finite, non-negative"),
+        (["r1", "r1-predict", "--weights", "0,0"], 2, "not all 0"),
+        (["r1", "r1-predict", "-o", str(subs / "r1.csv")], 2, "already exists"),
+    ]
+    for args, code, needle in cases:
+        result = run_kit(["blend", *args], env)
+        assert result.returncode == code and needle in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert _tree(runs_root) == before_runs and _tree(subs) == before_subs
+
+    named = run_kit(["blend", "r1", "r1-predict", "-o", str(tmp_path / "r1.csv")], env)  # NAME = an existing run
+    assert named.returncode == 0, named.stderr
+    assert json.loads((run / "config.json").read_text())["kind"] == "train"
+    assert {k: v for k, v in _tree(runs_root).items() if k.startswith("r1/")} == {
+        k: v for k, v in before_runs.items() if k.startswith("r1/")
+    }
+
+
+def test_predict_names_a_missing_or_torn_fold_model_and_writes_nothing(made, tmp_path):
+    import shutil
+
+    env, run = made
+    broken = Path(env["KIT_RUNS_DIR"]) / "r1-broken"
+    shutil.copytree(run, broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "run_id": broken.name}))
+    model = broken / "fold1" / "model.keras"
+    model.write_bytes(model.read_bytes()[:1000])  # torn: Ctrl-C while it was written
+    before_runs, before_subs = _tree(Path(env["KIT_RUNS_DIR"])), _tree(Path(env["KIT_SUBMISSIONS_DIR"]))
+    torn = run_kit(["predict", "r1-broken"], env)
+    assert torn.returncode == 8 and "model of fold 1" in torn.stderr and "cannot be read" in torn.stderr
+    model.unlink()
+    missing = run_kit(["predict", "r1-broken", "--tta"], env)
+    assert missing.returncode == 8 and "no model for fold 1" in missing.stderr, missing.stderr
+    for result in (torn, missing):
+        assert "Traceback" not in result.stderr
+    before_runs.pop(str(model.relative_to(Path(env["KIT_RUNS_DIR"]))))
+    assert _tree(Path(env["KIT_RUNS_DIR"])) == before_runs
+    assert _tree(Path(env["KIT_SUBMISSIONS_DIR"])) == before_subs

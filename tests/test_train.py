@@ -234,6 +234,13 @@ def test_holdout_run_and_usage_errors(env, sample):
     assert oof.shape == (600, 10) and (~np.isnan(oof[:, 0])).sum() == 60
     fold_metrics = json.loads((run / "fold0" / "metrics.json").read_text())
     assert fold_metrics["tta_views"] == 1 and fold_metrics["accuracy_plain"] == fold_metrics["accuracy"]
+    # the run used the first 600 rows: report and predict apply that themselves
+    reported = run_kit(["report", "hold"], env)
+    assert reported.returncode == 0, reported.stderr
+    assert "60 OOF rows" in reported.stdout
+    predicted = run_kit(["predict", "hold"], env)
+    assert predicted.returncode == 0, predicted.stderr
+    assert (Path(env["KIT_RUNS_DIR"]) / "hold-predict" / "oof.npy").is_file()
 
     no_id = run_kit(["train", "--fold", "0"], env)
     assert no_id.returncode == 2 and "--fold needs --run-id" in no_id.stderr
