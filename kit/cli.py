@@ -407,7 +407,6 @@ def submit(
         bool, typer.Option("--wait/--no-wait", help="Wait for Kaggle's score (default) or return at once.")
     ] = True,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the score.")] = 600.0,
-    data_dir: DataDir = None,
 ) -> None:
     """Validate a submission, check today's quota, upload it, wait for the score, and log it.
 
@@ -418,7 +417,7 @@ def submit(
     from kit import submit as stage
 
     chosen = stage.resolve(target, message)
-    stage.check(chosen, _expected_rows(data_dir), force)
+    stage.check(chosen, force)
     out.print(f"[bold]file[/bold]    {chosen.path}  (sha256 {chosen.sha256[:12]})")
     out.print(f"[bold]message[/bold] {chosen.message}")
     if dry_run:
@@ -429,7 +428,7 @@ def submit(
         def on_poll(state: dict) -> None:
             spinner.update(f"Waiting for the score (ref {state['ref']}): {state['status']}...")
 
-        state = stage.submit(chosen, wait, timeout, on_poll)
+        state = stage.submit(chosen, wait, timeout, on_poll, force)
     if state["status"] == "complete":
         out.print(f"[green]Scored.[/green] public score [bold]{state['public_score']}[/bold] (ref {state['ref']})")
     elif state["status"] == "error":

@@ -97,6 +97,21 @@ def update(row_id: str, **fields: Any) -> None:
         _write(target, current)
 
 
+def claim(sha256: str, force: bool, **fields: Any) -> tuple[str | None, dict[str, str] | None]:
+    """The duplicate check and the pending row as one step under the lock: (new row id, None), or (None, the row
+    that already sent this content) when not `force`. Five `kit submit` of one file at once upload it once."""
+    row = {c: "" for c in COLUMNS}
+    row.update(id=uuid.uuid4().hex[:12], utc_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    row.update(_clean({**fields, "sha256": sha256}))
+    with _locked() as target:
+        current = _read(target)
+        sent = [r for r in current if r["sha256"] == sha256 and r["status"] != "failed"]
+        if sent and not force:
+            return None, sent[-1]
+        _write(target, [*current, row])
+    return row["id"], None
+
+
 def find_sha(sha256: str) -> dict[str, str] | None:
     """The latest row that sent a file with this content to Kaggle (failed attempts do not count)."""
     found = [r for r in rows() if r["sha256"] == sha256 and r["status"] != "failed"]

@@ -61,16 +61,21 @@ def resolve(ref: str | None, message: str | None) -> Target:
     return Target(path, sha, run_id, cv, message or f"kit: {describe}")
 
 
-def check(target: Target, expected_rows: int, force: bool) -> None:
-    """Validation and the duplicate check: everything that needs no network."""
-    submission.validate(target.path, expected_rows, consequence="nothing was uploaded")
+def check(target: Target, force: bool) -> None:
+    """Validation and the duplicate check: everything that needs no network. Kaggle scores the competition's
+    28,000 test rows, whatever data is installed (a file made from the offline sample is refused here)."""
+    submission.validate(target.path, submission.REAL_TEST_ROWS, consequence="nothing was uploaded")
     previous = ledger.find_sha(target.sha256)
     if previous is not None and not force:
-        score = f", public score {previous['public_score']}" if previous["public_score"] else ""
-        raise QuotaError(
-            f"This exact file was already submitted on {previous['utc_time']} (ref {previous['ref'] or '?'}, "
-            f"status {previous['status']}{score}); use --force to spend a submission on it again."
-        )
+        raise _duplicate(previous)
+
+
+def _duplicate(previous: dict[str, str]) -> QuotaError:
+    score = f", public score {previous['public_score']}" if previous["public_score"] else ""
+    return QuotaError(
+        f"This exact file was already submitted on {previous['utc_time']} (ref {previous['ref'] or '?'}, "
+        f"status {previous['status']}{score}); use --force to spend a submission on it again."
+    )
 
 
 def submit(
@@ -78,22 +83,27 @@ def submit(
     wait: bool,
     timeout: float,
     on_poll: Callable[[dict[str, Any]], None] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Check the quota, upload, log, and (with `wait`) poll until scored. Returns the last known state."""
+    """Check the quota, log, upload, and (with `wait`) poll until scored. Returns the last known state. The log row
+    is claimed with the duplicate check in one step, so the same file submitted twice at once is uploaded once."""
     api = kaggle_api.client()
     left = kaggle_api.remaining_today(api)
     if left is not None and left <= 0:
         raise QuotaError(
             "No submissions left today on Kaggle (the daily allowance resets at 00:00 UTC); try again then."
         )
-    row = ledger.append(
+    row, previous = ledger.claim(
+        target.sha256,
+        force,
         run_id=target.run_id,
         file=str(target.path),
-        sha256=target.sha256,
         message=target.message,
         cv_accuracy="" if target.cv_accuracy is None else f"{target.cv_accuracy:.5f}",
         status="pending",
     )
+    if row is None:
+        raise _duplicate(previous)
     try:
         ref = kaggle_api.upload(api, target.path, target.message)
     except KitError as exc:

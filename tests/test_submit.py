@@ -21,12 +21,24 @@ def installed(env, tiny, tmp_path):
     return tiny
 
 
+@pytest.fixture
+def fake_kaggle(tiny):
+    """The fake Kaggle scoring the real competition's 28,000 test rows (tiny's labels repeated): kit submits only
+    files of that length, whatever data is installed."""
+    from tests.fake_kaggle import FakeKaggle
+
+    labels = np.resize(tiny.test_y, submission.REAL_TEST_ROWS)
+    server = FakeKaggle(zip_bytes=tiny.zip_bytes, test_labels=[int(v) for v in labels]).start()
+    yield server
+    server.stop()
+
+
 def _csv(path: Path, labels) -> Path:
     return submission.write(np.asarray(labels), path)
 
 
-def _good(tmp_path, tiny, wrong: int = 30) -> tuple[Path, str]:
-    labels = tiny.test_y.copy()
+def _good(tmp_path, fake, wrong: int = 30) -> tuple[Path, str]:
+    labels = np.asarray(fake.test_labels)
     labels[:wrong] = (labels[:wrong] + 1) % 10
     expected = f"{(len(labels) - wrong) / len(labels):.5f}"
     return _csv(tmp_path / "mine.csv", labels), expected
@@ -37,7 +49,7 @@ def _kit(args, env, fake):
 
 
 def test_good_submission_prints_the_score_and_logs_one_row(env, installed, fake_kaggle, tmp_path):
-    path, expected = _good(tmp_path, installed)
+    path, expected = _good(tmp_path, fake_kaggle)
     result = _kit(["submit", str(path), "-m", "first try"], env, fake_kaggle)
     assert result.returncode == 0, result.stderr
     assert f"public score {expected}" in result.stdout
@@ -59,7 +71,7 @@ def test_good_submission_prints_the_score_and_logs_one_row(env, installed, fake_
     ("mangle", "needle"),
     [
         (lambda t: t.replace("ImageId,Label", "Id,Label"), "the header is 'Id,Label'"),
-        (lambda t: "\n".join(t.splitlines()[:-1]) + "\n", "299 rows, expected 300"),
+        (lambda t: "\n".join(t.splitlines()[:-1]) + "\n", "27,999 rows, expected 28,000"),
         (lambda t: t.replace("\n5,", "\n4,", 1), "duplicate ImageId at line 6"),
         (lambda t: t.replace("\n7,", "\n7,11\n#", 1).replace("\n#", "\n", 1), "Label is not an integer 0..9"),
         (lambda t: t.replace("\n9,", "\n9,\n#", 1).replace("\n#", "\n", 1), "blank or NaN cells at line"),
@@ -67,26 +79,36 @@ def test_good_submission_prints_the_score_and_logs_one_row(env, installed, fake_
     ids=["header", "rows", "duplicate-id", "label", "blank"],
 )
 def test_invalid_csv_is_never_uploaded(env, installed, fake_kaggle, tmp_path, mangle, needle):
-    path, _ = _good(tmp_path, installed)
+    path, _ = _good(tmp_path, fake_kaggle)
     path.write_text(mangle(path.read_text()))
     result = _kit(["submit", str(path)], env, fake_kaggle)
     assert result.returncode == 6, result.stdout + result.stderr
     assert needle in result.stderr and "nothing was uploaded" in result.stderr
     assert fake_kaggle.calls == [] and ledger.rows() == []
     alone = _kit(["validate", str(path)], env, fake_kaggle)
-    assert alone.returncode == 6 and needle in alone.stderr
+    assert alone.returncode == 6  # `kit validate` counts the installed test rows (300 here)
+    assert needle in alone.stderr or "27,999 rows, expected 300" in alone.stderr
+
+
+def test_a_file_for_the_installed_sample_is_not_uploaded(env, installed, fake_kaggle, tmp_path):
+    """The installed data has 300 test rows (a sample): a file made for it is valid there, but Kaggle wants 28,000."""
+    path = _csv(tmp_path / "sample-run.csv", installed.test_y)
+    assert _kit(["validate", str(path)], env, fake_kaggle).returncode == 0
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 6 and "300 rows, expected 28,000" in result.stderr, result.stderr
+    assert "nothing was uploaded" in result.stderr and fake_kaggle.calls == [] and ledger.rows() == []
 
 
 def test_quota_used_up_refuses_before_uploading(env, installed, fake_kaggle, tmp_path):
     fake_kaggle.daily_limit = 0
-    path, _ = _good(tmp_path, installed)
+    path, _ = _good(tmp_path, fake_kaggle)
     result = _kit(["submit", str(path)], env, fake_kaggle)
     assert result.returncode == 7 and "No submissions left today" in result.stderr
     assert "StartSubmissionUpload" not in fake_kaggle.methods() and ledger.rows() == []
 
 
 def test_duplicate_needs_force(env, installed, fake_kaggle, tmp_path):
-    path, _ = _good(tmp_path, installed)
+    path, _ = _good(tmp_path, fake_kaggle)
     assert _kit(["submit", str(path)], env, fake_kaggle).returncode == 0
     again = _kit(["submit", str(path)], env, fake_kaggle)
     assert again.returncode == 7 and "already submitted" in again.stderr and "--force" in again.stderr
@@ -97,25 +119,25 @@ def test_duplicate_needs_force(env, installed, fake_kaggle, tmp_path):
 
 
 def test_rejected_credentials(env, installed, fake_kaggle, tmp_path):
-    path, _ = _good(tmp_path, installed)
+    path, _ = _good(tmp_path, fake_kaggle)
     result = run_kit(["submit", str(path)], {**env, **fake_kaggle.env(), "KAGGLE_KEY": "wrong"})
     assert result.returncode == 3 and "(401)" in result.stderr and "Traceback" not in result.stderr
     assert fake_kaggle.submissions == [] and ledger.rows() == []
 
 
 def test_scoring_error_shows_kaggles_reason(env, installed, fake_kaggle, tmp_path):
+    path, _ = _good(tmp_path, fake_kaggle)
     fake_kaggle.test_labels = fake_kaggle.test_labels[:100]  # the server expects another row count
-    path, _ = _good(tmp_path, installed)
     result = _kit(["submit", str(path)], env, fake_kaggle)
     assert result.returncode == 4
-    assert "Submission must have 100 rows; found 300" in result.stderr
+    assert "Submission must have 100 rows; found 28000" in result.stderr
     row = ledger.rows()[0]
     assert row["status"] == "error" and "100 rows" in row["error"]
 
 
 def test_server_dies_after_upload_leaves_pending_then_sync_settles_it(env, installed, fake_kaggle, tmp_path):
     fake_kaggle.die_after = "CreateSubmission"
-    path, expected = _good(tmp_path, installed)
+    path, expected = _good(tmp_path, fake_kaggle)
     result = _kit(["submit", str(path)], env, fake_kaggle)
     assert result.returncode == 5 and "Could not reach Kaggle" in result.stderr
     (row,) = ledger.rows()
@@ -126,7 +148,7 @@ def test_server_dies_after_upload_leaves_pending_then_sync_settles_it(env, insta
     fake_kaggle.die_after = None
     fake_kaggle.submissions[0]["polls"] = 5  # Kaggle scored it meanwhile
     # a submission made on the website, outside kit
-    outside_path, _ = _good(tmp_path, installed, wrong=3)
+    outside_path, _ = _good(tmp_path, fake_kaggle, wrong=3)
     fake_kaggle.uploads["web"] = outside_path.read_bytes()
     fake_kaggle.submissions.append({
         "ref": 5, "description": "from the browser", "fileName": "web.csv", "date": fake_kaggle.submissions[0]["date"],
@@ -143,7 +165,7 @@ def test_server_dies_after_upload_leaves_pending_then_sync_settles_it(env, insta
 
 
 def test_no_wait_and_dry_run(env, installed, fake_kaggle, tmp_path):
-    path, _ = _good(tmp_path, installed)
+    path, _ = _good(tmp_path, fake_kaggle)
     dry = _kit(["submit", str(path), "--dry-run"], env, fake_kaggle)
     assert dry.returncode == 0 and "nothing was sent" in dry.stdout and fake_kaggle.calls == []
     quick = _kit(["submit", str(path), "--no-wait"], env, fake_kaggle)
@@ -159,7 +181,7 @@ def test_latest_run_is_the_default_and_names_itself(env, installed, fake_kaggle,
         json.dumps({"kind": "train", "created_utc": "2026-01-01T00:00:00Z", "recipe": {"model": "kitnet", "folds": 5}})
     )
     (run / "metrics.json").write_text(json.dumps({"cv_accuracy": 0.9961}))
-    labels = installed.test_y
+    labels = np.asarray(fake_kaggle.test_labels)
     _csv(Path(env["KIT_SUBMISSIONS_DIR"]) / f"{run.name}.csv", labels)
     result = _kit(["submit"], env, fake_kaggle)
     assert result.returncode == 0, result.stderr
@@ -188,3 +210,23 @@ def test_concurrent_appends_lose_no_row(env):
         p.join(60)
     rows = ledger.rows()
     assert len(rows) == 75 and len({r["run_id"] for r in rows}) == 75
+
+
+def test_the_same_file_submitted_five_times_at_once_is_uploaded_once(env, installed, fake_kaggle, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    path, _ = _good(tmp_path, fake_kaggle)
+    command = [sys.executable, "-m", "kit", "submit", str(path), "--no-wait"]
+    procs = [
+        subprocess.Popen(command, env={**env, **fake_kaggle.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=ROOT)
+        for _ in range(5)
+    ]  # fmt: skip
+    results = [(p.wait(120), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 7, 7, 7, 7], results
+    assert all("already submitted" in err for code, err in results if code == 7)
+    assert len(fake_kaggle.submissions) == 1 and len(ledger.rows()) == 1
