@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -499,6 +500,9 @@ def main() -> None:
 
     Typer itself reports usage errors (exit 2) and turns Ctrl-C into exit 130.
     """
+    # SIGTERM (kill, a notebook's stop button, a job scheduler) unwinds like Ctrl-C: `kit train` stops its fold
+    # workers and leaves no half-written fold.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         app()
     except KitError as exc:

@@ -156,9 +156,19 @@ def worker_command(run_id: str, fold: int, threads: int, data_dir: Path | None, 
     return [sys.executable, "-m", "kit.parallel", json.dumps(spec)]
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGTERM when the `kit train` that started it dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def main(argv: list[str]) -> int:
     """A worker: train one fold of an existing run (its config.json holds the recipe) and report progress.
     Errors a user can cause end as one line on stderr (the parent quotes it) and exit code 1."""
+    _die_with_parent()
     try:
         return _work(json.loads(argv[0]))
     except KitError as e:

@@ -13,12 +13,15 @@ A blend (kit blend) is a run too: config.json says {"kind": "blend", ...}, with 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +93,35 @@ def competition_of(run: Path, comp: Competition) -> Competition:
         if rows == len(comp.train_labels)
         else dataclasses.replace(comp, train_images=comp.train_images[:rows], train_labels=comp.train_labels[:rows])
     )
+
+
+@contextlib.contextmanager
+def fold_locks(run_dir: Path, folds: list[int]) -> Iterator[None]:
+    """Hold an exclusive lock on each of `folds` while they train: a second `kit train --run-id` of the same run (or
+    the same --fold) stops with one line instead of training the fold twice. Released when the process ends."""
+    held = []
+    try:
+        for k in folds:
+            handle = open(run_dir / f".fold{k}.lock", "a+")  # noqa: SIM115 (held until the block ends)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip()
+                handle.close()
+                raise RunError(
+                    f"Fold {k} of run {run_dir.name} is being trained by another kit process"
+                    f"{f' (pid {owner})' if owner else ''}; wait for it to finish, or choose another --run-id."
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            held.append(handle)
+        yield
+    finally:
+        for handle in held:
+            handle.close()  # closing releases the lock
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -8,6 +8,7 @@ OOF / test probabilities, metrics and submission once every fold is complete.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import subprocess
 import time
@@ -214,7 +215,8 @@ def train_fold(
 
     fold_dir = run_dir / f"fold{fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)
-    model.save(fold_dir / "model.keras")
+    model.save(fold_dir / ".model.tmp.keras")  # then renamed: a Ctrl-C while saving leaves no torn model.keras
+    os.replace(fold_dir / ".model.tmp.keras", fold_dir / "model.keras")
     runs.write_json(fold_dir / "history.json", history)
     runs.save_array(fold_dir / "val_probs.npy", val_probs)
     runs.save_array(fold_dir / "test_probs.npy", test_probs)
@@ -317,22 +319,24 @@ def train_run(
         raise UsageError(f"--fold must be between 0 and {r.folds - 1} for a {r.folds}-fold run, not {only_fold}.")
     run_dir, folds = prepare_run(r, comp, run_id, device)
     todo = [k for k in ([only_fold] if only_fold is not None else range(r.folds)) if not fold_done(run_dir, k)]
-    if jobs > 1 and len(todo) > 1 and worker is not None:
-        from kit import parallel
+    with runs.fold_locks(run_dir, todo):
+        todo = [k for k in todo if not fold_done(run_dir, k)]  # another process may have finished one meanwhile
+        if jobs > 1 and len(todo) > 1 and worker is not None:
+            from kit import parallel
 
-        parallel.run_workers(
-            lambda fold, threads: worker(run_id, fold, threads),
-            todo,
-            jobs,
-            run_dir,
-            on_start=(lambda fold: on_fold_start(fold, r.folds)) if on_fold_start is not None else None,
-            on_event=(lambda e: on_epoch(e["fold"], e["epoch"], e["epochs"], e["logs"])) if on_epoch else None,
-        )
-    else:
-        for fold in todo:
-            if on_fold_start is not None:
-                on_fold_start(fold, r.folds)
-            train_fold(r, comp, folds, fold, run_dir, device, on_epoch)
+            parallel.run_workers(
+                lambda fold, threads: worker(run_id, fold, threads),
+                todo,
+                jobs,
+                run_dir,
+                on_start=(lambda fold: on_fold_start(fold, r.folds)) if on_fold_start is not None else None,
+                on_event=(lambda e: on_epoch(e["fold"], e["epoch"], e["epochs"], e["logs"])) if on_epoch else None,
+            )
+        else:
+            for fold in todo:
+                if on_fold_start is not None:
+                    on_fold_start(fold, r.folds)
+                train_fold(r, comp, folds, fold, run_dir, device, on_epoch)
     complete = [k for k in range(r.folds) if fold_done(run_dir, k)]
     fold_metrics = [runs.read_json(run_dir / f"fold{k}" / "metrics.json") for k in complete]
     if len(complete) < r.folds:

@@ -301,3 +301,73 @@ def test_bench_measures_both_recipes(env, sample):
         assert summary[stat]["ratio"] == pytest.approx(
             summary[stat]["kit_seed_img_s"] / summary[stat]["notebook_img_s"]
         )
+
+
+def test_fold_locks_exclude_a_second_trainer(tmp_path):
+    from kit import runs
+    from kit.errors import RunError
+
+    with runs.fold_locks(tmp_path, [0, 1]):
+        busy = r"Fold 1 of run .* is being trained by another kit process \(pid \d+\)"
+        with pytest.raises(RunError, match=busy), runs.fold_locks(tmp_path, [2, 1]):
+            pass
+        with runs.fold_locks(tmp_path, [2]):  # other folds stay free (and 2 was released by the failed attempt)
+            pass
+    with runs.fold_locks(tmp_path, [0, 1, 2]):  # all released
+        pass
+
+
+@pytest.mark.slow
+def test_a_run_being_trained_elsewhere_is_one_line(env, sample):
+    from kit import runs
+
+    run = Path(env["KIT_RUNS_DIR"]) / "busy"
+    run.mkdir(parents=True)
+    with runs.fold_locks(run, [1]):  # another `kit train --run-id busy` holds fold 1
+        result = run_kit(["train", "--folds", "2", "--epochs", "1", "--run-id", "busy", "--model", "seed"], env)
+    assert result.returncode == 8, result.stdout + result.stderr
+    assert "Fold 1 of run busy is being trained by another kit process" in result.stderr
+    assert "Traceback" not in result.stderr and not (run / "fold0" / "metrics.json").exists()
+
+
+def _workers_of(run_id: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "kit.parallel" in cmdline and f'"run_id": "{run_id}"' in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [15, 9], ids=["SIGTERM", "SIGKILL"])
+def test_stopping_kit_train_stops_its_fold_workers(env, sample, signum):
+    import os
+    import time
+
+    run_id = f"stop{signum}"
+    args = ["train", "--folds", "2", "--jobs", "2", "--epochs", "200", "--run-id", run_id, "--model", "seed"]
+    parent = subprocess.Popen([sys.executable, "-m", "kit", *args], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    try:
+        for line in parent.stdout:  # the workers are training once their first epoch is reported
+            if "epoch 1/200" in line:
+                break
+        assert len(_workers_of(run_id)) == 2
+        os.kill(parent.pid, signum)
+        assert parent.wait(60) == (143 if signum == 15 else -9)
+        deadline = time.monotonic() + 30
+        while _workers_of(run_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _workers_of(run_id) == []
+        if signum == 15:
+            assert "Traceback" not in parent.stderr.read()
+        run = Path(env["KIT_RUNS_DIR"]) / run_id
+        assert not any((run / f"fold{k}" / "metrics.json").exists() for k in (0, 1))
+    finally:
+        parent.kill()
+        for pid in _workers_of(run_id):
+            os.kill(pid, 9)
