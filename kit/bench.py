@@ -99,9 +99,9 @@ def full_default_run() -> dict:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "kit", "train", "--run-id", run_id], check=True)
     wall = time.perf_counter() - start
-    from kit import runs
+    from kit import paths, runs
 
-    metrics = runs.load_metrics(runs.runs_dir() / run_id) or {}
+    metrics = runs.load_metrics(paths.runs_dir() / run_id) or {}
     return {"run_id": run_id, "wall_s": wall, "holdout": metrics.get("cv_accuracy")}
 
 

@@ -71,7 +71,7 @@ def download(
     rules accepted on kaggle.com. Files are checked (columns, values, row counts) and moved into place only
     when complete. A second run with the data present does nothing unless --force.
     """
-    from kit import data
+    from kit import data, paths
 
     if sample and from_zip:
         raise UsageError("Use either --sample or --from-zip, not both.")
@@ -90,6 +90,8 @@ def download(
         meta = data.install_sample(dest)
     elif from_zip:
         meta = data.install_zip(from_zip, dest, source="zip")
+    elif paths.in_kaggle_notebook():  # the competition's files are attached to the notebook: no credentials needed
+        meta = data.install_attached(paths.kaggle_input(), dest)
     else:
         from kit import kaggle_api
 
@@ -154,11 +156,19 @@ def train(
         int | None,
         typer.Option(
             "--jobs",
-            help="Train up to N folds at once, each in its own process with a share of the cores (default: on a "
-            "CPU one per core, or more so the last folds still fill the cores: 5 folds on 2 cores run 3 + 2; 1 on "
-            "GPUs). Measured on 2 cores: 1.19x the images/s of one process.",
+            help="Train up to N folds at once, each in its own process (default: one per GPU, each pinned to its "
+            "GPU; on a CPU one per core, or more so the last folds still fill the cores: 5 folds on 2 cores run "
+            "3 + 2).",
         ),
     ] = None,
+    mirrored: Annotated[
+        bool,
+        typer.Option(
+            "--mirrored",
+            help="Several GPUs: train one model at a time across all of them (MirroredStrategy) instead of one "
+            "fold per GPU.",
+        ),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Train a CNN (or a K-fold ensemble) and write runs/RUN_ID/ and submissions/RUN_ID.csv.
@@ -166,7 +176,7 @@ def train(
     The recipe is a preset from kit/config.py with these options applied; the effective recipe is saved
     in runs/RUN_ID/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
     """
-    from kit import config, data, device, parallel, runs, train
+    from kit import config, data, device, parallel, paths, runs, train
 
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}.")
@@ -182,7 +192,7 @@ def train(
         augment=augment,
         tta=tta,
     )
-    existing = runs.runs_dir() / run_id / "config.json" if run_id else None
+    existing = paths.runs_dir() / run_id / "config.json" if run_id else None
     if existing is not None and existing.is_file():
         base = config.from_dict(runs.read_json(existing)["recipe"])
         if model is not None and model != base.model:
@@ -197,18 +207,17 @@ def train(
             raise UsageError(f"--limit must be at least 20 rows, not {limit}.")
         comp = data.head(comp, limit)
     _quiet_tensorflow()  # after the cheap checks: a usage error should not wait for TensorFlow to load
-    dev = device.setup(recipe.precision)
+    dev = device.setup(recipe.precision, mirrored)
     run_id = run_id or runs.new_id(recipe.model)
-    out.print(f"[bold]device[/bold] {dev.describe()}")
+    folds_left = recipe.folds if fold is None else 1
+    jobs = jobs or parallel.auto_jobs(dev, folds_left)
+    out.print(f"[bold]device[/bold] {dev.describe()}: {parallel.plan(dev, jobs, folds_left)}")
     note = "  [yellow](SAMPLE data: scores say nothing about the competition)[/yellow]" if comp.is_sample else ""
     out.print(
         f"[bold]run[/bold] {run_id}: {recipe.model}, {recipe.folds} fold(s), {recipe.epochs} epochs, batch "
         f"{recipe.batch_size}, {len(comp.train_labels):,} train rows{note}"
     )
 
-    jobs = jobs or parallel.auto_jobs(dev, recipe.folds if fold is None else 1)
-    if jobs > 1 and fold is None and recipe.folds > 1:
-        out.print(f"[bold]workers[/bold] up to {min(jobs, recipe.folds)} folds at once, in separate processes")
     worker = functools.partial(parallel.worker_command, data_dir=data.data_dir(data_dir).resolve(), limit=limit)
     with _fold_progress() as (on_fold_start, on_epoch):
         result = train.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs=jobs, worker=worker)

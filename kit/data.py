@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import DataError
+from kit.paths import data_dir
 
 TRAIN, TEST, SAMPLE_SUBMISSION = "train.csv", "test.csv", "sample_submission.csv"
 FILES = (TRAIN, TEST, SAMPLE_SUBMISSION)
@@ -30,7 +31,6 @@ CACHE, META = "cache.npz", "kit.json"
 PIXELS = [f"pixel{i}" for i in range(784)]
 COLUMNS = {TRAIN: ["label", *PIXELS], TEST: PIXELS, SAMPLE_SUBMISSION: ["ImageId", "Label"]}
 REAL_ROWS = {TRAIN: 42_000, TEST: 28_000}
-DEFAULT_DATA_DIR = Path("data") / "digit-recognizer"
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,6 @@ class Competition:
     @property
     def is_sample(self) -> bool:
         return self.source == "sample"
-
-
-def data_dir(explicit: Path | None = None) -> Path:
-    """The data directory: `explicit`, else $KIT_DATA_DIR, else data/digit-recognizer."""
-    if explicit is not None:
-        return Path(explicit)
-    return Path(os.environ.get("KIT_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
 def read_meta(dest: Path) -> dict | None:
@@ -278,6 +271,44 @@ def install_zip(zip_path: Path, dest: Path, source: str = "zip") -> dict:
                 "(`kit download --force`)."
             ) from None
         return install_folder(work, dest, source)
+
+
+def attached_competition(root: Path) -> Path | None:
+    """The folder under `root` (a Kaggle Notebook's /kaggle/input) holding the attached digit-recognizer files; its
+    path differs between notebooks (input/digit-recognizer, input/competitions/digit-recognizer, ...). A folder
+    whose train.csv starts `label,pixel0` wins, the shallowest first; None when there is none."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        if len(Path(folder).relative_to(root).parts) >= 4:
+            dirs[:] = []
+        if TRAIN in files and TEST in files:
+            try:
+                with open(Path(folder) / TRAIN, encoding="utf-8", errors="replace") as f:
+                    header = f.readline(64)
+            except OSError:
+                continue
+            found.append((not header.startswith("label,pixel0"), len(Path(folder).parts), folder))
+    return Path(min(found)[2]) if found else None
+
+
+def install_attached(root: Path, dest: Path) -> dict:
+    """Install the competition data attached to a Kaggle Notebook (found under `root`) through the same checks
+    as a download; no credentials needed. The input folder is read-only, so the files are copied."""
+    dest = check_destination(dest)
+    folder = attached_competition(root)
+    if folder is None:
+        raise DataError(
+            f"No digit-recognizer data is attached under {root}; in the notebook's sidebar choose Add Input -> "
+            "Competitions -> Digit Recognizer (or set KIT_KAGGLE_INPUT to the folder that holds it)."
+        )
+    with scratch_dir(dest) as tmp:
+        work = Path(tmp) / "data"
+        work.mkdir()
+        for name in FILES:
+            if not (folder / name).is_file():
+                raise DataError(f"{folder} has no {name}; attach the whole Digit Recognizer competition data.")
+            shutil.copyfile(folder / name, work / name)
+        return install_folder(work, dest, "kaggle-notebook")
 
 
 def load_competition(dest: Path | None = None) -> Competition:

@@ -5,8 +5,9 @@ Policy (`--precision auto`):
 - CPU with bf16 matrix units (AMX or avx512_bf16, e.g. Sapphire Rapids): mixed bfloat16. Measured on a
   2-core Sapphire Rapids: ~3x the float32 training throughput of the seed model (docs/benchmarks.md).
 - Other CPUs: float32.
-Several GPUs (or CPU logical devices set up with `split_cpu`) train under `tf.distribute.MirroredStrategy`
-on the TensorFlow backend.
+Several GPUs train one fold each, in worker processes (kit.parallel); with `mirrored` (kit train --mirrored),
+one model trains across them under `tf.distribute.MirroredStrategy` instead (TensorFlow; CPU logical devices
+set up with `split_cpu` test that path).
 """
 
 from __future__ import annotations
@@ -115,25 +116,34 @@ def _accelerators(backend: str) -> tuple[list[str], list[str]]:
     return [], ["cpu"]
 
 
-def setup(precision: str = "auto") -> Device:
-    """Detect the hardware, set the global Keras dtype policy, and build a strategy where there are several
-    devices. Call before building any model."""
+def setup(precision: str = "auto", mirrored: bool = False) -> Device:
+    """Detect the hardware and configure training for it (`configure`). Call before building any model."""
     import keras
 
     backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):  # before TensorFlow claims every GPU's memory at once
+            tf.config.experimental.set_memory_growth(gpu, True)
     gpus, cpus = _accelerators(backend)
-    kind = "gpu" if gpus else "cpu"
+    return configure(backend, "gpu" if gpus else "cpu", gpus or cpus, precision, mirrored)
+
+
+def configure(backend: str, kind: str, names: list[str], precision: str = "auto", mirrored: bool = False) -> Device:
+    """kit's configuration for training on `names`, devices of `kind` ("gpu" or "cpu"): the precision policy (set
+    as Keras' global policy), XLA, and with `mirrored` and several devices, one model under MirroredStrategy
+    (TensorFlow). Tests call it with kind="gpu" on the CPU to run exactly what a GPU gets."""
+    import keras
+
     if precision == "auto":
-        precision = "float16" if gpus else "bfloat16" if cpu_has_bf16() else "float32"
+        precision = "float16" if kind == "gpu" else "bfloat16" if cpu_has_bf16() else "float32"
     policy = POLICIES[precision]
     keras.mixed_precision.set_global_policy(policy)
-
-    names = gpus or cpus
     strategy = None
-    if backend == "tensorflow" and len(names) > 1:
+    if mirrored and backend == "tensorflow" and len(names) > 1:
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy(names)
     # XLA on GPU fuses BN/ReLU/casts into the convolutions. On this CPU it did not pay (kit/bench.py).
-    jit = bool(gpus)
-    return Device(backend, kind, names, precision, policy, jit, strategy)
+    return Device(backend, kind, names, precision, policy, kind == "gpu", strategy)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import runs, submission
+from kit import paths, runs, submission
 from kit.data import Competition
 from kit.errors import RunError, UsageError
 
@@ -131,7 +131,7 @@ def _save_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarray
     if oof is not None:
         runs.save_array(target / "oof.npy", oof)
     runs.save_array(target / "test_probs.npy", test)
-    csv = submission.write(test.argmax(1), out or submission.submissions_dir() / f"{target.name}.csv")
+    csv = submission.write(test.argmax(1), out or paths.submissions_dir() / f"{target.name}.csv")
     runs.write_json(target / "metrics.json", {**metrics, "submission": str(csv)})
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     runs.write_json(target / "config.json", {**config, "run_id": target.name, "created_utc": created})

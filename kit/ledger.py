@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kit import submission
+from kit import paths
 
 COLUMNS = [
     "id", "utc_time", "run_id", "file", "sha256", "message", "cv_accuracy",
@@ -29,7 +29,7 @@ COLUMNS = [
 
 
 def path() -> Path:
-    return submission.submissions_dir() / "leaderboard.csv"
+    return paths.submissions_dir() / "leaderboard.csv"
 
 
 @contextlib.contextmanager

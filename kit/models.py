@@ -16,20 +16,21 @@ from kit.config import Recipe
 from kit.layers import BatchNorm, Dropout, RandomAffine
 
 
-def augmentation(r: Recipe, seed: int) -> list[layers.Layer]:
-    """Random rotation, zoom and shift in one warp, active in training only (empty when augmentation is off)."""
+def augmentation(r: Recipe, seed: int, xla: bool) -> list[layers.Layer]:
+    """Random rotation, zoom and shift in one warp, active in training only (empty when augmentation is off);
+    `xla`: the training step is XLA-compiled (see kit.layers.warp)."""
     if not r.augment:
         return []
-    return [RandomAffine(r.rotation, r.zoom, r.shift, seed=seed)]
+    return [RandomAffine(r.rotation, r.zoom, r.shift, seed=seed, xla=xla)]
 
 
-def seed(r: Recipe, seed: int = 0) -> keras.Model:
+def seed(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
     """The seed notebook's network exactly: 280,714 parameters (its summary, layer for layer)."""
     return keras.Sequential(
         [
             keras.Input((28, 28, 1)),
             layers.Rescaling(1 / 255.0),
-            *augmentation(r, seed),
+            *augmentation(r, seed, xla),
             layers.Conv2D(64, 3, activation="relu"),
             layers.Conv2D(64, 3, activation="relu"),
             layers.MaxPooling2D(2),
@@ -51,12 +52,12 @@ def _conv(x: keras.KerasTensor, filters: int, kernel: int, bn: bool, strides: in
     return layers.Activation("relu")(x)
 
 
-def kitnet(r: Recipe, seed: int = 0) -> keras.Model:
+def kitnet(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
     """Stride-2 5x5 convolutions instead of pooling, as in the best public MNIST ensembles; batch norm after
     every conv, after the stride convs only, or none (`Recipe.batchnorm`)."""
     inputs = keras.Input((28, 28, 1))
     x = layers.Rescaling(1 / 255.0)(inputs)
-    for layer in augmentation(r, seed):
+    for layer in augmentation(r, seed, xla):
         x = layer(x)
     every, stride = r.batchnorm == "all", r.batchnorm in ("all", "stride")
     for filters in (32, 64):
@@ -71,8 +72,9 @@ def kitnet(r: Recipe, seed: int = 0) -> keras.Model:
     return keras.Model(inputs, outputs, name="kitnet")
 
 
-ARCHITECTURES: dict[str, Callable[[Recipe, int], keras.Model]] = {"seed": seed, "kitnet": kitnet}
+ARCHITECTURES: dict[str, Callable[[Recipe, int, bool], keras.Model]] = {"seed": seed, "kitnet": kitnet}
 
 
-def build(r: Recipe, seed: int = 0) -> keras.Model:
-    return ARCHITECTURES[r.model](r, seed)
+def build(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
+    """The recipe's architecture; `xla`: its training step will be XLA-compiled."""
+    return ARCHITECTURES[r.model](r, seed, xla)

@@ -1,11 +1,14 @@
-"""Folds trained at once in worker processes (`kit train --jobs N`), each with its share of the CPU cores.
+"""Folds trained at once in worker processes (`kit train --jobs N`): one per GPU, or each with its share of the
+CPU cores.
 
 A small convnet cannot keep many cores busy with one batch at a time: on this 2-core machine one process
 using both cores ran kitnet at 5,284 img/s (process CPU 1.71 of 2.0), two single-threaded processes at once
 at 3,144 + 3,118 = 6,262 img/s (1.19x). So on CPUs the folds of a K-fold run go to worker processes
 (`python -m kit.parallel`, which calls `kit.train.train_fold`), up to `jobs` at a time. Each worker gets
 cores // (workers that will run beside it) threads, at least one; by default there are enough workers that
-the last round of folds still fills the cores (`fill_cores`).
+the last round of folds still fills the cores (`fill_cores`). On N GPUs, N folds train at once, each worker
+pinned to its own GPU through CUDA_VISIBLE_DEVICES: a 300k-parameter CNN gains nothing from splitting each
+batch across GPUs (MirroredStrategy, `kit train --mirrored`), while independent folds keep every GPU busy.
 
 Workers write their fold into the run directory exactly as an in-process fold does (metrics.json last), so
 an interrupted run resumes the same way, and report progress as JSON lines on stdout; their stderr goes to
@@ -40,12 +43,47 @@ def cores() -> int:
 
 
 def auto_jobs(device: Device, folds_left: int, n_cores: int | None = None) -> int:
-    """`--jobs` when not given: on a CPU at least one worker per core, and enough that the last folds do not
-    run alone on too few workers to fill the cores (see `fill_cores`); 1 on GPUs (the GPU, not the host,
-    is the bottleneck there) and under a distribution strategy."""
-    if device.kind != "cpu" or device.strategy is not None or folds_left < 2:
+    """`--jobs` when not given: on GPUs one fold per GPU at once; on a CPU at least one worker per core, and enough
+    that the last folds do not run alone on too few workers to fill the cores (see `fill_cores`); 1 under a
+    distribution strategy (one model across the devices)."""
+    if device.strategy is not None or folds_left < 2:
         return 1
+    if device.kind == "gpu":
+        return max(1, min(len(device.names), folds_left))
     return fill_cores(folds_left, n_cores or cores())
+
+
+def plan(device: Device, jobs: int, folds_left: int) -> str:
+    """What the run will do with its devices, for the device line."""
+    at_once = min(jobs, folds_left)
+    if device.strategy is not None:
+        return f"one model at a time across {device.replicas} devices (MirroredStrategy)"
+    if at_once <= 1:
+        return "one fold at a time" if folds_left > 1 else "one model"
+    if device.kind == "gpu":
+        gpus = len(device.names)
+        return f"{at_once} folds at once, " + ("one per GPU" if at_once <= gpus else f"sharing {gpus} GPU(s)")
+    return f"{at_once} folds at once, in separate processes sharing the cores"
+
+
+def worker_gpus(device: Device) -> list[str]:
+    """The CUDA ids a worker can be pinned to (CUDA_VISIBLE_DEVICES): the parent's own visible list when it has one
+    (CUDA_VISIBLE_DEVICES=2,3 -> "2", "3"), else 0..N-1; none on CPUs and under a strategy."""
+    if device.kind != "gpu" or device.strategy is not None:
+        return []
+    visible = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return visible[: len(device.names)] if visible else [str(i) for i in range(len(device.names))]
+
+
+def worker_env(gpu: str | None) -> dict[str, str]:
+    """The environment a worker starts with: the parent's, pinned to one GPU when there are GPUs, with memory
+    allocated as it goes (TensorFlow sets memory growth itself; JAX would otherwise take 75 % of the GPU at once,
+    which fails when --jobs puts two workers on one GPU)."""
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    return env
 
 
 def fill_cores(folds: int, n_cores: int) -> int:
@@ -74,6 +112,7 @@ class Worker:
     fold: int
     process: subprocess.Popen
     log: Path
+    gpu: str | None = None  # the CUDA id it is pinned to
 
 
 def run_workers(
@@ -84,12 +123,15 @@ def run_workers(
     on_start: Callable[[int], None] | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     n_cores: int | None = None,
+    gpus: list[str] | None = None,
 ) -> None:
     """Run `command(fold, threads)` for every fold, at most `jobs` at a time, passing each JSON event line
-    (stdout lines starting with EVENT) to `on_event` in this thread. Raises RunError when a worker fails;
-    the workers still running are stopped first (their folds stay incomplete, so a re-run trains them)."""
+    (stdout lines starting with EVENT) to `on_event` in this thread. With `gpus` (CUDA ids), each worker is pinned
+    to the GPU running the fewest workers (`worker_env`). Raises RunError when a worker fails; the workers still
+    running are stopped first (their folds stay incomplete, so a re-run trains them)."""
     n_cores = n_cores or cores()
     pending, running = list(folds), []
+    load = {gpu: 0 for gpu in gpus or []}  # workers running on each GPU
     events: queue.Queue = queue.Queue()
 
     def read(worker: Worker) -> None:
@@ -109,11 +151,15 @@ def run_workers(
                 fold = pending.pop(0)
                 threads = threads_for(n_cores, jobs, len(pending) + 1)
                 log = log_dir / f"fold{fold}.log"
+                gpu = min(load, key=lambda g: (load[g], list(load).index(g))) if load else None
                 with open(log, "w") as stderr:
                     process = subprocess.Popen(
-                        command(fold, threads), stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1
-                    )
-                worker = Worker(fold, process, log)
+                        command(fold, threads), stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1,
+                        env=worker_env(gpu),
+                    )  # fmt: skip
+                if gpu is not None:
+                    load[gpu] += 1
+                worker = Worker(fold, process, log, gpu)
                 running.append(worker)
                 if on_start is not None:
                     on_start(fold)
@@ -124,6 +170,8 @@ def run_workers(
                     on_event(payload)
                 continue
             running.remove(worker)
+            if worker.gpu is not None:
+                load[worker.gpu] -= 1
             if payload == 0 and worker.log.stat().st_size == 0:
                 worker.log.unlink()  # nothing to read
             if payload != 0:
@@ -177,10 +225,10 @@ def main(argv: list[str]) -> int:
 
 
 def _work(spec: dict[str, Any]) -> int:
-    from kit import config, data, runs, train
+    from kit import config, data, paths, runs, train
     from kit.device import import_keras_quietly, setup
 
-    run_dir = runs.runs_dir() / spec["run_id"]
+    run_dir = paths.runs_dir() / spec["run_id"]
     recipe = config.from_dict(runs.read_json(run_dir / "config.json")["recipe"])
     comp = data.load_competition(Path(spec["data_dir"]) if spec["data_dir"] else None)
     if spec["limit"] is not None:
@@ -193,9 +241,7 @@ def _work(spec: dict[str, Any]) -> int:
 
         tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
         tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
-        for gpu in tf.config.list_physical_devices("GPU"):  # workers sharing a GPU (--jobs N on a GPU machine)
-            tf.config.experimental.set_memory_growth(gpu, True)
-    device = setup(recipe.precision)
+    device = setup(recipe.precision)  # memory growth on: workers may share a GPU (--jobs above the GPU count)
     _, folds = train.prepare_run(recipe, comp, spec["run_id"], device)  # checks the data is the run's
 
     def on_epoch(fold: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:

@@ -28,16 +28,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kit.errors import RunError
+from kit.paths import runs_dir
 
 if TYPE_CHECKING:  # kit.data imports pandas: not needed to read runs
     from kit.data import Competition
 
-DEFAULT_RUNS_DIR = Path("runs")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def runs_dir() -> Path:
-    return Path(os.environ.get("KIT_RUNS_DIR") or DEFAULT_RUNS_DIR)
 
 
 def new_id(label: str) -> str:

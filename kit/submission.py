@@ -10,12 +10,7 @@ import numpy as np
 from kit.errors import DataError
 
 HEADER = "ImageId,Label"
-DEFAULT_SUBMISSIONS_DIR = Path("submissions")
 REAL_TEST_ROWS = 28_000
-
-
-def submissions_dir() -> Path:
-    return Path(os.environ.get("KIT_SUBMISSIONS_DIR") or DEFAULT_SUBMISSIONS_DIR)
 
 
 def write(labels: np.ndarray, path: Path) -> Path:

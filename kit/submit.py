@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kit import kaggle_api, ledger, runs, submission
+from kit import kaggle_api, ledger, paths, runs, submission
 from kit.errors import DataError, KitError, OfflineError, QuotaError
 
 
@@ -34,11 +34,11 @@ def resolve(ref: str | None, message: str | None) -> Target:
     run_dir = None
     if ref is not None and Path(ref).is_file():
         path = Path(ref)
-        candidate = runs.runs_dir() / path.stem
+        candidate = paths.runs_dir() / path.stem
         run_dir = candidate if (candidate / "config.json").is_file() else None
     else:
         run_dir = runs.resolve(ref)
-        path = submission.submissions_dir() / f"{run_dir.name}.csv"
+        path = paths.submissions_dir() / f"{run_dir.name}.csv"
         if not path.is_file():
             metrics = runs.load_metrics(run_dir)
             path = Path(metrics["submission"]) if metrics and metrics.get("submission") else path

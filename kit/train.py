@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import config, ensemble, runs, submission
+from kit import config, ensemble, paths, runs, submission
 from kit.config import Recipe
 from kit.data import Competition
 from kit.device import Device
@@ -55,7 +55,7 @@ def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) ->
 
     scope = device.strategy.scope() if device.strategy is not None else contextlib.nullcontext()
     with scope:
-        model = models.build(r, seed)
+        model = models.build(r, seed, xla=bool(device.jit_compile))
         total = steps_per_epoch * r.epochs
         if r.schedule == "onecycle":
             warmup = max(1, int(total * r.warmup))
@@ -267,7 +267,7 @@ def _environment(device: Device) -> dict[str, Any]:
 
 def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tuple[Path, np.ndarray]:
     """Create runs/<id>/ (config.json, folds.npy), or reopen it after checking it is the same recipe."""
-    run_dir = runs.runs_dir() / runs.check_id(run_id)
+    run_dir = paths.runs_dir() / runs.check_id(run_id)
     data = {"source": comp.source, "train_rows": len(comp.train_labels), "test_rows": len(comp.test_images)}
     config_path = run_dir / "config.json"
     if config_path.is_file():
@@ -331,6 +331,7 @@ def train_run(
                 run_dir,
                 on_start=(lambda fold: on_fold_start(fold, r.folds)) if on_fold_start is not None else None,
                 on_event=(lambda e: on_epoch(e["fold"], e["epoch"], e["epochs"], e["logs"])) if on_epoch else None,
+                gpus=parallel.worker_gpus(device),
             )
         else:
             for fold in todo:
@@ -364,7 +365,7 @@ def merge(
     cv = float((oof[seen].argmax(1) == comp.train_labels[seen]).mean())
     runs.save_array(run_dir / "oof.npy", oof)
     runs.save_array(run_dir / "test_probs.npy", test)
-    csv = submission.write(test.argmax(1), submission.submissions_dir() / f"{run_dir.name}.csv")
+    csv = submission.write(test.argmax(1), paths.submissions_dir() / f"{run_dir.name}.csv")
     metrics = {
         "cv_accuracy": cv,
         "cv_rows": int(seen.sum()),

@@ -209,3 +209,51 @@ def test_unwritable_parent_is_one_line(env, tmp_path):
     assert result.returncode == 6, result.stderr
     assert "choose a writable --data-dir" in result.stderr and "Traceback" not in result.stderr
     assert blocker.read_text() == "a file, not a folder"
+
+
+# ------------------------------------------------------------------------------------------ Kaggle Notebooks
+
+
+def test_kaggle_notebook_installs_the_attached_data_without_credentials(env, tiny, tmp_path):
+    stand_in = tmp_path / "input"  # plays /kaggle/input: the competition under its own path, and another data set
+    attached = stand_in / "competitions" / "digit-recognizer"
+    attached.mkdir(parents=True)
+    for name in data.FILES:
+        (attached / name).write_bytes((tiny.folder / name).read_bytes())
+    (stand_in / "titanic").mkdir()
+    (stand_in / "titanic" / "train.csv").write_text("PassengerId,Survived\n1,0\n")
+    (stand_in / "titanic" / "test.csv").write_text("PassengerId\n2\n")
+    result = run_kit(["download"], {**env, "KIT_KAGGLE_INPUT": str(stand_in)})
+    assert result.returncode == 0, result.stderr
+    assert "source: kaggle-notebook" in result.stdout
+    comp = data.load_competition()
+    np.testing.assert_array_equal(comp.train_images, tiny.train_x)
+    np.testing.assert_array_equal(comp.test_images, tiny.test_x)
+    assert sorted(p.name for p in attached.iterdir()) == sorted(data.FILES)  # the input is left as it was
+
+    nothing = tmp_path / "empty-input"
+    nothing.mkdir()
+    missing = run_kit(["download", "--force"], {**env, "KIT_KAGGLE_INPUT": str(nothing)})
+    assert missing.returncode == 6 and "Add Input -> Competitions -> Digit Recognizer" in missing.stderr
+    assert data.load_competition().source == "kaggle-notebook"  # the installed data is untouched
+
+
+def test_kaggle_notebook_keeps_runs_and_submissions_in_kaggle_working(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from kit import paths
+
+    for name in ("KIT_DATA_DIR", "KIT_RUNS_DIR", "KIT_SUBMISSIONS_DIR", "KIT_KAGGLE_INPUT", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(paths, "KAGGLE_INPUT", tmp_path / "no-such-input")
+    monkeypatch.setattr(paths, "KAGGLE_WORKING", tmp_path / "working")
+    (tmp_path / "working").mkdir()
+    assert not paths.in_kaggle_notebook()
+    assert (paths.runs_dir(), paths.submissions_dir()) == (Path("runs"), Path("submissions"))
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    assert paths.in_kaggle_notebook()
+    assert paths.runs_dir() == tmp_path / "working" / "runs"
+    assert paths.submissions_dir() == tmp_path / "working" / "submissions"
+    assert paths.data_dir() == tmp_path / "working" / "data" / "digit-recognizer"
+    monkeypatch.setenv("KIT_RUNS_DIR", str(tmp_path / "mine"))  # the variable still wins
+    assert paths.runs_dir() == tmp_path / "mine"

@@ -30,6 +30,58 @@ def test_auto_jobs_only_splits_cpu_runs_with_several_folds(monkeypatch):
     assert parallel.auto_jobs(Device("tensorflow", "cpu", ["a", "b"], "float32", "float32", False, object()), 5) == 1
 
 
+def _gpus(n: int, strategy=None) -> Device:
+    return Device("tensorflow", "gpu", [f"/device:GPU:{i}" for i in range(n)], "float16", "mixed_float16", True,
+                  strategy)  # fmt: skip
+
+
+def test_one_fold_per_gpu(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert parallel.auto_jobs(_gpus(2), 5) == 2 and parallel.auto_jobs(_gpus(4), 3) == 3
+    assert parallel.auto_jobs(_gpus(8), 1) == 1 and parallel.auto_jobs(_gpus(2, strategy=object()), 5) == 1
+    assert parallel.plan(_gpus(2), 2, 5) == "2 folds at once, one per GPU"
+    assert parallel.plan(_gpus(2), 4, 5) == "4 folds at once, sharing 2 GPU(s)"
+    assert parallel.plan(_gpus(1), 1, 5) == "one fold at a time"
+    assert "MirroredStrategy" in parallel.plan(_gpus(2, strategy=object()), 1, 5)
+    assert parallel.worker_gpus(_gpus(2)) == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")  # the parent was itself given GPUs 2 and 3
+    assert parallel.worker_gpus(_gpus(2)) == ["2", "3"]
+    assert parallel.worker_gpus(_gpus(2, strategy=object())) == []
+    cpu = Device("tensorflow", "cpu", ["cpu"], "float32", "float32", False)
+    assert parallel.worker_gpus(cpu) == [] and "CUDA_VISIBLE_DEVICES" in parallel.worker_env(None)  # inherited as is
+    env = parallel.worker_env("3")
+    assert env["CUDA_VISIBLE_DEVICES"] == "3" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+
+
+@pytest.mark.parametrize(("folds", "gpus", "jobs"), [(5, 2, 2), (3, 4, 3), (4, 2, 4)])
+def test_workers_are_pinned_to_their_own_gpu(tmp_path, folds, gpus, jobs):
+    """K folds on N GPUs: every worker starts with one CUDA id, and no GPU runs more workers at once than its share
+    (one each while jobs <= N; two each with --jobs 4 on 2 GPUs)."""
+    script = f"""
+import json, os, time
+print({parallel.EVENT!r} + json.dumps({{"fold": FOLD, "gpu": os.environ["CUDA_VISIBLE_DEVICES"],
+      "prealloc": os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"], "start": time.time()}}), flush=True)
+time.sleep(0.4)
+print({parallel.EVENT!r} + json.dumps({{"fold": FOLD, "end": time.time()}}), flush=True)
+"""
+    ids = [str(i) for i in range(gpus)]
+    events, launched = [], []
+    parallel.run_workers(_fake_worker(script), list(range(folds)), jobs, tmp_path, launched.append, events.append,
+                         n_cores=2, gpus=ids)  # fmt: skip
+    starts = {e["fold"]: e for e in events if "start" in e}
+    ends = {e["fold"]: e["end"] for e in events if "end" in e}
+    assert sorted(starts) == sorted(ends) == list(range(folds))
+    assert {e["gpu"] for e in starts.values()} == set(ids[: min(folds, gpus)])
+    assert all(e["prealloc"] == "false" for e in starts.values())
+    share = -(-jobs // gpus)
+    for gpu in ids:
+        spans = [(starts[k]["start"], ends[k]) for k in starts if starts[k]["gpu"] == gpu]
+        most = max((sum(a <= t < b for a, b in spans) for t, _ in spans), default=0)
+        assert most <= share, (gpu, spans)
+    first = [starts[k]["gpu"] for k in launched[: min(jobs, gpus)]]
+    assert len(set(first)) == len(first)  # the first workers launched went to different GPUs
+
+
 def test_fill_cores_keeps_the_last_round_full():
     assert [parallel.fill_cores(folds, 2) for folds in (1, 2, 3, 4, 5, 6, 7)] == [1, 2, 3, 2, 3, 2, 4]
     assert parallel.fill_cores(10, 4) == 5 and parallel.fill_cores(8, 4) == 4 and parallel.fill_cores(5, 1) == 1

@@ -136,7 +136,8 @@ def test_kfold_run_writes_every_artifact(env, sample):
     result = run_kit(args, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "device" in result.stdout and "CV (OOF)" in result.stdout
-    assert "workers" in result.stdout and "fold 3 epoch 1/1" in result.stdout  # worker processes' progress
+    assert "2 folds at once, in separate processes" in result.stdout  # the device line says what it will do
+    assert "fold 3 epoch 1/1" in result.stdout  # worker processes' progress
     run = Path(env["KIT_RUNS_DIR"]) / "k3"
     n, m = len(sample.train_labels), len(sample.test_images)
     folds = np.load(run / "folds.npy")
@@ -252,7 +253,7 @@ _TRAIN_SNIPPET = """
 import sys
 from kit import config, data, device, train
 {setup}
-dev = device.setup("float32")
+dev = device.setup("float32", mirrored={mirrored})
 comp = data.head(data.load_competition(), 400)
 # batch norm on, TTA on: kit's fused BatchNorm (TensorFlow) or its Keras fallback (JAX), and the TTA warps
 r = config.recipe("kitnet", epochs=1, batch_size=64, folds=2, batchnorm="all", tta=True)
@@ -263,7 +264,7 @@ print("REPLICAS", dev.replicas, "CV", res.metrics["cv_accuracy"], "BACKEND", dev
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(env, sample):
-    code = _TRAIN_SNIPPET.format(setup="device.split_cpu(2)")
+    code = _TRAIN_SNIPPET.format(setup="device.split_cpu(2)", mirrored=True)
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
     )
@@ -274,7 +275,7 @@ def test_mirrored_strategy_on_two_logical_cpus(env, sample):
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_jax_backend_trains(env, sample):
-    code = _TRAIN_SNIPPET.format(setup="")
+    code = _TRAIN_SNIPPET.format(setup="", mirrored=False)
     result = subprocess.run(
         [sys.executable, "-c", code],
         env={**env, "KERAS_BACKEND": "jax"},
@@ -285,6 +286,50 @@ def test_jax_backend_trains(env, sample):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "BACKEND jax" in result.stdout
+
+
+# The exact configuration a GPU gets (kit.device.configure with kind="gpu": mixed float16, XLA, model.fit with the
+# GPU's steps per call), forced on this CPU, with the default recipe (augmentation and TTA on): a few steps of two
+# folds, then the saved fold model reloaded predicts what the run saved. On JAX, XLA compiles everything.
+_GPU_SNIPPET = """
+import json
+import keras
+import numpy as np
+import kit.layers
+from kit import config, data, device, ensemble, train
+
+dev = device.configure(keras.backend.backend(), "gpu", ["cpu"], "auto")
+comp = data.head(data.load_competition(), 600)
+r = config.recipe("kitnet", epochs=2, batch_size=32, folds=2)
+res = train.train_run(r, comp, "gpu", dev)
+run = res.run_dir
+model = keras.saving.load_model(run / "fold0" / "model.keras")
+folds = np.load(run / "folds.npy")
+tta = ensemble.predict(model, comp.train_images[folds == 0], ensemble.TTA_VIEWS)
+print("RESULT " + json.dumps({
+    "policy": dev.policy, "xla": dev.jit_compile, "kind": dev.kind, "augment": r.augment, "tta": r.tta,
+    "warp_xla": [l.xla for l in model.layers if isinstance(l, kit.layers.RandomAffine)],
+    "steps_per_execution": model.steps_per_execution, "iterations": int(model.optimizer.iterations),
+    "tta_views": res.fold_metrics[0]["tta_views"], "cv": res.metrics["cv_accuracy"],
+    "reload_diff": float(np.abs(tta - np.load(run / "fold0" / "val_probs.npy")).max()),
+}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_gpu_configuration_trains_the_default_recipe_on_the_cpu(env, sample, backend):
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    result = subprocess.run([sys.executable, "-c", _GPU_SNIPPET], env={**env, "KERAS_BACKEND": backend},
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.split("RESULT ", 1)[1])
+    assert got["policy"] == "mixed_float16" and got["xla"] is True and got["kind"] == "gpu"
+    assert got["augment"] and got["tta"] and got["tta_views"] == 7 and got["warp_xla"] == [True]
+    assert got["steps_per_execution"] == 16
+    assert got["iterations"] == 2 * 10  # 300 training rows, batch 32: 10 steps an epoch, the partial one included
+    assert 0 <= got["cv"] <= 1 and got["reload_diff"] < 1e-2
 
 
 @pytest.mark.slow

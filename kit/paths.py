@@ -1,0 +1,45 @@
+"""Where kit keeps things: the data, runs and submissions folders, and inside a Kaggle Notebook the attached
+competition data (read-only, under /kaggle/input) and the folder whose files the notebook keeps (/kaggle/working).
+
+Each folder's environment variable wins: KIT_DATA_DIR, KIT_RUNS_DIR, KIT_SUBMISSIONS_DIR; KIT_KAGGLE_INPUT stands in
+for /kaggle/input (and marks a Kaggle Notebook, so tests can play one).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+KAGGLE_INPUT = Path("/kaggle/input")
+KAGGLE_WORKING = Path("/kaggle/working")
+
+
+def in_kaggle_notebook() -> bool:
+    """Kaggle sets KAGGLE_KERNEL_RUN_TYPE in its notebooks ("Interactive" or "Batch"), and mounts their inputs
+    under /kaggle/input."""
+    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE") or os.environ.get("KIT_KAGGLE_INPUT")) or KAGGLE_INPUT.is_dir()
+
+
+def kaggle_input() -> Path:
+    return Path(os.environ.get("KIT_KAGGLE_INPUT") or KAGGLE_INPUT)
+
+
+def _home() -> Path:
+    """The folder runs/, submissions/ and data/ go in by default: /kaggle/working in a Kaggle Notebook (the rest of
+    its disk is not kept), else the working directory."""
+    return KAGGLE_WORKING if in_kaggle_notebook() and KAGGLE_WORKING.is_dir() else Path()
+
+
+def data_dir(explicit: Path | None = None) -> Path:
+    """The data directory: `explicit`, else $KIT_DATA_DIR, else data/digit-recognizer."""
+    if explicit is not None:
+        return Path(explicit)
+    return Path(os.environ.get("KIT_DATA_DIR") or _home() / "data" / "digit-recognizer")
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("KIT_RUNS_DIR") or _home() / "runs")
+
+
+def submissions_dir() -> Path:
+    return Path(os.environ.get("KIT_SUBMISSIONS_DIR") or _home() / "submissions")
