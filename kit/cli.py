@@ -121,6 +121,14 @@ def train(
     folds: Annotated[
         int | None, typer.Option("--folds", help="1: one model on a 90/10 split; K>=2: K-fold ensemble.")
     ] = None,
+    repeats: Annotated[
+        int | None,
+        typer.Option(
+            "--repeats",
+            help="K-fold: R differently seeded K-fold splits, K x R models; each row's OOF prediction is the mean of "
+            "its R out-of-fold models, the test prediction the mean of all.",
+        ),
+    ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -143,7 +151,8 @@ def train(
         typer.Option("--tta/--no-tta", help="Predict OOF and test rows as the mean over 7 shifted/rotated views."),
     ] = None,
     fold: Annotated[
-        int | None, typer.Option("--fold", help="Train only fold I of a K-fold run (needs --run-id).")
+        int | None,
+        typer.Option("--fold", help="Train only fold I of a K-fold run (needs --run-id); with --repeats, member I."),
     ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", help="Use only the first N training rows (quick experiments).")
@@ -184,6 +193,7 @@ def train(
         raise UsageError("--fold needs --run-id, so the folds trained separately end up in the same run.")
     overrides = dict(
         folds=folds,
+        repeats=repeats,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
@@ -209,19 +219,23 @@ def train(
     _quiet_tensorflow()  # after the cheap checks: a usage error should not wait for TensorFlow to load
     dev = device.setup(recipe.precision, mirrored)
     run_id = run_id or runs.new_id(recipe.model)
-    folds_left = recipe.folds if fold is None else 1
+    folds_left = recipe.folds * recipe.repeats if fold is None else 1
     jobs = jobs or parallel.auto_jobs(dev, folds_left)
     out.print(f"[bold]device[/bold] {dev.describe()}: {parallel.plan(dev, jobs, folds_left)}")
     note = "  [yellow](SAMPLE data: scores say nothing about the competition)[/yellow]" if comp.is_sample else ""
     out.print(
-        f"[bold]run[/bold] {run_id}: {recipe.model}, {recipe.folds} fold(s), {recipe.epochs} epochs, batch "
+        f"[bold]run[/bold] {run_id}: {recipe.model}, {_members(recipe)}, {recipe.epochs} epochs, batch "
         f"{recipe.batch_size}, {len(comp.train_labels):,} train rows{note}"
     )
 
     worker = functools.partial(parallel.worker_command, data_dir=data.data_dir(data_dir).resolve(), limit=limit)
     with _fold_progress() as (on_fold_start, on_epoch):
         result = train.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs=jobs, worker=worker)
-    _render_result(result, recipe.folds)
+    _render_result(result, recipe.folds * recipe.repeats)
+
+
+def _members(recipe) -> str:
+    return f"{recipe.folds} fold(s)" + (f" x {recipe.repeats} repeats" if recipe.repeats > 1 else "")
 
 
 @contextlib.contextmanager

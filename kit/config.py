@@ -33,6 +33,7 @@ class Recipe:
     shift: float  # fraction of the side, +-
     tta: bool = False  # predict OOF and test rows as the mean over kit.ensemble.TTA_VIEWS (shifted/rotated views)
     folds: int = 1  # 1 = one model on a stratified 90/10 split; K >= 2 = stratified K-fold ensemble
+    repeats: int = 1  # K-fold: R differently seeded K-fold splits, K x R members; a row's OOF is the mean of its R
     fold_epochs: int | None = None  # K-fold runs: the epochs per fold when --epochs is not given (None: `epochs`)
     holdout: float = 0.1  # folds=1 only: the validation fraction
     seed: int = 42
@@ -116,6 +117,8 @@ def validate(r: Recipe) -> None:
         (r.epochs >= 1, f"--epochs must be at least 1, not {r.epochs}"),
         (r.batch_size >= 1, f"--batch-size must be at least 1, not {r.batch_size}"),
         (r.folds >= 1, f"--folds must be at least 1, not {r.folds}"),
+        (r.repeats >= 1, f"--repeats must be at least 1, not {r.repeats}"),
+        (r.repeats == 1 or r.folds >= 2, f"--repeats {r.repeats} needs --folds 2 or more (repeated K-fold)"),
         (r.fold_epochs is None or r.fold_epochs >= 1, f"fold_epochs must be at least 1, not {r.fold_epochs}"),
         (0 < r.holdout < 1, f"the holdout fraction must be between 0 and 1, not {r.holdout}"),
         (

@@ -61,15 +61,35 @@ def predict(
     return (total / len(views)).astype(np.float32)
 
 
-def load_fold_models(run_dir: Path, folds: np.ndarray) -> dict[int, Any]:
-    """The saved model of every fold the run has (each fold number in folds.npy), loaded; a missing or unreadable
-    one is named, since predicting without it would leave its rows unpredicted."""
+def assemble(
+    folds: np.ndarray, n_folds: int, member_probs: dict[int, tuple[np.ndarray, np.ndarray]], labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """From each member's (validation probabilities, test probabilities): the OOF probabilities (a row's mean over
+    the members that validated it, NaN where none did), the mean test probabilities, and the OOF accuracy."""
+    total = np.zeros((folds.shape[-1], 10), np.float64)
+    count = np.zeros(folds.shape[-1], np.int64)
+    test = 0.0
+    for member, (val, member_test) in member_probs.items():
+        rows = runs.member_rows(folds, n_folds, member)
+        total[rows] += val
+        count[rows] += 1
+        test = test + member_test.astype(np.float64)
+    oof = np.full(total.shape, np.nan, np.float32)
+    seen = count > 0
+    oof[seen] = total[seen] / count[seen, None]
+    cv = float((oof[seen].argmax(1) == labels[seen]).mean()) if seen.any() else None
+    return oof, (test / max(1, len(member_probs))).astype(np.float32), cv
+
+
+def load_fold_models(run_dir: Path, folds: np.ndarray, n_folds: int) -> dict[int, Any]:
+    """The saved model of every member the run has (every fold of every repeat in folds.npy), loaded; a missing or
+    unreadable one is named, since predicting without it would leave its rows unpredicted."""
     import keras
 
     import kit.layers  # noqa: F401  (registers kit's layers, which the saved models use)
 
     models = {}
-    for k in sorted(int(f) for f in np.unique(folds) if f >= 0):
+    for k in runs.members(folds, n_folds):
         path = run_dir / f"fold{k}" / "model.keras"
         if not path.is_file():
             raise RunError(f"Run {run_dir.name} has no model for fold {k} ({path} is missing); train it again with "
@@ -103,17 +123,13 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
         raise RunError(f"{source.name} is a {config.get('kind')} run; re-predict the training runs it came from.")
     comp = runs.competition_of(source, comp)
     folds = np.load(source / "folds.npy")
-    models = load_fold_models(source, folds)
-    oof = np.full((len(folds), 10), np.nan, np.float32)
-    test = np.zeros((len(comp.test_images), 10), np.float64)
+    n_folds = int(config.get("recipe", {}).get("folds", 1))
+    models = load_fold_models(source, folds, n_folds)
+    probs = {}
     for k, model in models.items():
-        rows = folds == k
-        oof[rows] = predict(model, comp.train_images[rows], views)
-        test += predict(model, comp.test_images, views)
-    test = (test / len(models)).astype(np.float32)
-
-    seen = folds >= 0
-    cv_after = float((oof[seen].argmax(1) == comp.train_labels[seen]).mean()) if seen.any() else None
+        rows = runs.member_rows(folds, n_folds, k)
+        probs[k] = (predict(model, comp.train_images[rows], views), predict(model, comp.test_images, views))
+    oof, test, cv_after = assemble(folds, n_folds, probs, comp.train_labels)
     base = runs.load_metrics(source) or {}
     cv_before = base.get("cv_accuracy")
     before = np.load(source / "test_probs.npy").argmax(1) if (source / "test_probs.npy").is_file() else None
@@ -177,8 +193,8 @@ def blend(sources: list[Path], weights: list[float] | None, labels: np.ndarray, 
     test = np.tensordot(w, np.stack(tests), axes=1).astype(np.float32)
 
     def cv_of(oof: np.ndarray, fold: np.ndarray) -> float | None:
-        seen = fold >= 0
-        if len(fold) != len(labels) or not seen.any():
+        seen = ~np.isnan(oof).any(axis=1)
+        if len(oof) != len(labels) or not seen.any():
             return None
         return float((oof[seen].argmax(1) == labels[seen]).mean())
 

@@ -2,11 +2,14 @@
 
 runs/<run-id>/
   config.json         the effective recipe, plus versions, device, git sha, data source
-  folds.npy           int8 per training row: the fold that validates it (-1: never validated, folds=1)
-  fold<i>/            model.keras, history.json, val_probs.npy, test_probs.npy, metrics.json (written last:
-                      its presence marks the fold complete, so a re-run skips it)
-  oof.npy             float32 (N, 10) out-of-fold probabilities (NaN rows where no fold validated)
-  test_probs.npy      float32 (M, 10) mean of the folds' test probabilities
+  folds.npy           int8 per training row: the fold that validates it (-1: never validated, folds=1); with
+                      --repeats R, (R, N): one row per repeated split
+  fold<i>/            member i (fold i % K of repeat i // K): model.keras, history.json, val_probs.npy,
+                      test_probs.npy, metrics.json (written last: its presence marks the member complete, so a
+                      re-run skips it)
+  oof.npy             float32 (N, 10) out-of-fold probabilities, each row the mean over the members that validated
+                      it (NaN rows where none did)
+  test_probs.npy      float32 (M, 10) mean of the members' test probabilities
   metrics.json        per-fold and overall CV accuracy, images/s, wall time
 A blend (kit blend) is a run too: config.json says {"kind": "blend", ...}, with oof.npy and test_probs.npy.
 """
@@ -73,7 +76,7 @@ def competition_of(run: Path, comp: Competition) -> Competition:
     """`comp` cut to the training rows `run` used: a run trained with --limit N saw the first N rows. Data that is
     not the run's (the sample against the real data, another test set, fewer rows) is refused."""
     folds = run / "folds.npy"
-    rows = len(np.load(folds, mmap_mode="r")) if folds.is_file() else len(comp.train_labels)
+    rows = np.load(folds, mmap_mode="r").shape[-1] if folds.is_file() else len(comp.train_labels)
     saved = load_config(run).get("data") or {}
     other = (saved.get("source") == "sample") != comp.is_sample or saved.get("test_rows", len(comp.test_images)) != len(
         comp.test_images
@@ -118,6 +121,22 @@ def fold_locks(run_dir: Path, folds: list[int]) -> Iterator[None]:
     finally:
         for handle in held:
             handle.close()  # closing releases the lock
+
+
+def members(folds: np.ndarray, n_folds: int) -> list[int]:
+    """The members (fold models) of a run, from its folds.npy: fold numbers 0..K-1 for one split (N,), and
+    0..K*R-1 for R repeated splits (R, N), member m being fold m % K of repeat m // K."""
+    if folds.ndim == 1:
+        return sorted(int(f) for f in np.unique(folds) if f >= 0)
+    return list(range(folds.shape[0] * n_folds))
+
+
+def member_rows(folds: np.ndarray, n_folds: int, member: int) -> np.ndarray:
+    """The rows `member` validates (a boolean mask)."""
+    if folds.ndim == 1:
+        return folds == member
+    repeat, fold = divmod(member, n_folds)
+    return folds[repeat] == fold
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -30,9 +30,13 @@ from kit.errors import RunError, UsageError
 EpochHook = Callable[[int, int, int, dict[str, float]], None]
 
 
-def assign_folds(labels: np.ndarray, folds: int, holdout: float, seed: int) -> np.ndarray:
-    """int8 per row: the fold whose model validates it. folds=1: a stratified holdout (fold 0), the rest -1."""
+def assign_folds(labels: np.ndarray, folds: int, holdout: float, seed: int, repeats: int = 1) -> np.ndarray:
+    """int8 per row: the fold whose model validates it. folds=1: a stratified holdout (fold 0), the rest -1.
+    With `repeats` R > 1, an (R, N) array: R stratified K-fold splits, seeded seed, seed + 1, ..."""
     from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    if repeats > 1:
+        return np.stack([assign_folds(labels, folds, holdout, seed + r) for r in range(repeats)])
 
     assignment = np.full(len(labels), -1, np.int8)
     if folds == 1:
@@ -195,7 +199,7 @@ def train_fold(
 
     started = time.perf_counter()
     keras.utils.set_random_seed(r.seed + fold)
-    val = folds == fold
+    val = runs.member_rows(folds, r.folds, fold)
     train = ~val if r.folds > 1 else folds == -1
     eye = np.eye(10, dtype=np.float32)
     x_train, y_train = comp.train_images[train], eye[comp.train_labels[train]]
@@ -284,7 +288,7 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
             )
         return run_dir, np.load(run_dir / "folds.npy")
     run_dir.mkdir(parents=True, exist_ok=True)
-    folds = assign_folds(comp.train_labels, r.folds, r.holdout, r.seed)
+    folds = assign_folds(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
     runs.save_array(run_dir / "folds.npy", folds)
     runs.write_json(
         config_path,
@@ -311,14 +315,17 @@ def train_run(
     jobs: int = 1,
     worker: Callable[[str, int, int], list[str]] | None = None,
 ) -> RunResult:
-    """Train every incomplete fold (or just `only_fold`) of run `run_id`; merge once all are complete.
+    """Train every incomplete member (fold; K x R of them with repeats), or just `only_fold`, of run `run_id`;
+    merge once all are complete.
 
     With `jobs` > 1, a `worker` and several folds to train, the folds run at once in worker processes started with the
     command `worker(run_id, fold, threads)` (see kit.parallel); otherwise one after another in this process."""
-    if only_fold is not None and not 0 <= only_fold < r.folds:
-        raise UsageError(f"--fold must be between 0 and {r.folds - 1} for a {r.folds}-fold run, not {only_fold}.")
+    total = r.folds * r.repeats
+    if only_fold is not None and not 0 <= only_fold < total:
+        what = f"{r.folds}-fold run" + (f" with {r.repeats} repeats" if r.repeats > 1 else "")
+        raise UsageError(f"--fold must be between 0 and {total - 1} for a {what}, not {only_fold}.")
     run_dir, folds = prepare_run(r, comp, run_id, device)
-    todo = [k for k in ([only_fold] if only_fold is not None else range(r.folds)) if not fold_done(run_dir, k)]
+    todo = [k for k in ([only_fold] if only_fold is not None else range(total)) if not fold_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):
         todo = [k for k in todo if not fold_done(run_dir, k)]  # another process may have finished one meanwhile
         if jobs > 1 and len(todo) > 1 and worker is not None:
@@ -329,20 +336,20 @@ def train_run(
                 todo,
                 jobs,
                 run_dir,
-                on_start=(lambda fold: on_fold_start(fold, r.folds)) if on_fold_start is not None else None,
+                on_start=(lambda fold: on_fold_start(fold, total)) if on_fold_start is not None else None,
                 on_event=(lambda e: on_epoch(e["fold"], e["epoch"], e["epochs"], e["logs"])) if on_epoch else None,
                 gpus=parallel.worker_gpus(device),
             )
         else:
             for fold in todo:
                 if on_fold_start is not None:
-                    on_fold_start(fold, r.folds)
+                    on_fold_start(fold, total)
                 train_fold(r, comp, folds, fold, run_dir, device, on_epoch)
-    complete = [k for k in range(r.folds) if fold_done(run_dir, k)]
+    complete = [k for k in range(total) if fold_done(run_dir, k)]
     fold_metrics = [runs.read_json(run_dir / f"fold{k}" / "metrics.json") for k in complete]
-    if len(complete) < r.folds:
+    if len(complete) < total:
         return RunResult(run_dir, fold_metrics, todo, None, None)
-    metrics, csv = merge(run_dir, comp, folds, fold_metrics)
+    metrics, csv = merge(run_dir, comp, folds, fold_metrics, r.folds)
     return RunResult(run_dir, fold_metrics, todo, metrics, csv)
 
 
@@ -351,30 +358,28 @@ def _weighted(pairs: list[tuple[float, int]]) -> float:
 
 
 def merge(
-    run_dir: Path, comp: Competition, folds: np.ndarray, fold_metrics: list[dict[str, Any]]
+    run_dir: Path, comp: Competition, folds: np.ndarray, fold_metrics: list[dict[str, Any]], n_folds: int
 ) -> tuple[dict[str, Any], Path]:
-    """Combine complete folds: OOF probabilities, averaged test probabilities, CV accuracy, submission."""
-    oof = np.full((len(folds), 10), np.nan, np.float32)
-    test = np.zeros((len(comp.test_images), 10), np.float64)
+    """Combine complete members: OOF probabilities, averaged test probabilities, CV accuracy, submission."""
+    probs = {}
     for m in fold_metrics:
-        k = m["fold"]
-        oof[folds == k] = np.load(run_dir / f"fold{k}" / "val_probs.npy")
-        test += np.load(run_dir / f"fold{k}" / "test_probs.npy")
-    test = (test / len(fold_metrics)).astype(np.float32)
-    seen = folds >= 0
-    cv = float((oof[seen].argmax(1) == comp.train_labels[seen]).mean())
+        member = run_dir / f"fold{m['fold']}"
+        probs[m["fold"]] = (np.load(member / "val_probs.npy"), np.load(member / "test_probs.npy"))
+    oof, test, cv = ensemble.assemble(folds, n_folds, probs, comp.train_labels)
     runs.save_array(run_dir / "oof.npy", oof)
     runs.save_array(run_dir / "test_probs.npy", test)
     csv = submission.write(test.argmax(1), paths.submissions_dir() / f"{run_dir.name}.csv")
     metrics = {
         "cv_accuracy": cv,
-        "cv_rows": int(seen.sum()),
-        # without TTA, from each fold's plain accuracy (equal to cv_accuracy when the recipe has no TTA)
-        "cv_accuracy_plain": _weighted([(m.get("accuracy_plain", m["accuracy"]), m["val_rows"]) for m in fold_metrics]),
+        "cv_rows": int((~np.isnan(oof[:, 0])).sum()),
+        "members": len(fold_metrics),
         "folds": [{k: m[k] for k in ("fold", "accuracy", "val_rows", "images_per_s", "seconds")} for m in fold_metrics],
         "images_per_s": float(np.mean([m["images_per_s"] for m in fold_metrics])),
         "train_seconds": float(sum(m["seconds"] for m in fold_metrics)),
         "submission": str(csv),
     }
+    if folds.ndim == 1:  # without TTA, from each fold's plain accuracy (equal to cv_accuracy when there is no TTA)
+        plain = [(m.get("accuracy_plain", m["accuracy"]), m["val_rows"]) for m in fold_metrics]
+        metrics["cv_accuracy_plain"] = _weighted(plain)
     runs.write_json(run_dir / "metrics.json", metrics)
     return metrics, csv

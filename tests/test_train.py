@@ -416,3 +416,51 @@ def test_stopping_kit_train_stops_its_fold_workers(env, sample, signum):
         parent.kill()
         for pid in _workers_of(run_id):
             os.kill(pid, 9)
+
+
+@pytest.mark.slow
+def test_repeated_kfold_averages_every_rows_oof_over_its_repeats(env, sample):
+    """--folds 2 --repeats 2: 4 members on two differently seeded splits; each row's OOF is the mean of its two
+    out-of-fold members, the test probabilities the mean of all four; resume skips complete members."""
+    args = ["train", "--folds", "2", "--repeats", "2", "--epochs", "1", "--run-id", "rep", "--model", "seed"]
+    first = run_kit([*args, "--fold", "3"], env)
+    assert first.returncode == 0, first.stderr
+    assert "1/4 folds complete" in first.stdout and "2 fold(s) x 2 repeats" in first.stdout
+    run = Path(env["KIT_RUNS_DIR"]) / "rep"
+    stamp = (run / "fold3" / "metrics.json").stat().st_mtime_ns
+    bad = run_kit(["train", "--run-id", "rep", "--fold", "4"], env)
+    assert bad.returncode == 2 and "between 0 and 3" in bad.stderr
+
+    rest = run_kit(["train", "--run-id", "rep", "--jobs", "2"], env)
+    assert rest.returncode == 0, rest.stderr
+    assert (run / "fold3" / "metrics.json").stat().st_mtime_ns == stamp  # member 3 was not retrained
+    folds = np.load(run / "folds.npy")
+    n = len(sample.train_labels)
+    assert folds.shape == (2, n) and not np.array_equal(folds[0], folds[1])  # two different splits
+    oof, expected = np.load(run / "oof.npy"), np.zeros((n, 10))
+    seen = np.zeros(n, int)
+    for member in range(4):
+        rows = folds[member // 2] == member % 2
+        expected[rows] += np.load(run / f"fold{member}" / "val_probs.npy")
+        seen[rows] += 1
+    assert np.all(seen == 2)  # every training row has two OOF predictions
+    np.testing.assert_allclose(oof, expected / 2, atol=1e-6)
+    test = np.mean([np.load(run / f"fold{m}" / "test_probs.npy") for m in range(4)], axis=0)
+    np.testing.assert_allclose(np.load(run / "test_probs.npy"), test, atol=1e-6)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["members"] == 4 and metrics["cv_accuracy"] == pytest.approx(
+        (oof.argmax(1) == sample.train_labels).mean()
+    )
+    submission.validate(Path(env["KIT_SUBMISSIONS_DIR"]) / "rep.csv", len(sample.test_images))
+    predicted = run_kit(["predict", "rep"], env)  # the four saved members re-predict the same thing
+    assert predicted.returncode == 0, predicted.stderr
+    np.testing.assert_allclose(np.load(Path(env["KIT_RUNS_DIR"]) / "rep-predict" / "oof.npy"), oof, atol=1e-4)
+
+
+def test_repeats_need_kfold():
+    from kit.errors import UsageError
+
+    with pytest.raises(UsageError, match="--repeats 3 needs --folds 2 or more"):
+        config.recipe("kitnet", repeats=3)
+    with pytest.raises(UsageError, match="--repeats must be at least 1"):
+        config.recipe("kitnet", folds=5, repeats=0)
