@@ -78,6 +78,7 @@ def download(
     dest = data.data_dir(data_dir)
     meta = data.read_meta(dest)
     if meta and not force and (meta["source"] == "sample") == sample:
+        data.load_competition(dest)  # checks the data loads (a damaged cache is rebuilt from the CSVs)
         out.print(f"Data already in {dest} ({_describe(meta)}); nothing to do (--force installs it again).")
         return
     if meta and not force and sample:
@@ -531,3 +532,9 @@ def main() -> None:
     except KitError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a folder kit must write to is read-only, a file, or the disk is full
+        where = f" {exc.filename}" if exc.filename else ""
+        err.print(f"[red]error:[/red] cannot use{where} ({exc.strerror or exc}); check that the folder exists and is "
+                  "writable (or point KIT_DATA_DIR, KIT_RUNS_DIR or KIT_SUBMISSIONS_DIR elsewhere).",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+        sys.exit(1)

@@ -131,6 +131,7 @@ def validate(r: Recipe) -> None:
         ),
         (r.batchnorm in ("all", "stride", "none"), f"batchnorm must be all, stride or none, not '{r.batchnorm}'"),
         (r.learning_rate > 0, f"the learning rate must be positive, not {r.learning_rate}"),
+        (0 <= r.seed < 2**32, f"--seed must be between 0 and 2**32 - 1, not {r.seed}"),
     ]
     for ok, message in checks:
         if not ok:

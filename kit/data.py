@@ -110,6 +110,8 @@ def read_csv_checked(path: Path, kind: str) -> np.ndarray:
             continue
         numeric = pd.to_numeric(series, errors="coerce")
         bad = numeric.isna() | (numeric != numeric.round())
+        if not bad.any():
+            continue  # whole numbers written as floats ("12.0"): the values are fine
         row = int(np.argmax(bad.to_numpy()))
         cell = str(series.iloc[row]).strip()
         if pd.isna(series.iloc[row]) or cell == "":
@@ -123,7 +125,7 @@ def read_csv_checked(path: Path, kind: str) -> np.ndarray:
         row, col, message = min(problems)
         raise _fail(path, row, expected[col], message)
 
-    values = frame.to_numpy(dtype=np.int64)
+    values = frame.apply(pd.to_numeric).to_numpy(dtype=np.int64)
     for col, name in enumerate(expected):
         low, high = {"label": (0, 9), "Label": (0, 9), "ImageId": (1, len(values))}.get(name, (0, 255))
         out = (values[:, col] < low) | (values[:, col] > high)
@@ -322,14 +324,24 @@ def load_competition(dest: Path | None = None) -> Competition:
     cache = dest / CACHE
     if any((dest / f).stat().st_mtime > cache.stat().st_mtime for f in FILES):
         _write_cache(dest, *read_competition_csvs(dest))
+    try:
+        arrays = _read_cache(cache)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        _write_cache(dest, *read_competition_csvs(dest))  # a damaged cache is rebuilt from the (checked) CSVs
+        arrays = _read_cache(cache)
+    return Competition(*arrays, source=meta.get("source", "zip"), path=dest)
+
+
+def _read_cache(cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with np.load(cache) as arrays:
-        return Competition(
-            train_images=arrays["train_images"],
-            train_labels=arrays["train_labels"],
-            test_images=arrays["test_images"],
-            source=meta.get("source", "zip"),
-            path=dest,
-        )
+        train_images, train_labels, test_images = (arrays[k] for k in ("train_images", "train_labels", "test_images"))
+    if (
+        train_images.shape[1:] != (28, 28, 1)
+        or len(train_images) != len(train_labels)
+        or test_images.shape[1:] != (28, 28, 1)
+    ):
+        raise ValueError("the cache's arrays have the wrong shapes")
+    return train_images, train_labels, test_images
 
 
 # ---------------------------------------------------------------------------------------- offline sample

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import paths
+from kit.errors import DataError
 
 COLUMNS = [
     "id", "utc_time", "run_id", "file", "sha256", "message", "cv_accuracy",
@@ -47,8 +48,13 @@ def _locked() -> Iterator[Path]:
 def _read(target: Path) -> list[dict[str, str]]:
     if not target.is_file():
         return []
-    with open(target, newline="") as f:
-        return [{c: row.get(c) or "" for c in COLUMNS} for row in csv.DictReader(f)]
+    try:
+        with open(target, newline="", encoding="utf-8") as f:
+            rows = [{c: str(row.get(c) or "") for c in COLUMNS} for row in csv.DictReader(f)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{target} cannot be read ({type(exc).__name__}: {exc}); fix it or move it aside (kit starts "
+                        "a new log).") from None  # fmt: skip
+    return rows
 
 
 def _write(target: Path, rows: list[dict[str, str]]) -> None:

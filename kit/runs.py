@@ -145,7 +145,21 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file kit wrote; a damaged one (truncated, overwritten, not UTF-8) is a RunError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunError(
+            f"{path} is damaged ({type(exc).__name__}); delete the run (or that fold) and train it again."
+        ) from None
+
+
+def _created(run: Path) -> str:
+    try:
+        value = read_json(run / "config.json")
+    except (RunError, OSError):
+        return ""  # a damaged run sorts first, so it is never taken for the latest
+    return str(value.get("created_utc", "")) if isinstance(value, dict) else ""
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -185,7 +199,7 @@ def all_runs() -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if (p / "config.json").is_file()]
-    return sorted(found, key=lambda p: (read_json(p / "config.json").get("created_utc", ""), p.name))
+    return sorted(found, key=lambda p: (_created(p), p.name))
 
 
 def resolve(ref: str | None = None) -> Path:

@@ -62,11 +62,11 @@ def problems(path: Path, expected_rows: int) -> list[str]:
             bad_shape.append(n)
             continue
         image_id, label = cells
-        if image_id.isdigit():
+        if image_id.isascii() and image_id.isdigit():
             ids.append((n, int(image_id)))
         else:
             bad_id.append(n)
-        if not (label.isdigit() and len(label) == 1):
+        if not (label.isascii() and label.isdigit() and len(label) == 1):
             bad_label.append(n)
     if blank:
         found.append(f"blank or NaN cells at {_lines(blank)}")

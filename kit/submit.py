@@ -32,6 +32,8 @@ class Target:
 def resolve(ref: str | None, message: str | None) -> Target:
     """A CSV path or a run id (None: the latest run) -> the file to submit and its default message."""
     run_dir = None
+    if ref is not None and not Path(ref).is_file() and (ref.lower().endswith(".csv") or "/" in ref):
+        raise DataError(f"{ref}: no such file; pass the path of a submission CSV, or a run id.")
     if ref is not None and Path(ref).is_file():
         path = Path(ref)
         candidate = paths.runs_dir() / path.stem

@@ -39,12 +39,23 @@ def assign_folds(labels: np.ndarray, folds: int, holdout: float, seed: int, repe
         return np.stack([assign_folds(labels, folds, holdout, seed + r) for r in range(repeats)])
 
     assignment = np.full(len(labels), -1, np.int8)
+    counts = np.bincount(labels, minlength=10)
+    present = counts[counts > 0]
+    if folds == 1 and (present.min() < 2 or int(np.ceil(holdout * len(labels))) < len(present)):
+        digit = int(np.flatnonzero(counts == present.min())[0])
+        raise UsageError(
+            f"{len(labels)} training rows are too few for a stratified holdout (digit {digit} has {present.min()} "
+            f"example(s); the holdout needs one of each of {len(present)} digits): use a larger --limit."
+        )
     if folds == 1:
         _, val = train_test_split(np.arange(len(labels)), test_size=holdout, stratify=labels, random_state=seed)
         assignment[val] = 0
         return assignment
-    if np.bincount(labels).min() < folds:
-        raise UsageError(f"--folds {folds} needs at least {folds} examples of every digit; use fewer folds.")
+    if present.min() < folds:
+        raise UsageError(
+            f"--folds {folds} needs at least {folds} examples of every digit, and one has {present.min()}; use fewer "
+            "folds or more rows (--limit)."
+        )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for k, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         assignment[val] = k
@@ -242,7 +253,11 @@ def train_fold(
 
 
 def fold_done(run_dir: Path, fold: int) -> bool:
-    return (run_dir / f"fold{fold}" / "metrics.json").is_file()
+    """The member's metrics.json is there and whole (written last and atomically; a damaged one means: train it)."""
+    try:
+        return isinstance(runs.read_json(run_dir / f"fold{fold}" / "metrics.json"), dict)
+    except (OSError, RunError):
+        return False
 
 
 @dataclass

@@ -84,3 +84,24 @@ def test_cache_matches_csvs_and_is_rebuilt_when_csvs_change(tmp_path, tiny):
 def test_load_without_data_says_what_to_run(tmp_path):
     with pytest.raises(DataError, match="run `kit download`"):
         data.load_competition(tmp_path / "nothing")
+
+
+def test_whole_numbers_written_as_floats_are_accepted_and_a_fraction_is_named_at_its_line(folder, tiny):
+    _edit(folder / "train.csv", 5, "pixel300", "12.0")
+    train_images, _, _ = data.read_competition_csvs(folder)
+    assert train_images[3].reshape(-1)[300] == 12  # line 5 is row 3
+    _edit(folder / "train.csv", 7, "pixel300", "12.5")
+    with pytest.raises(DataError, match=r"train\.csv: line 7, column 'pixel300': 12\.5 is not a whole number"):
+        data.read_competition_csvs(folder)
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"\x00garbage" * 100], ids=["cut", "bytes"])
+def test_a_damaged_cache_is_rebuilt_from_the_csvs(tmp_path, tiny, damage):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    data.write_csvs(src, tiny.train_x[:40], tiny.train_y[:40], tiny.test_x[:10])
+    data.install_folder(src, dest, "zip")
+    cache = dest / data.CACHE
+    cache.write_bytes(damage(cache.read_bytes()))
+    comp = data.load_competition(dest)
+    np.testing.assert_array_equal(comp.train_images, tiny.train_x[:40])
+    np.testing.assert_array_equal(data.load_competition(dest).test_images, tiny.test_x[:10])  # the cache is whole again

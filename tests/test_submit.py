@@ -230,3 +230,22 @@ def test_the_same_file_submitted_five_times_at_once_is_uploaded_once(env, instal
     assert codes == [0, 7, 7, 7, 7], results
     assert all("already submitted" in err for code, err in results if code == 7)
     assert len(fake_kaggle.submissions) == 1 and len(ledger.rows()) == 1
+
+
+def test_a_missing_file_and_foreign_digits_are_one_line(env, installed, fake_kaggle, tmp_path):
+    missing = _kit(["submit", str(tmp_path / "nope" / "mine.csv")], env, fake_kaggle)
+    assert missing.returncode == 6 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+    path, _ = _good(tmp_path, fake_kaggle)
+    path.write_text(path.read_text().replace("\n3,", "\n\u00b3,", 1).replace("\n9,7\n", "\n9,\u0667\n", 1))
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 6 and "Traceback" not in result.stderr, result.stderr
+    assert "ImageId is not a positive integer at line 4" in result.stderr
+    assert fake_kaggle.calls == [] and ledger.rows() == []
+
+
+def test_a_ledger_in_another_encoding_is_one_line(env, installed, fake_kaggle):
+    log = ledger.path()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(",".join(ledger.COLUMNS).encode() + b"\nabc,2026,run\xe9,f,s,m,,,,,,\n")
+    result = _kit(["leaderboard"], env, fake_kaggle)
+    assert result.returncode == 6 and "cannot be read" in result.stderr and "Traceback" not in result.stderr

@@ -464,3 +464,50 @@ def test_repeats_need_kfold():
         config.recipe("kitnet", repeats=3)
     with pytest.raises(UsageError, match="--repeats must be at least 1"):
         config.recipe("kitnet", folds=5, repeats=0)
+
+
+def test_too_few_rows_and_a_bad_seed_are_usage_errors():
+    from kit.errors import UsageError
+    from kit.train import assign_folds
+
+    labels = np.repeat(np.arange(10), 2)[:19]  # digit 9 once
+    with pytest.raises(UsageError, match="digit 9 has 1 example"):
+        assign_folds(labels, 1, 0.1, seed=0)
+    with pytest.raises(UsageError, match="too few for a stratified holdout"):
+        assign_folds(np.repeat(np.arange(10), 5), 1, 0.1, seed=0)  # a 5-row holdout cannot hold 10 digits
+    with pytest.raises(UsageError, match="--folds 3 needs at least 3 examples of every digit"):
+        assign_folds(np.repeat(np.arange(10), 2), 3, 0.1, seed=0)
+    with pytest.raises(UsageError, match="--seed must be between 0 and"):
+        config.recipe("kitnet", seed=-1)
+
+
+def test_damaged_json_in_a_run(env):
+    from kit import paths, runs
+    from kit.errors import RunError
+    from kit.train import fold_done
+
+    root = paths.runs_dir()
+    for name, created in (("good", "2026-01-01T00:00:00Z"), ("damaged", "2026-02-01T00:00:00Z")):
+        (root / name / "fold0").mkdir(parents=True)
+        (root / name / "config.json").write_text(json.dumps({"kind": "train", "created_utc": created}))
+        (root / name / "fold0" / "metrics.json").write_text(json.dumps({"fold": 0}))
+    (root / "damaged" / "config.json").write_text('{"kind": "tra')  # torn
+    (root / "damaged" / "fold0" / "metrics.json").write_bytes(b"\xff\xfe")
+    assert runs.resolve(None).name == "good"  # a damaged run is never the latest
+    with pytest.raises(RunError, match=r"damaged/config\.json is damaged"):
+        runs.load_config(root / "damaged")
+    assert fold_done(root / "good", 0) and not fold_done(root / "damaged", 0)  # a damaged fold is trained again
+
+
+@pytest.mark.slow
+def test_unwritable_places_and_too_few_rows_are_one_line(env, sample, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    runs_file = run_kit(["train", "--epochs", "1", "--limit", "300", "--model", "seed"],
+                        {**env, "KIT_RUNS_DIR": str(blocker)})  # fmt: skip
+    assert runs_file.returncode != 0 and "Traceback" not in runs_file.stderr, runs_file.stderr
+    assert "a-file" in runs_file.stderr
+    few = run_kit(["train", "--limit", "20", "--epochs", "1"], env)
+    assert few.returncode == 2 and "use a larger --limit" in few.stderr and "Traceback" not in few.stderr
+    seed = run_kit(["train", "--seed", "-1"], env)
+    assert seed.returncode == 2 and "--seed must be between" in seed.stderr
