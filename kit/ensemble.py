@@ -122,7 +122,7 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
     if config.get("kind") != "train":
         raise RunError(f"{source.name} is a {config.get('kind')} run; re-predict the training runs it came from.")
     comp = runs.competition_of(source, comp)
-    folds = np.load(source / "folds.npy")
+    folds = runs.load_array(source / "folds.npy")
     n_folds = int(config.get("recipe", {}).get("folds", 1))
     models = load_fold_models(source, folds, n_folds)
     probs = {}
@@ -132,7 +132,7 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
     oof, test, cv_after = assemble(folds, n_folds, probs, comp.train_labels)
     base = runs.load_metrics(source) or {}
     cv_before = base.get("cv_accuracy")
-    before = np.load(source / "test_probs.npy").argmax(1) if (source / "test_probs.npy").is_file() else None
+    before = runs.load_array(source / "test_probs.npy").argmax(1) if (source / "test_probs.npy").is_file() else None
     changed = int((before != test.argmax(1)).sum()) if before is not None else 0
     target = runs.create(f"{source.name}-{'tta' if tta else 'predict'}")
     derived = {"kind": "predict", "source": source.name, "views": views, "data": config.get("data")}
@@ -185,9 +185,9 @@ def blend(sources: list[Path], weights: list[float] | None, labels: np.ndarray, 
     for run in sources:
         if not (run / "test_probs.npy").is_file():
             raise RunError(f"Run {run.name} has no test probabilities yet; finish it first.")
-        tests.append(np.load(run / "test_probs.npy"))
-        oofs.append(np.load(run / "oof.npy") if (run / "oof.npy").is_file() else None)
-        folds.append(np.load(run / "folds.npy") if (run / "folds.npy").is_file() else None)
+        tests.append(runs.load_array(run / "test_probs.npy"))
+        oofs.append(runs.load_array(run / "oof.npy") if (run / "oof.npy").is_file() else None)
+        folds.append(runs.load_array(run / "folds.npy") if (run / "folds.npy").is_file() else None)
     if len({t.shape for t in tests}) > 1:
         raise RunError("The runs predicted different test sets; blend runs made on the same data.")
     test = np.tensordot(w, np.stack(tests), axes=1).astype(np.float32)

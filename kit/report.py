@@ -36,7 +36,7 @@ def oof_predictions(run_dir: Path, comp: Competition) -> tuple[np.ndarray, np.nd
     """(row indices, true labels, OOF probabilities) of the rows some fold validated."""
     if not (run_dir / "oof.npy").is_file():
         raise RunError(f"Run {run_dir.name} has no OOF predictions yet; finish its folds first.")
-    oof = np.load(run_dir / "oof.npy")
+    oof = runs.load_array(run_dir / "oof.npy")
     if len(oof) != len(comp.train_labels):
         raise RunError(f"Run {run_dir.name} covers {len(oof):,} rows but the data has {len(comp.train_labels):,}; "
                        "load the data it was trained on.")  # fmt: skip

@@ -76,7 +76,7 @@ def competition_of(run: Path, comp: Competition) -> Competition:
     """`comp` cut to the training rows `run` used: a run trained with --limit N saw the first N rows. Data that is
     not the run's (the sample against the real data, another test set, fewer rows) is refused."""
     folds = run / "folds.npy"
-    rows = np.load(folds, mmap_mode="r").shape[-1] if folds.is_file() else len(comp.train_labels)
+    rows = load_array(folds).shape[-1] if folds.is_file() else len(comp.train_labels)
     saved = load_config(run).get("data") or {}
     other = (saved.get("source") == "sample") != comp.is_sample or saved.get("test_rows", len(comp.test_images)) != len(
         comp.test_images
@@ -160,6 +160,23 @@ def _created(run: Path) -> str:
     except (RunError, OSError):
         return ""  # a damaged run sorts first, so it is never taken for the latest
     return str(value.get("created_utc", "")) if isinstance(value, dict) else ""
+
+
+def load_array(path: Path) -> np.ndarray:
+    """An array kit saved in a run; a damaged one (truncated, overwritten) is a RunError naming it."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing; the run is incomplete: train it again with the same --run-id.") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise RunError(
+            f"{path} is damaged ({type(exc).__name__}); delete the run (or that fold) and train it again."
+        ) from None
+    if array.dtype.kind not in "fiu":
+        raise RunError(
+            f"{path} is damaged (an array of {array.dtype}); delete the run (or that fold) and train it again."
+        )
+    return array
 
 
 def save_array(path: Path, array: np.ndarray) -> None:

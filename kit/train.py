@@ -301,7 +301,7 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
                 f"Run '{run_id}' exists with a different recipe ({'; '.join(diff[:3])}); resume it with the "
                 "same options, or choose a new --run-id."
             )
-        return run_dir, np.load(run_dir / "folds.npy")
+        return run_dir, runs.load_array(run_dir / "folds.npy")
     run_dir.mkdir(parents=True, exist_ok=True)
     folds = assign_folds(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
     runs.save_array(run_dir / "folds.npy", folds)
@@ -379,7 +379,7 @@ def merge(
     probs = {}
     for m in fold_metrics:
         member = run_dir / f"fold{m['fold']}"
-        probs[m["fold"]] = (np.load(member / "val_probs.npy"), np.load(member / "test_probs.npy"))
+        probs[m["fold"]] = (runs.load_array(member / "val_probs.npy"), runs.load_array(member / "test_probs.npy"))
     oof, test, cv = ensemble.assemble(folds, n_folds, probs, comp.train_labels)
     runs.save_array(run_dir / "oof.npy", oof)
     runs.save_array(run_dir / "test_probs.npy", test)

@@ -1,0 +1,92 @@
+"""Property: damage any one file kit wrote (under runs/, the data directory or submissions/), by cutting it in half
+or overwriting it with random bytes, then run every command that reads such files. No command may end in a
+traceback: each either works on what is intact or stops with one line (a KitError, or an OSError that `kit.cli.main`
+turns into one line)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from kit import data, ledger
+from kit.errors import KitError
+from tests.conftest import ROOT, run_kit
+
+pytestmark = pytest.mark.slow
+
+COMMANDS = [
+    ["report", "r1"],
+    ["predict", "r1"],
+    ["blend", "r1", "r1-predict"],
+    ["submit", "r1", "--dry-run"],
+    ["leaderboard"],
+    ["download", "--sample"],
+    ["validate", "{subs}/r1.csv"],
+    ["train", "--run-id", "r1"],
+]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """A finished 2-fold run r1 on the sample, its re-prediction r1-predict, and a leaderboard row."""
+    root = tmp_path_factory.mktemp("world")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(HOME=str(root / "home"), KIT_DATA_DIR=str(root / "data"), KIT_RUNS_DIR=str(root / "runs"),
+               KIT_SUBMISSIONS_DIR=str(root / "subs"), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))  # fmt: skip
+    data.install_sample(root / "data")
+    for args in (["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed"], ["predict", "r1"]):
+        done = run_kit(args, env)
+        assert done.returncode == 0, done.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KIT_SUBMISSIONS_DIR", str(root / "subs"))
+        ledger.append(run_id="r1", file="x.csv", sha256="0" * 64, status="complete", public_score="0.99")
+    return root
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and "home" not in p.relative_to(root).parts)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _float32_afterwards():
+    yield
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")  # `kit train` in this process set the policy
+
+
+def test_damaging_any_file_never_ends_in_a_traceback(world, tmp_path, monkeypatch):
+    from kit import cli
+
+    runner = CliRunner()
+    rng = np.random.default_rng(0)
+    files = _files(world)
+    assert len(files) > 20 and Path("runs/r1/fold1/model.keras") in files and Path("subs/leaderboard.csv") in files
+    failures = []
+    for n, relative in enumerate(files):
+        here = tmp_path / str(n)
+        shutil.copytree(world, here)
+        for key, sub in (("KIT_DATA_DIR", "data"), ("KIT_RUNS_DIR", "runs"), ("KIT_SUBMISSIONS_DIR", "subs")):
+            monkeypatch.setenv(key, str(here / sub))
+        target = here / relative
+        content = target.read_bytes()
+        if n % 2:
+            target.write_bytes(content[: len(content) // 2])
+            how = "cut in half"
+        else:
+            target.write_bytes(rng.integers(0, 256, max(1, len(content)), dtype=np.uint8).tobytes())
+            how = "random bytes"
+        for command in COMMANDS:
+            args = [a.replace("{subs}", str(here / "subs")) for a in command]
+            result = runner.invoke(cli.app, args)
+            if result.exception is not None and not isinstance(result.exception, SystemExit | KitError | OSError):
+                failures.append(f"{relative} ({how}): kit {' '.join(command)}: {result.exception!r}")
+            elif relative == Path("subs/r1.csv") and command[0] in ("validate", "submit") and result.exit_code == 0:
+                failures.append(f"{relative} ({how}): kit {' '.join(command)} passed a damaged submission")
+    assert failures == [], "\n".join(failures)
