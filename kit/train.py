@@ -93,9 +93,7 @@ def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) ->
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing),
             metrics=["accuracy"],
             jit_compile=device.jit_compile,
-            # Where `model.fit` trains (GPUs, see `fit`): 16 steps per call into the compiled graph instead of
-            # 1. Measured through `fit` on this CPU (kitnet, bf16, batch 256): +9 % img/s (2,838 -> 3,086);
-            # not measured on a GPU here. Keras 3.15's looped steps fail on a distributed iterator.
+            # GPUs: one host round trip per 16 steps (+9 % img/s through `fit` on the CPU; no GPU measured yet).
             steps_per_execution=16 if device.kind == "gpu" and device.strategy is None else 1,
         )
     return model
@@ -164,12 +162,9 @@ def fit(
     """The training loop: `r.epochs` passes over (x, y) in a fresh random order, then a validation pass.
     Returns one row per epoch (loss, accuracy, val_loss, val_accuracy, images_per_s, seconds).
 
-    On a single CPU device the batches are fed by `train_epoch`, not through `model.fit`'s tf.data iterator.
-    Measured here (kitnet, bf16, batch 256, 16,384 images, TensorFlow 2.21): through `fit`, whole epochs ran
-    on one core (process CPU ~1.0, ~3,200 img/s) or two (~1.85, ~6,000 img/s) at random, whatever the
-    prefetch, thread or steps-per-call settings; fed this way, every epoch ran at 5,600-6,200 img/s on both
-    cores. On GPUs and under a distribution strategy `model.fit` stays: its tf.data pipeline prefetches to the
-    device and splits each batch across the replicas.
+    On a CPU the batches are fed by `train_epoch` (through `model.fit`'s tf.data iterator whole epochs ran on one
+    core at random: ~3,200 against ~6,000 img/s). On GPUs and under a strategy `model.fit` trains, one epoch a call:
+    its tf.data pipeline prefetches to the device while a step runs and splits batches across replicas.
     """
     rng = np.random.default_rng(seed)
     rows: list[dict[str, float]] = []

@@ -249,3 +249,11 @@ def test_a_ledger_in_another_encoding_is_one_line(env, installed, fake_kaggle):
     log.write_bytes(",".join(ledger.COLUMNS).encode() + b"\nabc,2026,run\xe9,f,s,m,,,,,,\n")
     result = _kit(["leaderboard"], env, fake_kaggle)
     assert result.returncode == 6 and "cannot be read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_submissions_folder_that_is_a_file_is_one_line(env, tmp_path):
+    blocker = tmp_path / "subs-file"
+    blocker.write_text("not a folder")
+    result = run_kit(["leaderboard"], {**env, "KIT_SUBMISSIONS_DIR": str(blocker)})
+    assert result.returncode == 1 and "subs-file" in result.stderr and "Traceback" not in result.stderr
+    assert blocker.read_text() == "not a folder"
