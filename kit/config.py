@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from kit.errors import UsageError
+from kit.errors import RunError, UsageError
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
@@ -91,6 +91,8 @@ PRESETS: dict[str, Recipe] = {
         fold_epochs=44,
     ),
 }
+# The leaderboard run for a GPU: kitnet's K-fold recipe on 3 differently seeded 5-fold splits, 15 members (RESULT).
+PRESETS["kitnet-gpu"] = dataclasses.replace(PRESETS["kitnet"], folds=5, repeats=3)
 DEFAULT_PRESET = "kitnet"
 
 
@@ -98,11 +100,24 @@ def recipe(preset: str = DEFAULT_PRESET, **overrides: Any) -> Recipe:
     """The named preset with the given fields replaced (None values are ignored), validated. A K-fold recipe
     trains `fold_epochs` per fold, where the preset sets it and `epochs` is not among the overrides."""
     if preset not in PRESETS:
-        raise UsageError(f"Unknown model '{preset}'; choose one of: {', '.join(PRESETS)}.")
+        raise UsageError(f"--model {preset!r}: must be one of {', '.join(PRESETS)}.")
     chosen = override(PRESETS[preset], **overrides)
     if chosen.folds > 1 and chosen.fold_epochs is not None and overrides.get("epochs") is None:
         chosen = override(chosen, epochs=chosen.fold_epochs)
     return chosen
+
+
+def for_run(preset: str | None, saved: dict[str, Any] | None, **overrides: Any) -> Recipe:
+    """The recipe `kit train` uses: a resumed run's `saved` recipe (its config.json) with the overrides, else the
+    preset's (default: kitnet). A resumed run keeps its architecture."""
+    if saved is None:
+        return recipe(preset or DEFAULT_PRESET, **overrides)
+    base = from_dict(saved)
+    if preset is not None and (preset not in PRESETS or PRESETS[preset].model != base.model):
+        raise UsageError(
+            f"This run was trained with --model {base.model}; resume it without --model, or choose a new --run-id."
+        )
+    return override(base, **overrides)
 
 
 def override(base: Recipe, **overrides: Any) -> Recipe:
@@ -112,33 +127,60 @@ def override(base: Recipe, **overrides: Any) -> Recipe:
     return chosen
 
 
+MODELS = ("seed", "kitnet")  # the architectures in kit.models (kept in step by a test)
+
+# Every field's check, in scikit-learn's form: (field, the name a user knows it by, ok(value), the requirement).
+_RULES: list[tuple[str, str, Any, str]] = [
+    ("model", "--model", lambda v: v in MODELS, f"must be one of {', '.join(MODELS)}"),
+    ("epochs", "--epochs", lambda v: _int(v) and v >= 1, "must be a whole number >= 1"),
+    ("batch_size", "--batch-size", lambda v: _int(v) and v >= 1, "must be a whole number >= 1"),
+    ("learning_rate", "--lr", lambda v: _num(v) and 0 < v < 1, "must be in (0, 1)"),
+    ("schedule", "schedule", lambda v: v in ("constant", "onecycle"), "must be 'constant' or 'onecycle'"),
+    ("warmup", "warmup", lambda v: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("weight_decay", "weight_decay", lambda v: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("label_smoothing", "label_smoothing", lambda v: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("dropout", "dropout", lambda v: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("batchnorm", "batchnorm", lambda v: v in ("all", "stride", "none"), "must be 'all', 'stride' or 'none'"),
+    ("augment", "--augment", lambda v: isinstance(v, bool), "must be true or false"),
+    ("rotation", "rotation", lambda v: _num(v) and 0 <= v <= 180, "must be in [0, 180] degrees"),
+    ("zoom", "zoom", lambda v: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("shift", "shift", lambda v: _num(v) and 0 <= v < 1, "must be in [0, 1) (a fraction of the side)"),
+    ("tta", "--tta", lambda v: isinstance(v, bool), "must be true or false"),
+    ("folds", "--folds", lambda v: _int(v) and 1 <= v <= 100, "must be a whole number in [1, 100]"),
+    ("repeats", "--repeats", lambda v: _int(v) and 1 <= v <= 100, "must be a whole number in [1, 100]"),
+    ("fold_epochs", "fold_epochs", lambda v: v is None or (_int(v) and v >= 1), "must be a whole number >= 1"),
+    ("holdout", "holdout", lambda v: _num(v) and 0 < v < 1, "must be in (0, 1)"),
+    ("seed", "--seed", lambda v: _int(v) and 0 <= v < 2**32, "must be a whole number in [0, 2**32)"),
+    ("precision", "--precision", lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
+]
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # NaN is no number here
+
+
 def validate(r: Recipe) -> None:
-    checks = [
-        (r.epochs >= 1, f"--epochs must be at least 1, not {r.epochs}"),
-        (r.batch_size >= 1, f"--batch-size must be at least 1, not {r.batch_size}"),
-        (r.folds >= 1, f"--folds must be at least 1, not {r.folds}"),
-        (r.repeats >= 1, f"--repeats must be at least 1, not {r.repeats}"),
-        (r.repeats == 1 or r.folds >= 2, f"--repeats {r.repeats} needs --folds 2 or more (repeated K-fold)"),
-        (r.fold_epochs is None or r.fold_epochs >= 1, f"fold_epochs must be at least 1, not {r.fold_epochs}"),
-        (0 < r.holdout < 1, f"the holdout fraction must be between 0 and 1, not {r.holdout}"),
-        (
-            r.precision in PRECISIONS,
-            f"--precision must be one of {', '.join(PRECISIONS)}, not '{r.precision}'",
-        ),
-        (
-            r.schedule in ("constant", "onecycle"),
-            f"schedule must be 'constant' or 'onecycle', not '{r.schedule}'",
-        ),
-        (r.batchnorm in ("all", "stride", "none"), f"batchnorm must be all, stride or none, not '{r.batchnorm}'"),
-        (r.learning_rate > 0, f"the learning rate must be positive, not {r.learning_rate}"),
-        (0 <= r.seed < 2**32, f"--seed must be between 0 and 2**32 - 1, not {r.seed}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message + ".")
+    """Check every field of the recipe; the first bad one is a UsageError ("--dropout 1.2: must be in [0, 1)")."""
+    for field, name, ok, requirement in _RULES:
+        value = getattr(r, field)
+        if not ok(value):
+            raise UsageError(f"{name} {value!r}: {requirement}.")
+    if r.repeats > 1 and r.folds < 2:
+        raise UsageError(f"--repeats {r.repeats}: needs --folds 2 or more (repeated K-fold).")
 
 
 def from_dict(values: dict[str, Any]) -> Recipe:
-    """A recipe read back from a run's config.json."""
+    """A recipe read back from a run's config.json, validated: an unknown model or a missing field is named."""
     fields = {f.name for f in dataclasses.fields(Recipe)}
-    return Recipe(**{k: v for k, v in values.items() if k in fields})
+    try:
+        chosen = Recipe(**{k: v for k, v in values.items() if k in fields})
+        validate(chosen)
+    except TypeError as exc:  # a required field is missing
+        raise RunError(f"The run's recipe is incomplete ({exc}); it was not written by this kit.") from None
+    except UsageError as exc:
+        raise RunError(f"The run's recipe is not one kit can train: {exc}") from None
+    return chosen

@@ -158,6 +158,34 @@ def merge_remote(remote: list[dict[str, Any]]) -> tuple[int, int]:
     return updated, added
 
 
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value else None
+
+
+def table() -> list[dict[str, str]]:
+    """The log for reading: best public score first (unscored rows last, oldest first), each row with `gap`, the
+    public score minus the CV ("" where either is missing)."""
+    found = rows()
+    found.sort(key=lambda r: (_number(r["public_score"]) is None, -(_number(r["public_score"]) or 0), r["utc_time"]))
+    for r in found:
+        cv, lb = _number(r["cv_accuracy"]), _number(r["public_score"])
+        r["gap"] = f"{lb - cv:+.5f}" if cv is not None and lb is not None else ""
+    return found
+
+
+def best_scores() -> dict[str, str]:
+    """Each run's best public score in the log."""
+    best: dict[str, str] = {}
+    for r in table():  # best first
+        if r["run_id"] and _number(r["public_score"]) is not None:
+            best.setdefault(r["run_id"], r["public_score"])
+    return best
+
+
 def to_csv() -> str:
     with _locked() as target:
         return target.read_text() if target.is_file() else ",".join(COLUMNS) + "\n"

@@ -131,6 +131,47 @@ def members(folds: np.ndarray, n_folds: int) -> list[int]:
     return list(range(folds.shape[0] * n_folds))
 
 
+def member_done(run_dir: Path, member: int) -> bool:
+    """The member's metrics.json is there and whole (written last and atomically; a damaged one means: train it)."""
+    try:
+        return isinstance(read_json(run_dir / f"fold{member}" / "metrics.json"), dict)
+    except (OSError, RunError):
+        return False
+
+
+def summaries(best_scores: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One row per run in runs/, newest first, for `kit runs`: id, kind (train, predict, blend), model, members
+    ("5 x 3", or "3/5 folds" while incomplete), epochs, CV, training time, created, and its best public score
+    (from `best_scores`, the leaderboard log's). A damaged run is listed as such, not skipped."""
+    rows = []
+    for run in reversed(all_runs()):
+        score = (best_scores or {}).get(run.name, "")
+        row: dict[str, Any] = {"id": run.name, "kind": "damaged", "model": "", "members": "", "epochs": "", "cv": None,
+                               "train_seconds": None, "created": "", "public_score": score}  # fmt: skip
+        try:
+            config = load_config(run)
+            metrics = load_metrics(run) or {}
+        except RunError:
+            rows.append(row)
+            continue
+        recipe = config.get("recipe") or {}
+        row.update(kind=config.get("kind", "?"), created=config.get("created_utc", ""), cv=metrics.get("cv_accuracy"),
+                   train_seconds=metrics.get("train_seconds"), epochs=recipe.get("epochs", ""))  # fmt: skip
+        if row["kind"] == "train":
+            folds, repeats = int(recipe.get("folds", 1)), int(recipe.get("repeats", 1))
+            done = sum(member_done(run, m) for m in range(folds * repeats))
+            row["model"] = recipe.get("model", "?")
+            row["members"] = f"{folds} x {repeats}" if repeats > 1 else str(folds)
+            if done < folds * repeats:
+                row["members"] = f"{done}/{folds * repeats} folds"
+        elif row["kind"] == "predict":
+            row["model"] = f"{config.get('source', '?')} ({len(config.get('views') or [])} views)"
+        elif row["kind"] == "blend":
+            row["model"] = " + ".join(config.get("inputs") or [])
+        rows.append(row)
+    return rows
+
+
 def member_rows(folds: np.ndarray, n_folds: int, member: int) -> np.ndarray:
     """The rows `member` validates (a boolean mask)."""
     if folds.ndim == 1:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import kaggle_api, ledger, paths, runs, submission
-from kit.errors import DataError, KitError, OfflineError, QuotaError
+from kit.errors import DataError, KaggleError, KitError, OfflineError, QuotaError
 
 
 @dataclass
@@ -128,6 +128,8 @@ def submit(
             row, status=state["status"], public_score=state["public_score"],
             private_score=state["private_score"], error=state["error"],
         )  # fmt: skip
+        if state["status"] == "error":
+            raise KaggleError(f"Kaggle could not score submission {ref}: {state['error'] or 'no reason given'}.")
     return state
 
 

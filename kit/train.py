@@ -247,12 +247,7 @@ def train_fold(
     return metrics
 
 
-def fold_done(run_dir: Path, fold: int) -> bool:
-    """The member's metrics.json is there and whole (written last and atomically; a damaged one means: train it)."""
-    try:
-        return isinstance(runs.read_json(run_dir / f"fold{fold}" / "metrics.json"), dict)
-    except (OSError, RunError):
-        return False
+fold_done = runs.member_done
 
 
 @dataclass
@@ -333,7 +328,7 @@ def train_run(
     total = r.folds * r.repeats
     if only_fold is not None and not 0 <= only_fold < total:
         what = f"{r.folds}-fold run" + (f" with {r.repeats} repeats" if r.repeats > 1 else "")
-        raise UsageError(f"--fold must be between 0 and {total - 1} for a {what}, not {only_fold}.")
+        raise UsageError(f"--fold {only_fold}: must be between 0 and {total - 1} for a {what}.")
     run_dir, folds = prepare_run(r, comp, run_id, device)
     todo = [k for k in ([only_fold] if only_fold is not None else range(total)) if not fold_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):

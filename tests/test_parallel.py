@@ -88,8 +88,20 @@ def test_fill_cores_keeps_the_last_round_full():
     for folds in range(1, 30):
         for n_cores in (1, 2, 3, 4, 8, 16):
             jobs = parallel.fill_cores(folds, n_cores)
-            last = folds - jobs * ((folds - 1) // jobs)
-            assert min(folds, n_cores) <= jobs <= folds and (last >= min(folds, n_cores) or last == jobs)
+            rounds = _rounds(folds, jobs)
+            assert min(folds, n_cores) <= jobs <= folds
+            assert rounds[-1] >= min(folds, n_cores)  # the last round still has a worker per core
+            # and no fewer workers (down to one per core) would do that
+            assert all(_rounds(folds, fewer)[-1] < min(folds, n_cores) for fewer in range(min(folds, n_cores), jobs))
+
+
+def _rounds(folds: int, jobs: int) -> list[int]:
+    """How many folds train at once in each round when `jobs` workers take them in order."""
+    rounds = []
+    while folds > 0:
+        rounds.append(min(jobs, folds))
+        folds -= rounds[-1]
+    return rounds
 
 
 def _fake_worker(script: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,11 +52,11 @@ def test_recipe_overrides_are_validated():
     # kitnet trains 36 epochs as one model and 44 per fold of a K-fold run, unless --epochs says otherwise
     assert config.recipe("kitnet").epochs == 36 and config.recipe("kitnet", folds=5).epochs == 44
     assert config.recipe("kitnet", folds=5, epochs=3).epochs == 3 and config.recipe("seed", folds=5).epochs == 24
-    with pytest.raises(UsageError, match="fold_epochs must be at least 1"):
+    with pytest.raises(UsageError, match="fold_epochs 0: must be a whole number >= 1"):
         config.recipe("kitnet", fold_epochs=0)
-    with pytest.raises(UsageError, match="--precision must be one of"):
+    with pytest.raises(UsageError, match="--precision 'int8': must be one of"):
         config.recipe("kitnet", precision="int8")
-    with pytest.raises(UsageError, match="Unknown model 'resnet'"):
+    with pytest.raises(UsageError, match="--model 'resnet': must be one of"):
         config.recipe("resnet")
 
 
@@ -246,7 +247,7 @@ def test_holdout_run_and_usage_errors(env, sample):
     no_id = run_kit(["train", "--fold", "0"], env)
     assert no_id.returncode == 2 and "--fold needs --run-id" in no_id.stderr
     bad = run_kit(["train", "--precision", "int8"], env)
-    assert bad.returncode == 2 and "--precision must be one of" in bad.stderr
+    assert bad.returncode == 2 and "--precision 'int8': must be one of" in bad.stderr
 
 
 _TRAIN_SNIPPET = """
@@ -343,9 +344,8 @@ def test_bench_measures_both_recipes(env, sample):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     for stat in ("median", "best"):
         assert summary[stat]["notebook_img_s"] > 0 and summary[stat]["kit_seed_img_s"] > 0
-        assert summary[stat]["ratio"] == pytest.approx(
-            summary[stat]["kit_seed_img_s"] / summary[stat]["notebook_img_s"]
-        )
+        assert f"{stat:>6} epoch: (a) seed notebook as written" in result.stdout
+    assert "round 1: (a)" in result.stdout and "(b) ran on: CPU" in result.stdout
 
 
 def test_fold_locks_exclude_a_second_trainer(tmp_path):
@@ -429,7 +429,7 @@ def test_repeated_kfold_averages_every_rows_oof_over_its_repeats(env, sample):
     run = Path(env["KIT_RUNS_DIR"]) / "rep"
     stamp = (run / "fold3" / "metrics.json").stat().st_mtime_ns
     bad = run_kit(["train", "--run-id", "rep", "--fold", "4"], env)
-    assert bad.returncode == 2 and "between 0 and 3" in bad.stderr
+    assert bad.returncode == 2 and "--fold 4: must be between 0 and 3" in bad.stderr
 
     rest = run_kit(["train", "--run-id", "rep", "--jobs", "2"], env)
     assert rest.returncode == 0, rest.stderr
@@ -460,9 +460,9 @@ def test_repeated_kfold_averages_every_rows_oof_over_its_repeats(env, sample):
 def test_repeats_need_kfold():
     from kit.errors import UsageError
 
-    with pytest.raises(UsageError, match="--repeats 3 needs --folds 2 or more"):
+    with pytest.raises(UsageError, match="--repeats 3: needs --folds 2 or more"):
         config.recipe("kitnet", repeats=3)
-    with pytest.raises(UsageError, match="--repeats must be at least 1"):
+    with pytest.raises(UsageError, match="--repeats 0: must be a whole number"):
         config.recipe("kitnet", folds=5, repeats=0)
 
 
@@ -477,7 +477,7 @@ def test_too_few_rows_and_a_bad_seed_are_usage_errors():
         assign_folds(np.repeat(np.arange(10), 5), 1, 0.1, seed=0)  # a 5-row holdout cannot hold 10 digits
     with pytest.raises(UsageError, match="--folds 3 needs at least 3 examples of every digit"):
         assign_folds(np.repeat(np.arange(10), 2), 3, 0.1, seed=0)
-    with pytest.raises(UsageError, match="--seed must be between 0 and"):
+    with pytest.raises(UsageError, match="--seed -1: must be a whole number in"):
         config.recipe("kitnet", seed=-1)
 
 
@@ -510,4 +510,62 @@ def test_unwritable_places_and_too_few_rows_are_one_line(env, sample, tmp_path):
     few = run_kit(["train", "--limit", "20", "--epochs", "1"], env)
     assert few.returncode == 2 and "use a larger --limit" in few.stderr and "Traceback" not in few.stderr
     seed = run_kit(["train", "--seed", "-1"], env)
-    assert seed.returncode == 2 and "--seed must be between" in seed.stderr
+    assert seed.returncode == 2 and "--seed -1: must be a whole number in" in seed.stderr
+
+
+def test_the_gpu_preset_and_a_resumed_runs_recipe():
+    from kit.errors import UsageError
+
+    gpu = config.recipe("kitnet-gpu")
+    assert (gpu.model, gpu.folds, gpu.repeats, gpu.epochs) == ("kitnet", 5, 3, 44)
+    saved = config.recipe("kitnet", folds=5).to_dict()
+    assert config.for_run(None, saved) == config.from_dict(saved)
+    assert config.for_run("kitnet", saved, tta=False).tta is False  # same architecture: options apply
+    with pytest.raises(UsageError, match="trained with --model kitnet"):
+        config.for_run("seed", saved)
+    assert config.for_run(None, None) == config.recipe("kitnet")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("model", "resnet", "--model 'resnet': must be one of seed, kitnet"),
+        ("epochs", 0, "--epochs 0: must be a whole number >= 1"),
+        ("batch_size", 2.5, "--batch-size 2.5: must be a whole number >= 1"),
+        ("learning_rate", 0.0, "--lr 0.0: must be in (0, 1)"),
+        ("schedule", "cosine", "schedule 'cosine': must be 'constant' or 'onecycle'"),
+        ("warmup", 1.0, "warmup 1.0: must be in [0, 1)"),
+        ("weight_decay", -0.1, "weight_decay -0.1: must be in [0, 1)"),
+        ("label_smoothing", 1.0, "label_smoothing 1.0: must be in [0, 1)"),
+        ("dropout", 1.2, "dropout 1.2: must be in [0, 1)"),
+        ("batchnorm", "some", "batchnorm 'some': must be 'all', 'stride' or 'none'"),
+        ("augment", "yes", "--augment 'yes': must be true or false"),
+        ("rotation", -5.0, "rotation -5.0: must be in [0, 180] degrees"),
+        ("zoom", float("nan"), "zoom nan: must be in [0, 1)"),
+        ("shift", 1.5, "shift 1.5: must be in [0, 1)"),
+        ("tta", 1, "--tta 1: must be true or false"),
+        ("folds", 0, "--folds 0: must be a whole number in [1, 100]"),
+        ("repeats", 0, "--repeats 0: must be a whole number in [1, 100]"),
+        ("fold_epochs", 0, "fold_epochs 0: must be a whole number >= 1"),
+        ("holdout", 1.0, "holdout 1.0: must be in (0, 1)"),
+        ("seed", -1, "--seed -1: must be a whole number in [0, 2**32)"),
+        ("precision", "int8", "--precision 'int8': must be one of auto, float32, bfloat16, float16"),
+    ],
+)
+def test_every_recipe_field_is_validated(field, value, message):
+    from kit.errors import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        config.override(config.recipe("kitnet"), **{field: value})
+
+
+def test_the_models_config_knows_are_the_architectures_and_a_foreign_config_is_named():
+    from kit import models
+    from kit.errors import RunError
+
+    assert set(config.MODELS) == set(models.ARCHITECTURES)
+    saved = {**config.recipe("kitnet").to_dict(), "model": "resnet"}
+    with pytest.raises(RunError, match="not one kit can train: --model 'resnet'"):
+        config.from_dict(saved)
+    with pytest.raises(RunError, match="incomplete"):
+        config.from_dict({"model": "kitnet"})

@@ -1,0 +1,74 @@
+"""`kit runs`: every run, newest first, incomplete, derived and damaged ones included, with its best public score;
+the leaderboard log's order and LB - CV gap."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from kit import ledger, paths, runs
+from tests.conftest import run_kit
+
+
+def _run(name: str, created: str, config: dict, metrics: dict | None = None, done: int = 0) -> None:
+    folder = paths.runs_dir() / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"created_utc": created, **config}))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    for member in range(done):
+        (folder / f"fold{member}").mkdir()
+        (folder / f"fold{member}" / "metrics.json").write_text(json.dumps({"fold": member}))
+
+
+def _world() -> None:
+    recipe = {"model": "kitnet", "folds": 5, "repeats": 3, "epochs": 44}
+    _run("big", "2026-01-03T00:00:00Z", {"kind": "train", "recipe": recipe},
+         {"cv_accuracy": 0.9968, "train_seconds": 1800.0}, done=15)  # fmt: skip
+    _run("half", "2026-01-04T00:00:00Z", {"kind": "train", "recipe": {**recipe, "repeats": 1}}, done=3)
+    _run("big-tta", "2026-01-05T00:00:00Z", {"kind": "predict", "source": "big", "views": [[0, 0, 0]] * 7},
+         {"cv_accuracy": 0.997})  # fmt: skip
+    _run("mix", "2026-01-06T00:00:00Z", {"kind": "blend", "inputs": ["big", "big-tta"]}, {"cv_accuracy": None})
+    _run("old", "2026-01-01T00:00:00Z", {"kind": "train", "recipe": {"model": "seed", "folds": 1, "epochs": 24}},
+         {"cv_accuracy": 0.989, "train_seconds": 232.0}, done=1)  # fmt: skip
+    (paths.runs_dir() / "torn").mkdir()
+    (paths.runs_dir() / "torn" / "config.json").write_text('{"kind": "tr')
+    ledger.append(run_id="big", cv_accuracy="0.99680", status="complete", public_score="0.99700")
+    ledger.append(run_id="big", cv_accuracy="0.99680", status="complete", public_score="0.99750")
+    ledger.append(run_id="old", cv_accuracy="0.98900", status="pending")
+
+
+def test_summaries_list_every_run_newest_first(env):
+    _world()
+    rows = runs.summaries(ledger.best_scores())
+    assert [r["id"] for r in rows] == ["mix", "big-tta", "half", "big", "old", "torn"]
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["big"]["members"] == "5 x 3" and by_id["big"]["public_score"] == "0.99750"
+    assert by_id["half"]["members"] == "3/5 folds" and by_id["half"]["cv"] is None
+    assert by_id["big-tta"]["kind"] == "predict" and by_id["big-tta"]["model"] == "big (7 views)"
+    assert by_id["mix"]["model"] == "big + big-tta" and by_id["torn"]["kind"] == "damaged"
+    assert by_id["old"]["public_score"] == ""  # pending: no score yet
+
+
+def test_kit_runs_table_and_csv(env):
+    _world()
+    table = run_kit(["runs"], env)
+    assert table.returncode == 0, table.stderr
+    for needle in ("3/5 folds", "5 x 3", "99.680 %", "30.0 min", "0.99750", "damaged", "big + big-tta"):
+        assert needle in table.stdout, needle
+    as_csv = run_kit(["runs", "--csv"], env)
+    parsed = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [r["id"] for r in parsed][:2] == ["mix", "big-tta"] and parsed[3]["members"] == "5 x 3"
+    empty = run_kit(["runs"], {**env, "KIT_RUNS_DIR": env["KIT_RUNS_DIR"] + "-none"})
+    assert empty.returncode == 0 and "No runs in" in empty.stdout
+
+
+def test_leaderboard_table_orders_by_public_score_and_shows_the_gap(env):
+    ledger.append(run_id="a", cv_accuracy="0.99000", status="complete", public_score="0.99100")
+    ledger.append(run_id="b", cv_accuracy="0.99500", status="pending")
+    ledger.append(run_id="c", cv_accuracy="", status="complete", public_score="0.99300")
+    rows = ledger.table()
+    assert [r["run_id"] for r in rows] == ["c", "a", "b"]
+    assert [r["gap"] for r in rows] == ["", "+0.00100", ""]
+    assert ledger.best_scores() == {"c": "0.99300", "a": "0.99100"}
