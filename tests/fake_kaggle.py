@@ -23,6 +23,10 @@ from urllib.parse import urlsplit
 COMPETITION = "digit-recognizer"
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 64  # the default 5 refuses connections when several kit processes call at once
+
+
 class FakeKaggle:
     def __init__(
         self,
@@ -46,7 +50,7 @@ class FakeKaggle:
         self.submissions: list[dict] = []
         self._next_ref = 1000
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -227,7 +227,7 @@ def test_the_same_file_submitted_five_times_at_once_is_uploaded_once(env, instal
                          text=True, cwd=ROOT)
         for _ in range(5)
     ]  # fmt: skip
-    results = [(p.wait(120), p.stderr.read()) for p in procs]
+    results = [(p.wait(120), p.stderr.read() + p.stdout.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 7, 7, 7, 7], results
     assert all("already submitted" in err for code, err in results if code == 7)
