@@ -7,7 +7,6 @@ stays fast and never authenticates with Kaggle.
 from __future__ import annotations
 
 import contextlib
-import functools
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -191,7 +190,7 @@ def train(
     The recipe is a preset from kit/config.py with these options applied; the effective recipe is saved
     in runs/RUN_ID/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
     """
-    from kit import config, data, device, parallel, paths, runs, train
+    from kit import config, data, device, dispatch, parallel, paths, runs
 
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs {jobs}: must be a whole number >= 1.")
@@ -229,9 +228,9 @@ def train(
         f"{recipe.batch_size}, {len(comp.train_labels):,} train rows{note}"
     )
 
-    worker = functools.partial(parallel.worker_command, data_dir=data.data_dir(data_dir).resolve(), limit=limit)
     with _fold_progress() as (on_fold_start, on_epoch):
-        result = train.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs=jobs, worker=worker)
+        result = dispatch.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs,
+                                    data.data_dir(data_dir).resolve(), limit)  # fmt: skip
     _render_result(result, recipe.folds * recipe.repeats)
 
 

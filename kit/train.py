@@ -1,8 +1,9 @@
-"""Training: one fold, the k-fold loop, OOF and test probabilities, run artifacts.
+"""Training: the split, the model, the training loop, one fold (member) and the run's merged result.
 
-Read top-down: `assign_folds` splits the rows, `compile_model` turns the recipe into a compiled model,
-`train_fold` trains and saves one fold, `train_run` loops over the folds and `merge` writes the run's
-OOF / test probabilities, metrics and submission once every fold is complete.
+Read top-down: `assign_folds` splits the rows, `compile_model` turns the recipe into a compiled model, `fit` is the
+training loop, `train_fold` trains and saves one member (the one fold runner: kit.dispatch calls it in this
+process, and kit.parallel in worker processes), `prepare_run` creates or reopens the run directory, and `collect`
+merges the run's OOF / test probabilities, metrics and submission once every member is complete.
 """
 
 from __future__ import annotations
@@ -309,53 +310,15 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
     return run_dir, folds
 
 
-def train_run(
-    r: Recipe,
-    comp: Competition,
-    run_id: str,
-    device: Device,
-    only_fold: int | None = None,
-    on_epoch: EpochHook | None = None,
-    on_fold_start: Callable[[int, int], None] | None = None,
-    jobs: int = 1,
-    worker: Callable[[str, int, int], list[str]] | None = None,
-) -> RunResult:
-    """Train every incomplete member (fold; K x R of them with repeats), or just `only_fold`, of run `run_id`;
-    merge once all are complete.
-
-    With `jobs` > 1, a `worker` and several folds to train, the folds run at once in worker processes started with the
-    command `worker(run_id, fold, threads)` (see kit.parallel); otherwise one after another in this process."""
+def collect(r: Recipe, comp: Competition, run_dir: Path, folds: np.ndarray, trained: list[int]) -> RunResult:
+    """The run's complete members, merged (OOF, test probabilities, CV, submission) once all K x R are there."""
     total = r.folds * r.repeats
-    if only_fold is not None and not 0 <= only_fold < total:
-        what = f"{r.folds}-fold run" + (f" with {r.repeats} repeats" if r.repeats > 1 else "")
-        raise UsageError(f"--fold {only_fold}: must be between 0 and {total - 1} for a {what}.")
-    run_dir, folds = prepare_run(r, comp, run_id, device)
-    todo = [k for k in ([only_fold] if only_fold is not None else range(total)) if not fold_done(run_dir, k)]
-    with runs.fold_locks(run_dir, todo):
-        todo = [k for k in todo if not fold_done(run_dir, k)]  # another process may have finished one meanwhile
-        if jobs > 1 and len(todo) > 1 and worker is not None:
-            from kit import parallel
-
-            parallel.run_workers(
-                lambda fold, threads: worker(run_id, fold, threads),
-                todo,
-                jobs,
-                run_dir,
-                on_start=(lambda fold: on_fold_start(fold, total)) if on_fold_start is not None else None,
-                on_event=(lambda e: on_epoch(e["fold"], e["epoch"], e["epochs"], e["logs"])) if on_epoch else None,
-                gpus=parallel.worker_gpus(device),
-            )
-        else:
-            for fold in todo:
-                if on_fold_start is not None:
-                    on_fold_start(fold, total)
-                train_fold(r, comp, folds, fold, run_dir, device, on_epoch)
     complete = [k for k in range(total) if fold_done(run_dir, k)]
     fold_metrics = [runs.read_json(run_dir / f"fold{k}" / "metrics.json") for k in complete]
     if len(complete) < total:
-        return RunResult(run_dir, fold_metrics, todo, None, None)
+        return RunResult(run_dir, fold_metrics, trained, None, None)
     metrics, csv = merge(run_dir, comp, folds, fold_metrics, r.folds)
-    return RunResult(run_dir, fold_metrics, todo, metrics, csv)
+    return RunResult(run_dir, fold_metrics, trained, metrics, csv)
 
 
 def _weighted(pairs: list[tuple[float, int]]) -> float:

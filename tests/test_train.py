@@ -252,13 +252,13 @@ def test_holdout_run_and_usage_errors(env, sample):
 
 _TRAIN_SNIPPET = """
 import sys
-from kit import config, data, device, train
+from kit import config, data, device, dispatch
 {setup}
 dev = device.setup("float32", mirrored={mirrored})
 comp = data.head(data.load_competition(), 400)
 # batch norm on, TTA on: kit's fused BatchNorm (TensorFlow) or its Keras fallback (JAX), and the TTA warps
 r = config.recipe("kitnet", epochs=1, batch_size=64, folds=2, batchnorm="all", tta=True)
-res = train.train_run(r, comp, "x", dev)
+res = dispatch.train_run(r, comp, "x", dev)
 print("REPLICAS", dev.replicas, "CV", res.metrics["cv_accuracy"], "BACKEND", dev.backend)
 """
 
@@ -297,12 +297,12 @@ import json
 import keras
 import numpy as np
 import kit.layers
-from kit import config, data, device, ensemble, train
+from kit import config, data, device, dispatch, ensemble
 
 dev = device.configure(keras.backend.backend(), "gpu", ["cpu"], "auto")
 comp = data.head(data.load_competition(), 600)
 r = config.recipe("kitnet", epochs=2, batch_size=32, folds=2)
-res = train.train_run(r, comp, "gpu", dev)
+res = dispatch.train_run(r, comp, "gpu", dev)
 run = res.run_dir
 model = keras.saving.load_model(run / "fold0" / "model.keras")
 folds = np.load(run / "folds.npy")

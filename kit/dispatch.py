@@ -1,0 +1,57 @@
+"""How the members of a run get trained: one after another in this process, or at once in local worker processes
+(kit.parallel: one per GPU, or sharing the CPU cores). Either way each member is trained by kit.train.train_fold and
+written into the run directory the same way (metrics.json last), so resume, --fold and merge work the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from kit import parallel, runs, train
+from kit.config import Recipe
+from kit.data import Competition
+from kit.device import Device
+from kit.errors import UsageError
+from kit.train import EpochHook, RunResult
+
+
+def train_run(
+    r: Recipe,
+    comp: Competition,
+    run_id: str,
+    device: Device,
+    only_fold: int | None = None,
+    on_epoch: EpochHook | None = None,
+    on_fold_start: Callable[[int, int], None] | None = None,
+    jobs: int = 1,
+    data_dir: Path | None = None,
+    limit: int | None = None,
+) -> RunResult:
+    """Train every incomplete member (fold; K x R of them with repeats), or just `only_fold`, of run `run_id`, and
+    merge once all are complete. With `jobs` > 1 and several members to train, they train at once in worker
+    processes, which load the data from `data_dir` (its first `limit` rows); otherwise here, one after another."""
+    total = r.folds * r.repeats
+    if only_fold is not None and not 0 <= only_fold < total:
+        what = f"{r.folds}-fold run" + (f" with {r.repeats} repeats" if r.repeats > 1 else "")
+        raise UsageError(f"--fold {only_fold}: must be between 0 and {total - 1} for a {what}.")
+    run_dir, folds = train.prepare_run(r, comp, run_id, device)
+    todo = [k for k in ([only_fold] if only_fold is not None else range(total)) if not train.fold_done(run_dir, k)]
+    with runs.fold_locks(run_dir, todo):
+        todo = [k for k in todo if not train.fold_done(run_dir, k)]  # another process may have finished one meanwhile
+        if jobs > 1 and len(todo) > 1:
+            parallel.run_workers(
+                lambda fold, threads: parallel.worker_command(run_id, fold, threads, data_dir, limit),
+                todo,
+                jobs,
+                run_dir,
+                on_start=(lambda fold: on_fold_start(fold, total)) if on_fold_start is not None else None,
+                on_event=(lambda e: on_epoch(e["fold"], e["epoch"], e["epochs"], e["logs"])) if on_epoch else None,
+                gpus=parallel.worker_gpus(device),
+            )
+        else:
+            for fold in todo:
+                if on_fold_start is not None:
+                    on_fold_start(fold, total)
+                train.train_fold(r, comp, folds, fold, run_dir, device, on_epoch)
+    return train.collect(r, comp, run_dir, folds, todo)

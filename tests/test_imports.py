@@ -1,0 +1,32 @@
+"""The arrows point one way: no module of kit imports one that imports it back, lazy imports inside functions
+included (DESIGN.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+KIT = Path(__file__).resolve().parents[1] / "kit"
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "kit":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kit."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("kit.")}
+    return found - {path.stem}
+
+
+def test_no_import_circles():
+    graph = {p.stem: _imports(p) for p in KIT.glob("*.py") if p.stem != "__init__"}
+    assert graph["dispatch"] >= {"parallel", "train"} and "parallel" not in graph["train"]
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph.get(start, ()))
+
+    circles = sorted(module for module in graph if reaches(module, module, {module}))
+    assert circles == [], f"modules on an import circle: {circles}"
