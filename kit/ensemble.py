@@ -45,10 +45,8 @@ def predict(
 ) -> np.ndarray:
     """Mean softmax of `model` over the views of `images`.
 
-    Chunks go in one `predict_on_batch` call each rather than through `model.predict`'s tf.data iterator:
-    measured here (kitnet, bf16, 28,000 images, 3 rounds), 21,400-29,900 img/s through `predict`,
-    38,600-45,400 img/s this way (the same slow-mode iterator effect as in kit.train.fit). A model built
-    under a distribution strategy (`distributed`) predicts through `model.predict`,
+    Chunks go in one `predict_on_batch` call each, not through `model.predict`'s tf.data iterator (1.3-2.1x the
+    images/s on the CPU); a model under a distribution strategy (`distributed`) predicts through `model.predict`,
     which splits each batch across the replicas."""
     total = np.zeros((len(images), 10), np.float64)
     for view in views:

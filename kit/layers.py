@@ -1,19 +1,11 @@
 """Keras layers kit's models use, each a faster drop-in for stock Keras layers (Keras 3 API; saved models
 record them as `kit>RandomAffine`, `kit>BatchNorm` and `kit>Dropout`, so import this module before loading one).
 
-- `RandomAffine`: random rotation, zoom and shift in ONE resampling of the image, where Keras'
-  RandomRotation + RandomZoom + RandomTranslation resample it three times. Measured here (kitnet, bf16,
-  batch 256, 16,384 images): 4,077 img/s with the three Keras layers, 4,789 with this one (+17 %); no
-  augmentation at all runs at 4,750, so augmentation is now free.
-- `BatchNorm`: keras.layers.BatchNormalization that, on the TensorFlow backend, computes with TensorFlow's
-  fused batch-norm kernel (oneDNN on CPUs) instead of Keras' separate cast/mean/variance/normalize ops.
-  Measured here (kitnet with BN after every conv, bf16, batch 256): 1,489-1,602 img/s with Keras' layer,
-  3,166-3,303 with this one (2.1x); no BN at all runs at 4,685-4,814. Same weights and config as the
-  Keras layer; on other backends it is the Keras layer.
-- `Dropout`: keras.layers.Dropout that, on TensorFlow, draws its mask as bytes, four elements per 32-bit
-  random number, where Keras draws one float per element. Measured here on a bf16 (256, 12, 12, 32) tensor,
-  the size of kitnet's first dropout: 4.57 ms with Keras' dropout, 2.17 ms this way (random numbers alone:
-  2.58 ms as floats, 0.90 ms as bytes).
+- `RandomAffine`: rotation, zoom and shift in ONE resampling, where Keras' three layers resample three times
+  (+17 % img/s for kitnet).
+- `BatchNorm`: Keras' BatchNormalization through TensorFlow's fused kernel (2.1x Keras' layer with BN after
+  every conv); the Keras layer on other backends.
+- `Dropout`: Keras' Dropout with its mask drawn as random bytes on TensorFlow (2.1x faster dropout).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Folds trained at once in worker processes (`kit train --jobs N`): one per GPU, or each with its share of the
 CPU cores.
 
-A small convnet cannot keep many cores busy with one batch at a time: on this 2-core machine one process
-using both cores ran kitnet at 5,284 img/s (process CPU 1.71 of 2.0), two single-threaded processes at once
-at 3,144 + 3,118 = 6,262 img/s (1.19x). So on CPUs the folds of a K-fold run go to worker processes
+A small convnet cannot keep many cores busy with one batch at a time (two one-thread processes made 1.19x the
+img/s of one process on both of 2 cores). So on CPUs the folds of a K-fold run go to worker processes
 (`python -m kit.parallel`, which calls `kit.train.train_fold`), up to `jobs` at a time. Each worker gets
 cores // (workers that will run beside it) threads, at least one; by default there are enough workers that
 the last round of folds still fills the cores (`fill_cores`). On N GPUs, N folds train at once, each worker
@@ -88,10 +87,7 @@ def worker_env(gpu: str | None) -> dict[str, str]:
 
 def fill_cores(folds: int, n_cores: int) -> int:
     """The fewest workers, at least one per core, with which the last round of folds still has a worker per core (or is
-    a full round): 5 folds on 2 cores run 3 + 2, not 2 + 2 + 1. A fold alone on both cores ran at 4,518 img/s while
-    two one-thread workers made 2,735 + 2,847 (cv5-e44, 44 epochs); the same run as 3 + 2 took 1,492 s instead of
-    1,514 (cv5-e44-cli, the machine's drift included). More workers than cores cost nothing here (two, three and
-    five one-thread workers: 5,743, 6,039 and 5,836 img/s together)."""
+    a full round): 5 folds on 2 cores run 3 + 2, not 2 + 2 + 1 (a fold alone on 2 cores ran at 0.8x a pair's pace)."""
     if folds <= n_cores:
         return max(1, folds)
     for jobs in range(n_cores, folds + 1):
