@@ -33,7 +33,8 @@ DataDir = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Where the competition data lives (default: $KIT_DATA_DIR or data/digit-recognizer).",
+        help="Where the competition data lives (default: $KIT_DATA_DIR, else data/digit-recognizer; in a Kaggle "
+        "Notebook under /kaggle/working).",
     ),
 ]
 
