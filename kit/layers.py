@@ -5,7 +5,7 @@ record them as `kit>RandomAffine`, `kit>BatchNorm` and `kit>Dropout`, so import 
   (+17 % img/s for kitnet).
 - `BatchNorm`: Keras' BatchNormalization through TensorFlow's fused kernel (2.1x Keras' layer with BN after
   every conv); the Keras layer on other backends.
-- `Dropout`: Keras' Dropout with its mask drawn as random bytes on TensorFlow (2.1x faster dropout).
+- `Dropout`: Keras' Dropout with its mask drawn as random bytes on TensorFlow (+12 % kitnet img/s, A/B).
 """
 
 from __future__ import annotations

@@ -106,41 +106,15 @@ def _epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np
     return [order[first : first + batch_size] for first in range(0, n, batch_size)]
 
 
-@contextlib.contextmanager
-def _async_dispatch():
-    """TensorFlow's eager ops return before they run while inside: Python gathers the next batch while the
-    step computes, and nothing reads the metrics back after each step. Measured here through `fit` (16,384
-    images, epochs 2-5, seed network at batch 100; medians): 3,500-3,780 img/s in 3 runs with `train_on_batch`
-    on every batch, 3,630-4,050 in 5 runs this way (2 of them with async dispatch on for the whole process):
-    +5 %, about this machine's run-to-run noise."""
-    import tensorflow as tf
-
-    was = tf.config.experimental.get_synchronous_execution()
-    tf.config.experimental.set_synchronous_execution(False)
-    try:
-        yield
-    finally:
-        tf.config.experimental.set_synchronous_execution(was)  # waits for the queued steps
-
-
-def train_epoch(model: Any, x: np.ndarray, y: np.ndarray, batches: list[np.ndarray], backend: str) -> dict[str, float]:
-    """One pass of `train_on_batch`-style steps over `batches`; the epoch's mean loss and accuracy.
-
-    On TensorFlow the first batch goes through `train_on_batch` (which builds the step function and resets
-    the metrics) and the rest straight into `model.train_function`, asynchronously, without reading the
-    metrics back after every step; Keras' metrics then hold the epoch's sample-weighted means."""
-    if backend != "tensorflow":
-        totals = {"loss": 0.0, "accuracy": 0.0}
-        for batch in batches:
-            logs = model.train_on_batch(x[batch], y[batch], return_dict=True)
-            for key in totals:
-                totals[key] += float(logs[key]) * len(batch)
-        return {key: total / len(x) for key, total in totals.items()}
-    logs = model.train_on_batch(x[batches[0]], y[batches[0]], return_dict=True)
-    with _async_dispatch():
-        for batch in batches[1:]:
-            logs = model.train_function(iter([(x[batch], y[batch], None)]))
-        return {key: float(logs[key]) for key in ("loss", "accuracy")}
+def train_epoch(model: Any, x: np.ndarray, y: np.ndarray, batches: list[np.ndarray]) -> dict[str, float]:
+    """One `train_on_batch` step per batch; the epoch's mean loss and accuracy (train_on_batch resets the metrics,
+    so each step's logs are that batch's)."""
+    totals = {"loss": 0.0, "accuracy": 0.0}
+    for batch in batches:
+        logs = model.train_on_batch(x[batch], y[batch], return_dict=True)
+        for key in totals:
+            totals[key] += float(logs[key]) * len(batch)
+    return {key: total / len(x) for key, total in totals.items()}
 
 
 def validate(model: Any, x: np.ndarray, y: np.ndarray, distributed: bool = False) -> dict[str, float]:
@@ -175,7 +149,7 @@ def fit(
             logs = model.fit(x, y, batch_size=r.batch_size, epochs=1, shuffle=True, verbose=0).history
             row = {k: float(v[-1]) for k, v in logs.items()}
         else:
-            row = train_epoch(model, x, y, _epoch_batches(len(x), r.batch_size, rng), device.backend)
+            row = train_epoch(model, x, y, _epoch_batches(len(x), r.batch_size, rng))
         row["images_per_s"] = len(x) / (time.perf_counter() - start)
         row.update(validate(model, x_val, y_val, device.strategy is not None))
         row["seconds"] = time.perf_counter() - start

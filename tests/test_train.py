@@ -61,20 +61,13 @@ def test_recipe_overrides_are_validated():
 
 
 class RecordingModel:
-    """Stands in for a compiled Keras model: records what kit.train.fit feeds it, through `train_on_batch` (the
-    first batch of an epoch on TensorFlow, every batch elsewhere) and `train_function` (the rest on TensorFlow)."""
+    """Stands in for a compiled Keras model: records what kit.train.fit feeds it through `train_on_batch`."""
 
     def __init__(self):
         self.batches: list[np.ndarray] = []
 
     def train_on_batch(self, x, y, return_dict=False):
         assert len(x) == len(y) and return_dict
-        self.batches.append(x[:, 0].copy())
-        return {"loss": 0.5, "accuracy": 0.75}
-
-    def train_function(self, iterator):
-        ((x, y, weights),) = list(iterator)
-        assert len(x) == len(y) and weights is None
         self.batches.append(x[:, 0].copy())
         return {"loss": 0.5, "accuracy": 0.75}
 
