@@ -45,6 +45,14 @@ def _quiet_tensorflow() -> None:
     import_keras_quietly()
 
 
+def _table(title: str, columns: tuple[str, ...], right: tuple[str, ...]) -> Table:
+    """A rich table with these columns, the ones in `right` right-aligned (numbers)."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    return table
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.3f} %"
 
@@ -483,9 +491,8 @@ def leaderboard(
     if not rows:
         out.print(f"No submissions logged yet in {ledger.path()}; `kit submit` adds them.")
         return
-    table = Table(title=f"leaderboard log ({ledger.path()})")
-    for column in ("time (UTC)", "run", "CV", "public LB", "LB - CV", "private", "status", "ref", "message"):
-        table.add_column(column, justify="right" if column in ("CV", "public LB", "LB - CV", "private") else "left")
+    columns = ("time (UTC)", "run", "CV", "public LB", "LB - CV", "private", "status", "ref", "message")
+    table = _table(f"leaderboard log ({ledger.path()})", columns, right=("CV", "public LB", "LB - CV", "private"))
     for r in rows:
         status = r["status"] + (f": {r['error']}" if r["error"] and r["status"] in ("error", "failed") else "")
         table.add_row(
@@ -523,9 +530,8 @@ def list_runs(
     if not rows:
         out.print(f"No runs in {paths.runs_dir()}; `kit train` makes one.")
         return
-    table = Table(title=f"runs ({paths.runs_dir()})")
-    for column in ("run", "kind", "model", "folds", "epochs", "CV", "train time", "created (UTC)", "public LB"):
-        table.add_column(column, justify="right" if column in ("epochs", "CV", "train time", "public LB") else "left")
+    headers = ("run", "kind", "model", "folds", "epochs", "CV", "train time", "created (UTC)", "public LB")
+    table = _table(f"runs ({paths.runs_dir()})", headers, right=("epochs", "CV", "train time", "public LB"))
     for r in rows:
         seconds = r["train_seconds"]
         table.add_row(
