@@ -5,7 +5,7 @@ for example `git worktree add /tmp/kit-base COMMIT`), on the installed data, in 
 
 Each measurement is a fresh process training one model of the preset for `--epochs` epochs on `--rows` rows through
 that checkout's own training loop; the images/s of every epoch after the first (which traces) are kept. A and B
-alternate, so a slow spell of the machine hits both; the medians and their ratio are printed, the ratio last as JSON.
+alternate, so drift in the machine's speed hits both; the medians and their ratio are printed, the ratio last as JSON.
 """
 
 from __future__ import annotations

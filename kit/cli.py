@@ -280,11 +280,9 @@ def _fold_progress() -> Iterator[tuple[Callable, Callable]]:
 
 def _render_result(result, total_folds: int) -> None:
     tta = any(m.get("tta_views", 1) > 1 for m in result.fold_metrics)
-    table = Table(title=f"run {result.run_dir.name}")
     columns = ("fold", "accuracy" + (" (TTA)" if tta else ""), *(("without TTA",) if tta else ()), "val rows",
                "img/s", "seconds")  # fmt: skip
-    for column in columns:
-        table.add_column(column, justify="right")
+    table = _table(f"run {result.run_dir.name}", columns, right=columns)
     for m in result.fold_metrics:
         plain = (_pct(m.get("accuracy_plain")),) if tta else ()
         table.add_row(
@@ -349,9 +347,8 @@ def report(run: RunArg = None, data_dir: DataDir = None) -> None:
 
     run_dir = runs.resolve(run)
     result = stage.write_report(run_dir, runs.competition_of(run_dir, data.load_competition(data_dir)))
-    table = Table(title=f"{run_dir.name}: {result.rows:,} OOF rows, accuracy {_pct(result.accuracy)}")
-    for column in ("digit", "precision", "recall", "support"):
-        table.add_column(column, justify="right")
+    columns = ("digit", "precision", "recall", "support")
+    table = _table(f"{run_dir.name}: {result.rows:,} OOF rows, accuracy {_pct(result.accuracy)}", columns, columns)
     for digit, precision, recall, support in result.per_class:
         table.add_row(str(digit), _pct(precision), _pct(recall), f"{support:,}")
     out.print(table)
@@ -410,9 +407,7 @@ def blend(
     sources = [runs.resolve(r) for r in run_ids]
     labels = runs.competition_of(sources[0], data.load_competition(data_dir)).train_labels
     result = ensemble.blend(sources, parsed, labels, output)
-    table = Table(title=f"blend {result.run_dir.name}")
-    for column in ("run", "weight", "CV (OOF)"):
-        table.add_column(column, justify="right" if column != "run" else "left")
+    table = _table(f"blend {result.run_dir.name}", ("run", "weight", "CV (OOF)"), right=("weight", "CV (OOF)"))
     for (name, cv), w in zip(result.run_cv, result.weights, strict=True):
         table.add_row(name, f"{w:.3f}", _pct(cv))
     table.add_row("[bold]blend", "", f"[bold]{_pct(result.cv)}" if result.cv is not None else "- (folds differ)")

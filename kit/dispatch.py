@@ -36,9 +36,9 @@ def train_run(
         what = f"{r.folds}-fold run" + (f" with {r.repeats} repeats" if r.repeats > 1 else "")
         raise UsageError(f"--fold {only_fold}: must be between 0 and {total - 1} for a {what}.")
     run_dir, folds = train.prepare_run(r, comp, run_id, device)
-    todo = [k for k in ([only_fold] if only_fold is not None else range(total)) if not train.fold_done(run_dir, k)]
+    todo = [k for k in ([only_fold] if only_fold is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):
-        todo = [k for k in todo if not train.fold_done(run_dir, k)]  # another process may have finished one meanwhile
+        todo = [k for k in todo if not runs.member_done(run_dir, k)]  # another process may have finished one meanwhile
         if jobs > 1 and len(todo) > 1:
             parallel.run_workers(
                 lambda fold, threads: parallel.worker_command(run_id, fold, threads, data_dir, limit),

@@ -111,7 +111,7 @@ def claim(sha256: str, force: bool, **fields: Any) -> tuple[str | None, dict[str
     row.update(_clean({**fields, "sha256": sha256}))
     with _locked() as target:
         current = _read(target)
-        sent = [r for r in current if r["sha256"] == sha256 and r["status"] != "failed"]
+        sent = _sent(current, sha256)
         if sent and not force:
             return None, sent[-1]
         _write(target, [*current, row])
@@ -120,8 +120,13 @@ def claim(sha256: str, force: bool, **fields: Any) -> tuple[str | None, dict[str
 
 def find_sha(sha256: str) -> dict[str, str] | None:
     """The latest row that sent a file with this content to Kaggle (failed attempts do not count)."""
-    found = [r for r in rows() if r["sha256"] == sha256 and r["status"] != "failed"]
+    found = _sent(rows(), sha256)
     return found[-1] if found else None
+
+
+def _sent(rows: list[dict[str, str]], sha256: str) -> list[dict[str, str]]:
+    """The rows that sent this content to Kaggle, or may have (failed attempts never reached it)."""
+    return [r for r in rows if r["sha256"] == sha256 and r["status"] != "failed"]
 
 
 def merge_remote(remote: list[dict[str, Any]]) -> tuple[int, int]:

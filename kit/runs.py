@@ -17,7 +17,6 @@ A blend (kit blend) is a run too: config.json says {"kind": "blend", ...}, with 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
@@ -87,11 +86,9 @@ def competition_of(run: Path, comp: Competition) -> Competition:
             f"Run {run.name} was trained on other data ({what}) than is installed in {comp.path} "
             f"({comp.source}, {len(comp.train_labels):,} rows); install that data or pass its --data-dir."
         )
-    return (
-        comp
-        if rows == len(comp.train_labels)
-        else dataclasses.replace(comp, train_images=comp.train_images[:rows], train_labels=comp.train_labels[:rows])
-    )
+    from kit.data import head  # here, not at the top: reading runs needs no pandas
+
+    return head(comp, rows) if rows < len(comp.train_labels) else comp
 
 
 @contextlib.contextmanager

@@ -220,9 +220,6 @@ def train_fold(
     return metrics
 
 
-fold_done = runs.member_done
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -285,7 +282,7 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
 def collect(r: Recipe, comp: Competition, run_dir: Path, folds: np.ndarray, trained: list[int]) -> RunResult:
     """The run's complete members, merged (OOF, test probabilities, CV, submission) once all K x R are there."""
     total = r.folds * r.repeats
-    complete = [k for k in range(total) if fold_done(run_dir, k)]
+    complete = [k for k in range(total) if runs.member_done(run_dir, k)]
     fold_metrics = [runs.read_json(run_dir / f"fold{k}" / "metrics.json") for k in complete]
     if len(complete) < total:
         return RunResult(run_dir, fold_metrics, trained, None, None)

@@ -477,7 +477,6 @@ def test_too_few_rows_and_a_bad_seed_are_usage_errors():
 def test_damaged_json_in_a_run(env):
     from kit import paths, runs
     from kit.errors import RunError
-    from kit.train import fold_done
 
     root = paths.runs_dir()
     for name, created in (("good", "2026-01-01T00:00:00Z"), ("damaged", "2026-02-01T00:00:00Z")):
@@ -489,7 +488,9 @@ def test_damaged_json_in_a_run(env):
     assert runs.resolve(None).name == "good"  # a damaged run is never the latest
     with pytest.raises(RunError, match=r"damaged/config\.json is damaged"):
         runs.load_config(root / "damaged")
-    assert fold_done(root / "good", 0) and not fold_done(root / "damaged", 0)  # a damaged fold is trained again
+    assert runs.member_done(root / "good", 0) and not runs.member_done(
+        root / "damaged", 0
+    )  # a damaged fold is trained again
 
 
 @pytest.mark.slow
