@@ -179,9 +179,9 @@ def train(
         int | None,
         typer.Option(
             "--jobs",
-            help="Train up to N folds at once, each in its own process (default: one per GPU, each pinned to its "
-            "GPU; on a CPU one per core, or more so the last folds still fill the cores: 5 folds on 2 cores run "
-            "3 + 2).",
+            help="Train up to N folds at once, each in its own process (default: up to 5 per GPU, each pinned to "
+            "one GPU, at most one per CPU core; on a CPU one per core, or more so the last folds still fill the "
+            "cores: 5 folds on 2 cores run 3 + 2).",
         ),
     ] = None,
     mirrored: Annotated[

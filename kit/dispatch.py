@@ -1,5 +1,5 @@
 """How the members of a run get trained: one after another in this process, or at once in local worker processes
-(kit.parallel: one per GPU, or sharing the CPU cores). Either way each member is trained by kit.train.train_fold and
+(kit.parallel: sharing the GPUs, or the CPU cores). Either way each member is trained by kit.train.train_fold and
 written into the run directory the same way (metrics.json last), so resume, --fold and merge work the same.
 """
 

@@ -1,13 +1,13 @@
-"""Folds trained at once in worker processes (`kit train --jobs N`): one per GPU, or each with its share of the
-CPU cores.
+"""Folds trained at once in worker processes (`kit train --jobs N`): several on each GPU, or each with its share of
+the CPU cores.
 
 A small convnet cannot keep many cores busy with one batch at a time (two one-thread processes made 1.19x the
 img/s of one process on both of 2 cores). So on CPUs the folds of a K-fold run go to worker processes
 (`python -m kit.parallel`, which calls `kit.train.train_fold`), up to `jobs` at a time. Each worker gets
 cores // (workers that will run beside it) threads, at least one; by default there are enough workers that
-the last round of folds still fills the cores (`fill_cores`). On N GPUs, N folds train at once, each worker
-pinned to its own GPU through CUDA_VISIBLE_DEVICES: a 300k-parameter CNN gains nothing from splitting each
-batch across GPUs (MirroredStrategy, `kit train --mirrored`), while independent folds keep every GPU busy.
+the last round of folds still fills the cores (`fill_cores`). On GPUs, up to FOLDS_PER_GPU folds train at once on
+each, every worker pinned to one GPU through CUDA_VISIBLE_DEVICES: a 300k-parameter CNN gains nothing from splitting
+each batch across GPUs (MirroredStrategy, `kit train --mirrored`), while independent folds keep every GPU busy.
 
 Workers write their fold into the run directory exactly as an in-process fold does (metrics.json last), so
 an interrupted run resumes the same way, and report progress as JSON lines on stdout; their stderr goes to
@@ -41,14 +41,19 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+# Folds at once on each GPU: a 300k-parameter CNN leaves an H100 mostly idle (5-fold run: 1.39x as fast, all at once).
+FOLDS_PER_GPU = 5
+
+
 def auto_jobs(device: Device, folds_left: int, n_cores: int | None = None) -> int:
-    """`--jobs` when not given: on GPUs one fold per GPU at once; on a CPU at least one worker per core, and enough
-    that the last folds do not run alone on too few workers to fill the cores (see `fill_cores`); 1 under a
-    distribution strategy (one model across the devices)."""
+    """`--jobs` when not given: on GPUs up to FOLDS_PER_GPU folds at once on each GPU, and no more workers than cores
+    (each worker's host side keeps a core busy); on a CPU at least one worker per core, and enough that the last folds
+    do not run alone on too few workers to fill the cores (see `fill_cores`); 1 under a distribution strategy (one
+    model across the devices)."""
     if device.strategy is not None or folds_left < 2:
         return 1
     if device.kind == "gpu":
-        return max(1, min(len(device.names), folds_left))
+        return max(1, min(len(device.names) * FOLDS_PER_GPU, folds_left, max(len(device.names), n_cores or cores())))
     return fill_cores(folds_left, n_cores or cores())
 
 

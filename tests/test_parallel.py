@@ -26,7 +26,7 @@ def test_auto_jobs_only_splits_cpu_runs_with_several_folds(monkeypatch):
     gpu = Device("tensorflow", "gpu", ["gpu:0"], "float16", "mixed_float16", True)
     assert parallel.auto_jobs(cpu, 4) == 2 and parallel.auto_jobs(cpu, 1) == 1
     assert parallel.auto_jobs(cpu, 5) == 3  # 3 + 2: the fifth fold does not run alone
-    assert parallel.auto_jobs(gpu, 5) == 1
+    assert parallel.auto_jobs(gpu, 5) == 2  # folds share the GPU, one worker per core at most
     assert parallel.auto_jobs(Device("tensorflow", "cpu", ["a", "b"], "float32", "float32", False, object()), 5) == 1
 
 
@@ -39,6 +39,10 @@ def test_one_fold_per_gpu(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert parallel.auto_jobs(_gpus(2), 5) == 2 and parallel.auto_jobs(_gpus(4), 3) == 3
     assert parallel.auto_jobs(_gpus(8), 1) == 1 and parallel.auto_jobs(_gpus(2, strategy=object()), 5) == 1
+    # up to FOLDS_PER_GPU folds share each GPU, as many workers as cores at most (never fewer than one per GPU)
+    assert parallel.auto_jobs(_gpus(1), 5, n_cores=16) == 5 and parallel.auto_jobs(_gpus(1), 15, n_cores=16) == 5
+    assert parallel.auto_jobs(_gpus(2), 15, n_cores=16) == 10 and parallel.auto_jobs(_gpus(2), 15, n_cores=4) == 4
+    assert parallel.auto_jobs(_gpus(4), 15, n_cores=2) == 4
     assert parallel.plan(_gpus(2), 2, 5) == "2 folds at once, one per GPU"
     assert parallel.plan(_gpus(2), 4, 5) == "4 folds at once, sharing 2 GPU(s)"
     assert parallel.plan(_gpus(1), 1, 5) == "one fold at a time"

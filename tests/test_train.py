@@ -253,6 +253,9 @@ comp = data.head(data.load_competition(), 400)
 r = config.recipe("kitnet", epochs=1, batch_size=64, folds=2, batchnorm="all", tta=True)
 res = dispatch.train_run(r, comp, "x", dev)
 print("REPLICAS", dev.replicas, "CV", res.metrics["cv_accuracy"], "BACKEND", dev.backend)
+if dev.backend == "jax":
+    import jax
+    print("CACHE", jax.config.jax_compilation_cache_dir)
 """
 
 
@@ -280,6 +283,9 @@ def test_jax_backend_trains(env, sample):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "BACKEND jax" in result.stdout
+    # the compiled steps are kept on disk (a fold's next worker process skips the compile)
+    cache = Path(env["HOME"]) / ".cache" / "kit" / "jax"
+    assert f"CACHE {cache}" in result.stdout and any(cache.iterdir())
 
 
 # The exact configuration a GPU gets (kit.device.configure with kind="gpu": mixed float16, XLA, model.fit with the
@@ -301,7 +307,8 @@ model = keras.saving.load_model(run / "fold0" / "model.keras")
 folds = np.load(run / "folds.npy")
 tta = ensemble.predict(model, comp.train_images[folds == 0], ensemble.TTA_VIEWS)
 print("RESULT " + json.dumps({
-    "policy": dev.policy, "xla": dev.jit_compile, "kind": dev.kind, "augment": r.augment, "tta": r.tta,
+    "policy": dev.policy, "xla": dev.jit_compile, "kind": dev.kind, "feed": dev.feed, "augment": r.augment,
+    "tta": r.tta,
     "warp_xla": [l.xla for l in model.layers if isinstance(l, kit.layers.RandomAffine)],
     "steps_per_execution": model.steps_per_execution, "iterations": int(model.optimizer.iterations),
     "tta_views": res.fold_metrics[0]["tta_views"], "cv": res.metrics["cv_accuracy"],
@@ -321,7 +328,7 @@ def test_gpu_configuration_trains_the_default_recipe_on_the_cpu(env, sample, bac
     got = json.loads(result.stdout.split("RESULT ", 1)[1])
     assert got["policy"] == "mixed_float16" and got["xla"] is True and got["kind"] == "gpu"
     assert got["augment"] and got["tta"] and got["tta_views"] == 7 and got["warp_xla"] == [True]
-    assert got["steps_per_execution"] == 16
+    assert got["steps_per_execution"] == 16 and got["feed"] == "fit"
     assert got["iterations"] == 2 * 10  # 300 training rows, batch 32: 10 steps an epoch, the partial one included
     assert 0 <= got["cv"] <= 1 and got["reload_diff"] < 1e-2
 
@@ -339,6 +346,20 @@ def test_bench_measures_both_recipes(env, sample):
         assert summary[stat]["notebook_img_s"] > 0 and summary[stat]["kit_seed_img_s"] > 0
         assert f"{stat:>6} epoch: (a) seed notebook as written" in result.stdout
     assert "round 1: (a)" in result.stdout and "(b) ran on: CPU" in result.stdout
+
+
+@pytest.mark.slow
+def test_bench_settings_measures_each_variant(env, sample):
+    """`python -m kit.bench_settings` stays runnable: each variant trains with its settings, the first is the base."""
+    args = ["--variants", "kit,fit16,float32", "--rounds", "2", "--rows", "256", "--model", "seed"]
+    result = subprocess.run([sys.executable, "-m", "kit.bench_settings", *args], env=env, capture_output=True,
+                            text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(summary) == ["kit", "fit16", "float32"] and summary["kit"]["ratio"] == 1.0
+    assert all(v["img_s"] > 0 for v in summary.values())
+    assert "'feed': 'fit', 'steps_per_execution': 16" in result.stdout and "'precision': 'float32'" in result.stdout
+    assert "round 1 (compiles, not counted)" in result.stdout
 
 
 def test_fold_locks_exclude_a_second_trainer(tmp_path):
