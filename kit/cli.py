@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kit.errors import KitError, UsageError
@@ -192,6 +193,16 @@ def train(
             "fold per GPU.",
         ),
     ] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            envvar="KIT_RAY_ADDRESS",
+            help="Train the folds as Ray tasks: 'local' starts a Ray instance for this run; 'auto', HOST:PORT or "
+            "ray://HOST:PORT joins a cluster started with `ray start` (one GPU a fold where there are GPUs). The "
+            "results come back to this machine's runs/. Needs pip install 'kit[ray]'.",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Train a CNN (or a K-fold ensemble) and write runs/RUN_ID/ and submissions/RUN_ID.csv.
@@ -199,12 +210,16 @@ def train(
     The recipe is a preset from kit/config.py with these options applied; the effective recipe is saved
     in runs/RUN_ID/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
     """
-    from kit import config, data, device, dispatch, parallel, paths, runs
+    from kit import cluster, config, data, device, dispatch, parallel, paths, runs
 
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs {jobs}: must be a whole number >= 1.")
     if fold is not None and run_id is None:
         raise UsageError("--fold needs --run-id, so the folds trained separately end up in the same run.")
+    if ray and (jobs is not None or mirrored):
+        raise UsageError(f"--ray places the folds itself; drop {'--jobs' if jobs is not None else '--mirrored'}.")
+    if ray:
+        cluster.check(ray)
     overrides = dict(
         folds=folds,
         repeats=repeats,
@@ -230,16 +245,17 @@ def train(
     run_id = run_id or runs.new_id(recipe.model)
     folds_left = recipe.folds * recipe.repeats if fold is None else 1
     jobs = jobs or parallel.auto_jobs(dev, folds_left)
-    out.print(f"[bold]device[/bold] {dev.describe()}: {parallel.plan(dev, jobs, folds_left)}")
-    note = "  [yellow](SAMPLE data: scores say nothing about the competition)[/yellow]" if comp.is_sample else ""
-    out.print(
-        f"[bold]run[/bold] {run_id}: {recipe.model}, {_members(recipe)}, {recipe.epochs} epochs, batch "
-        f"{recipe.batch_size}, {len(comp.train_labels):,} train rows{note}"
-    )
-
-    with _fold_progress() as (on_fold_start, on_epoch):
-        result = dispatch.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs,
-                                    data.data_dir(data_dir).resolve(), limit)  # fmt: skip
+    with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
+        plan = on_ray.describe() if on_ray else f"{dev.describe()}: {parallel.plan(dev, jobs, folds_left)}"
+        out.print(f"[bold]device[/bold] {plan}")
+        note = "  [yellow](SAMPLE data: scores say nothing about the competition)[/yellow]" if comp.is_sample else ""
+        out.print(
+            f"[bold]run[/bold] {run_id}: {recipe.model}, {_members(recipe)}, {recipe.epochs} epochs, batch "
+            f"{recipe.batch_size}, {len(comp.train_labels):,} train rows{note}"
+        )
+        with _fold_progress() as (on_fold_start, on_epoch):
+            result = dispatch.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs,
+                                        data.data_dir(data_dir).resolve(), limit, on_ray)  # fmt: skip
     _render_result(result, recipe.folds * recipe.repeats)
 
 
@@ -550,11 +566,11 @@ def main() -> None:
     try:
         app()
     except KitError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)  # "kit[ray]" is no markup
         sys.exit(exc.exit_code)
     except OSError as exc:  # a folder kit must write to is read-only, a file, or the disk is full
-        where = f" {exc.filename}" if exc.filename else ""
-        err.print(f"[red]error:[/red] cannot use{where} ({exc.strerror or exc}); check that the folder exists and is "
+        where = escape(f" {exc.filename}" if exc.filename else "") + f" ({escape(str(exc.strerror or exc))})"
+        err.print(f"[red]error:[/red] cannot use{where}; check that the folder exists and is "
                   "writable (or point KIT_DATA_DIR, KIT_RUNS_DIR or KIT_SUBMISSIONS_DIR elsewhere).",
                   highlight=False, soft_wrap=True)  # fmt: skip
         sys.exit(1)

@@ -64,6 +64,17 @@ def import_keras_quietly() -> None:
         os.close(saved)
 
 
+def set_threads(threads: int) -> None:
+    """TensorFlow: `threads` intra-op and inter-op threads (a worker's share of the cores); call before it runs."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as f:

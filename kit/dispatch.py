@@ -1,6 +1,7 @@
-"""How the members of a run get trained: one after another in this process, or at once in local worker processes
-(kit.parallel: sharing the GPUs, or the CPU cores). Either way each member is trained by kit.train.train_fold and
-written into the run directory the same way (metrics.json last), so resume, --fold and merge work the same.
+"""How the members of a run get trained: one after another in this process, at once in local worker processes
+(kit.parallel: sharing the GPUs, or the CPU cores), or as Ray tasks on a cluster (kit.cluster). Every way, each
+member is trained by kit.train.train_fold and written into the run directory the same way (metrics.json last), so
+resume, --fold and merge work the same.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kit import parallel, runs, train
+from kit.cluster import Cluster, train_members
 from kit.config import Recipe
 from kit.data import Competition
 from kit.device import Device
@@ -27,10 +29,12 @@ def train_run(
     jobs: int = 1,
     data_dir: Path | None = None,
     limit: int | None = None,
+    cluster: Cluster | None = None,
 ) -> RunResult:
     """Train every incomplete member (fold; K x R of them with repeats), or just `only_fold`, of run `run_id`, and
     merge once all are complete. With `jobs` > 1 and several members to train, they train at once in worker
-    processes, which load the data from `data_dir` (its first `limit` rows); otherwise here, one after another."""
+        processes, which load the data from `data_dir` (its first `limit` rows); on a Ray `cluster`
+    (kit.cluster.connect), as its tasks; otherwise here, one after another."""
     total = r.folds * r.repeats
     if only_fold is not None and not 0 <= only_fold < total:
         what = f"{r.folds}-fold run" + (f" with {r.repeats} repeats" if r.repeats > 1 else "")
@@ -39,14 +43,18 @@ def train_run(
     todo = [k for k in ([only_fold] if only_fold is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):
         todo = [k for k in todo if not runs.member_done(run_dir, k)]  # another process may have finished one meanwhile
-        if jobs > 1 and len(todo) > 1:
+        on_start = (lambda fold: on_fold_start(fold, total)) if on_fold_start is not None else None
+        on_event = (lambda e: on_epoch(e["fold"], e["epoch"], e["epochs"], e["logs"])) if on_epoch else None
+        if cluster is not None:
+            train_members(r, comp, folds, todo, run_dir, cluster, on_start, on_event)
+        elif jobs > 1 and len(todo) > 1:
             parallel.run_workers(
                 lambda fold, threads: parallel.worker_command(run_id, fold, threads, data_dir, limit),
                 todo,
                 jobs,
                 run_dir,
-                on_start=(lambda fold: on_fold_start(fold, total)) if on_fold_start is not None else None,
-                on_event=(lambda e: on_epoch(e["fold"], e["epoch"], e["epochs"], e["logs"])) if on_epoch else None,
+                on_start=on_start,
+                on_event=on_event,
                 gpus=parallel.worker_gpus(device),
             )
         else:

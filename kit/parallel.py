@@ -227,7 +227,7 @@ def main(argv: list[str]) -> int:
 
 def _work(spec: dict[str, Any]) -> int:
     from kit import config, data, paths, runs, train
-    from kit.device import import_keras_quietly, setup
+    from kit.device import import_keras_quietly, set_threads, setup
 
     run_dir = paths.runs_dir() / spec["run_id"]
     recipe = config.from_dict(runs.read_json(run_dir / "config.json")["recipe"])
@@ -235,13 +235,7 @@ def _work(spec: dict[str, Any]) -> int:
     if spec["limit"] is not None:
         comp = data.head(comp, spec["limit"])
     import_keras_quietly()
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
-        tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
+    set_threads(spec["threads"])
     device = setup(recipe.precision)  # memory growth on: workers may share a GPU (--jobs above the GPU count)
     _, folds = train.prepare_run(recipe, comp, spec["run_id"], device)  # checks the data is the run's
 

@@ -177,6 +177,16 @@ def member_rows(folds: np.ndarray, n_folds: int, member: int) -> np.ndarray:
     return folds[repeat] == fold
 
 
+def write_member(run_dir: Path, member: int, files: dict[str, bytes]) -> None:
+    """A member trained elsewhere (a Ray task), written as a local fold writes it: every file atomically, and
+    metrics.json, which marks the member complete, last."""
+    fold_dir = run_dir / f"fold{member}"
+    for name in sorted(files, key=lambda name: name == "metrics.json"):
+        if "/" in name or name.startswith("."):
+            raise RunError(f"Member {member} came back with a file kit does not write ({name!r}).")
+        _atomic(fold_dir / name, files[name])
+
+
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically (temp file + rename): readers never see half a file."""
     _atomic(path, (json.dumps(payload, indent=2, default=_jsonable) + "\n").encode())
