@@ -74,17 +74,16 @@ def notebook_as_written(comp, epochs: int) -> list[float]:
 
 def kit_seed(comp, epochs: int) -> tuple[list[float], str]:
     """kit's seed recipe through kit's own training loop (kit.train.fit) at the auto precision."""
-    from kit import config, device, train
+    from kit import config, device, runs, train
 
     recipe = config.recipe("seed", epochs=epochs)
     dev = device.setup(recipe.precision)
     folds = train.assign_folds(comp.train_labels, 1, recipe.holdout, recipe.seed)
-    eye = np.eye(10, dtype=np.float32)
-    fit, val = folds == -1, folds == 0
+    fit, val = runs.training_rows(folds, 1, 0), runs.member_rows(folds, 1, 0)
     model = train.compile_model(recipe, dev, steps_per_epoch=-(-int(fit.sum()) // recipe.batch_size), seed=0)
     history = train.fit(
-        model, comp.train_images[fit], eye[comp.train_labels[fit]], comp.train_images[val],
-        eye[comp.train_labels[val]], recipe, dev, seed=0,
+        model, comp.train_images[fit], train.one_hot(comp.train_labels[fit]), comp.train_images[val],
+        train.one_hot(comp.train_labels[val]), recipe, dev, seed=0,
     )  # fmt: skip
     rates = [row["images_per_s"] for row in history]
     return rates[1:] or rates, dev.describe()

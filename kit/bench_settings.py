@@ -53,9 +53,8 @@ def run(names: list[str], rounds: int, rows: int, model: str) -> dict[str, Any]:
     comp = data.load_competition()
     base = setup()
     rows = min(rows, len(comp.train_labels))
-    eye = np.eye(10, dtype=np.float32)
-    x, y = comp.train_images[:rows], eye[comp.train_labels[:rows]]
-    x_val, y_val = comp.train_images[-2048:], eye[comp.train_labels[-2048:]]
+    x, y = comp.train_images[:rows], train.one_hot(comp.train_labels[:rows])
+    x_val, y_val = comp.train_images[-2048:], train.one_hot(comp.train_labels[-2048:])
     r = config.recipe(model, epochs=rounds)
     one_epoch = dataclasses.replace(r, epochs=1)
     devices = {name: variant(base, name) for name in names}

@@ -7,6 +7,7 @@ stays fast and never authenticates with Kaggle.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kit.errors import KitError, UsageError
+from kit.errors import KitError
 
 app = typer.Typer(
     help="kit: the Digit Recognizer toolkit. Download the data, train CNN ensembles, submit, keep score.",
@@ -80,34 +81,14 @@ def download(
     rules accepted on kaggle.com. Files are checked (columns, values, row counts) and moved into place only
     when complete. A second run with the data present does nothing unless --force.
     """
-    from kit import data, paths
+    from kit import data
 
-    if sample and from_zip:
-        raise UsageError("Use either --sample or --from-zip, not both.")
-    dest = data.data_dir(data_dir)
-    meta = data.read_meta(dest)
-    if meta and not force and (meta["source"] == "sample") == sample:
-        data.load_competition(dest)  # checks the data loads (a damaged cache is rebuilt from the CSVs)
+    status = functools.partial(out.status, "Downloading digit-recognizer from Kaggle...")
+    result = data.install(data_dir, force, from_zip, sample, downloading=status)
+    meta, dest = result.meta, result.dest
+    if not result.new:
         out.print(f"Data already in {dest} ({_describe(meta)}); nothing to do (--force installs it again).")
         return
-    if meta and not force and sample:
-        raise UsageError(
-            f"{dest} holds the real competition data; put the sample elsewhere with --data-dir (or $KIT_DATA_DIR), "
-            "or pass --force to replace the real data with it."
-        )
-    dest = data.check_destination(dest)  # before any download: kit never replaces a folder it did not install
-    if sample:
-        meta = data.install_sample(dest)
-    elif from_zip:
-        meta = data.install_zip(from_zip, dest, source="zip")
-    elif paths.in_kaggle_notebook():  # the competition's files are attached to the notebook: no credentials needed
-        meta = data.install_attached(paths.kaggle_input(), dest)
-    else:
-        from kit import kaggle_api
-
-        with out.status("Downloading digit-recognizer from Kaggle..."), data.scratch_dir(dest) as tmp:
-            archive = kaggle_api.download_competition(Path(tmp))
-            meta = data.install_zip(archive, dest, source="kaggle")
     out.print(f"[green]Installed[/green] {_describe(meta)} in {dest}")
     if meta["source"] == "sample":
         out.print(
@@ -210,44 +191,22 @@ def train(
     The recipe is a preset from kit/config.py with these options applied; the effective recipe is saved
     in runs/RUN_ID/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
     """
-    from kit import cluster, config, data, device, dispatch, parallel, paths, runs
+    from kit import cluster, config, data, device, dispatch, runs
 
-    if jobs is not None and jobs < 1:
-        raise UsageError(f"--jobs {jobs}: must be a whole number >= 1.")
-    if fold is not None and run_id is None:
-        raise UsageError("--fold needs --run-id, so the folds trained separately end up in the same run.")
-    if ray and (jobs is not None or mirrored):
-        raise UsageError(f"--ray places the folds itself; drop {'--jobs' if jobs is not None else '--mirrored'}.")
+    overrides = dict(folds=folds, repeats=repeats, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                     seed=seed, precision=precision, augment=augment, tta=tta)  # fmt: skip
+    recipe = config.for_run(model, runs.saved_recipe(run_id), **overrides)
+    config.check_options(recipe, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored)
     if ray:
         cluster.check(ray)
-    overrides = dict(
-        folds=folds,
-        repeats=repeats,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        precision=precision,
-        augment=augment,
-        tta=tta,
-    )
-    existing = paths.runs_dir() / run_id / "config.json" if run_id else None
-    saved = runs.read_json(existing).get("recipe", {}) if existing is not None and existing.is_file() else None
-    recipe = config.for_run(model, saved, **overrides)
-
     comp = data.load_competition(data_dir)
-    if limit is not None:
-        if limit < 20:
-            raise UsageError(f"--limit {limit}: must be at least 20 rows.")
-        comp = data.head(comp, limit)
+    comp = data.head(comp, limit) if limit is not None else comp
     _quiet_tensorflow()  # after the cheap checks: a usage error should not wait for TensorFlow to load
     dev = device.setup(recipe.precision, mirrored)
     run_id = run_id or runs.new_id(recipe.model)
-    folds_left = recipe.folds * recipe.repeats if fold is None else 1
-    jobs = jobs or parallel.auto_jobs(dev, folds_left)
     with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
-        plan = on_ray.describe() if on_ray else f"{dev.describe()}: {parallel.plan(dev, jobs, folds_left)}"
-        out.print(f"[bold]device[/bold] {plan}")
+        jobs, where = dispatch.placement(recipe, dev, fold, jobs, on_ray)
+        out.print(f"[bold]device[/bold] {where}")
         note = "  [yellow](SAMPLE data: scores say nothing about the competition)[/yellow]" if comp.is_sample else ""
         out.print(
             f"[bold]run[/bold] {run_id}: {recipe.model}, {_members(recipe)}, {recipe.epochs} epochs, batch "
@@ -333,16 +292,9 @@ def validate(
     """Check a submission file: header, one row per test image, ImageId 1..N, Label 0..9."""
     from kit import submission
 
-    submission.validate(path, _expected_rows(data_dir))
-    out.print(f"[green]{path} is a valid submission[/green] ({_expected_rows(data_dir):,} rows).")
-
-
-def _expected_rows(data_dir: Path | None) -> int:
-    """Rows a submission needs: test.csv's count when data is installed, else the real competition's."""
-    from kit import data, submission
-
-    meta = data.read_meta(data.data_dir(data_dir))
-    return meta["test_rows"] if meta else submission.REAL_TEST_ROWS
+    rows = submission.expected_rows(data_dir)
+    submission.validate(path, rows)
+    out.print(f"[green]{path} is a valid submission[/green] ({rows:,} rows).")
 
 
 # ------------------------------------------------------------------------------------ report, predict, blend
@@ -416,10 +368,7 @@ def blend(
     """
     from kit import data, ensemble, runs
 
-    try:
-        parsed = [float(w) for w in weights.split(",")] if weights else None
-    except ValueError:
-        raise UsageError(f"--weights must be comma-separated numbers, not '{weights}'.") from None
+    parsed = ensemble.parse_weights(weights)
     sources = [runs.resolve(r) for r in run_ids]
     labels = runs.competition_of(sources[0], data.load_competition(data_dir)).train_labels
     result = ensemble.blend(sources, parsed, labels, output)

@@ -165,6 +165,33 @@ def validate(r: Recipe) -> None:
         raise UsageError(f"--repeats {r.repeats}: needs --folds 2 or more (repeated K-fold).")
 
 
+def check_fold(r: Recipe, fold: int | None) -> None:
+    """`--fold I` names one of the run's K x R members."""
+    total = r.folds * r.repeats
+    if fold is not None and not 0 <= fold < total:
+        what = f"{r.folds}-fold run" + (f" with {r.repeats} repeats" if r.repeats > 1 else "")
+        raise UsageError(f"--fold {fold}: must be between 0 and {total - 1} for a {what}.")
+
+
+MIN_ROWS = 20  # --limit: fewer rows cannot hold a stratified holdout of every digit
+
+
+def check_options(
+    r: Recipe, *, fold: int | None, run_id: str | None, limit: int | None, jobs: int | None, ray: str | None,
+    mirrored: bool,
+) -> None:  # fmt: skip
+    """`kit train`'s options beside the recipe, checked with it at the door (before the data or Keras load)."""
+    if fold is not None and run_id is None:
+        raise UsageError("--fold needs --run-id, so the folds trained separately end up in the same run.")
+    check_fold(r, fold)
+    if limit is not None and limit < MIN_ROWS:
+        raise UsageError(f"--limit {limit}: must be at least {MIN_ROWS} rows.")
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs {jobs}: must be a whole number >= 1.")
+    if ray and (jobs is not None or mirrored):
+        raise UsageError(f"--ray places the folds itself; drop {'--jobs' if jobs is not None else '--mirrored'}.")
+
+
 def from_dict(values: dict[str, Any]) -> Recipe:
     """A recipe read back from a run's config.json, validated: an unknown model or a missing field is named."""
     fields = {f.name for f in dataclasses.fields(Recipe)}

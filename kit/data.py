@@ -8,6 +8,7 @@ half-written behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,13 +17,16 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kit.errors import DataError
+from kit import paths
+from kit.errors import DataError, UsageError
 from kit.paths import data_dir
 
 TRAIN, TEST, SAMPLE_SUBMISSION = "train.csv", "test.csv", "sample_submission.csv"
@@ -311,6 +315,49 @@ def install_attached(root: Path, dest: Path) -> dict:
                 raise DataError(f"{folder} has no {name}; attach the whole Digit Recognizer competition data.")
             shutil.copyfile(folder / name, work / name)
         return install_folder(work, dest, "kaggle-notebook")
+
+
+@dataclass
+class Installed:
+    dest: Path
+    meta: dict  # kit.json: source, train_rows, test_rows, installed_utc
+    new: bool  # False: the data was there already, and nothing was done
+
+
+def install(
+    dest: Path | None = None,
+    force: bool = False,
+    from_zip: Path | None = None,
+    sample: bool = False,
+    downloading: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+) -> Installed:
+    """`kit download`: install the competition data into `dest` from the offline sample, a zip the user has, the
+    data attached to a Kaggle Notebook, or else a Kaggle download (inside `downloading()`, a progress display).
+    Data already there is loaded (a damaged cache is rebuilt) and kept, unless `force`."""
+    if sample and from_zip:
+        raise UsageError("Use either --sample or --from-zip, not both.")
+    dest = data_dir(dest)
+    meta = read_meta(dest)
+    if meta and not force and (meta["source"] == "sample") == sample:
+        load_competition(dest)
+        return Installed(dest, meta, new=False)
+    if meta and not force and sample:
+        raise UsageError(
+            f"{dest} holds the real competition data; put the sample elsewhere with --data-dir (or $KIT_DATA_DIR), "
+            "or pass --force to replace the real data with it."
+        )
+    dest = check_destination(dest)  # before any download: kit never replaces a folder it did not install
+    if sample:
+        return Installed(dest, install_sample(dest), new=True)
+    if from_zip:
+        return Installed(dest, install_zip(from_zip, dest, source="zip"), new=True)
+    if paths.in_kaggle_notebook():  # the competition's files are attached to the notebook: no credentials needed
+        return Installed(dest, install_attached(paths.kaggle_input(), dest), new=True)
+    from kit import kaggle_api
+
+    with downloading(), scratch_dir(dest) as tmp:
+        archive = kaggle_api.download_competition(Path(tmp))
+        return Installed(dest, install_zip(archive, dest, source="kaggle"), new=True)
 
 
 def load_competition(dest: Path | None = None) -> Competition:

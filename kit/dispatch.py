@@ -9,13 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from kit import parallel, runs, train
+from kit import config, parallel, runs, train
 from kit.cluster import Cluster, train_members
 from kit.config import Recipe
 from kit.data import Competition
 from kit.device import Device
-from kit.errors import UsageError
 from kit.train import EpochHook, RunResult
+
+
+def placement(
+    r: Recipe, device: Device, only_fold: int | None, jobs: int | None, cluster: Cluster | None
+) -> tuple[int, str]:
+    """How many members train at once here (`jobs`, else kit.parallel's choice for the device), and the line that
+    says where they train."""
+    left = r.folds * r.repeats if only_fold is None else 1
+    jobs = jobs or parallel.auto_jobs(device, left)
+    return jobs, cluster.describe() if cluster else f"{device.describe()}: {parallel.plan(device, jobs, left)}"
 
 
 def train_run(
@@ -35,10 +44,8 @@ def train_run(
     merge once all are complete. With `jobs` > 1 and several members to train, they train at once in worker
         processes, which load the data from `data_dir` (its first `limit` rows); on a Ray `cluster`
     (kit.cluster.connect), as its tasks; otherwise here, one after another."""
+    config.check_fold(r, only_fold)
     total = r.folds * r.repeats
-    if only_fold is not None and not 0 <= only_fold < total:
-        what = f"{r.folds}-fold run" + (f" with {r.repeats} repeats" if r.repeats > 1 else "")
-        raise UsageError(f"--fold {only_fold}: must be between 0 and {total - 1} for a {what}.")
     run_dir, folds = train.prepare_run(r, comp, run_id, device)
     todo = [k for k in ([only_fold] if only_fold is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):

@@ -75,8 +75,16 @@ def assemble(
     oof = np.full(total.shape, np.nan, np.float32)
     seen = count > 0
     oof[seen] = total[seen] / count[seen, None]
-    cv = float((oof[seen].argmax(1) == labels[seen]).mean()) if seen.any() else None
-    return oof, (test / max(1, len(member_probs))).astype(np.float32), cv
+    return oof, (test / max(1, len(member_probs))).astype(np.float32), oof_accuracy(oof, labels)
+
+
+def oof_accuracy(oof: np.ndarray, labels: np.ndarray) -> float | None:
+    """Accuracy of the OOF probabilities on the rows that have them (NaN rows have none); None when no row has,
+    or when `oof` does not hold these labels' rows (a run made on other data)."""
+    seen = ~np.isnan(oof).any(axis=1)
+    if len(oof) != len(labels) or not seen.any():
+        return None
+    return float((oof[seen].argmax(1) == labels[seen]).mean())
 
 
 def load_fold_models(run_dir: Path, folds: np.ndarray, n_folds: int) -> dict[int, Any]:
@@ -152,6 +160,14 @@ def _save_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarray
     return csv
 
 
+def parse_weights(text: str | None) -> list[float] | None:
+    """`--weights 2,1,1` as numbers (None: equal weights)."""
+    try:
+        return [float(w) for w in text.split(",")] if text else None
+    except ValueError:
+        raise UsageError(f"--weights must be comma-separated numbers, not '{text}'.") from None
+
+
 @dataclass
 class Blend:
     run_dir: Path
@@ -189,19 +205,12 @@ def blend(sources: list[Path], weights: list[float] | None, labels: np.ndarray, 
     if len({t.shape for t in tests}) > 1:
         raise RunError("The runs predicted different test sets; blend runs made on the same data.")
     test = np.tensordot(w, np.stack(tests), axes=1).astype(np.float32)
-
-    def cv_of(oof: np.ndarray, fold: np.ndarray) -> float | None:
-        seen = ~np.isnan(oof).any(axis=1)
-        if len(oof) != len(labels) or not seen.any():
-            return None
-        return float((oof[seen].argmax(1) == labels[seen]).mean())
-
-    run_cv = [cv_of(o, f) if o is not None and f is not None else None for o, f in zip(oofs, folds, strict=True)]
+    run_cv = [oof_accuracy(o, labels) if o is not None else None for o in oofs]
     shared = all(f is not None and o is not None for f, o in zip(folds, oofs, strict=True)) and all(
         np.array_equal(folds[0], f) for f in folds[1:]
     )
     oof = np.tensordot(w, np.stack(oofs), axes=1).astype(np.float32) if shared else None
-    cv = cv_of(oof, folds[0]) if shared else None
+    cv = oof_accuracy(oof, labels) if shared else None
     target = runs.create(runs.new_id("blend"))
     data = runs.load_config(sources[0]).get("data")
     config = {"kind": "blend", "inputs": names, "weights": [float(x) for x in w], "data": data}

@@ -177,6 +177,12 @@ def member_rows(folds: np.ndarray, n_folds: int, member: int) -> np.ndarray:
     return folds[repeat] == fold
 
 
+def training_rows(folds: np.ndarray, n_folds: int, member: int) -> np.ndarray:
+    """The rows `member` trains on (a boolean mask): those the other folds of its split validate (K-fold), or those
+    outside the holdout (one model)."""
+    return ~member_rows(folds, n_folds, member) if n_folds > 1 else folds == -1
+
+
 def write_member(run_dir: Path, member: int, files: dict[str, bytes]) -> None:
     """A member trained elsewhere (a Ray task), written as a local fold writes it: every file atomically, and
     metrics.json, which marks the member complete, last."""
@@ -278,6 +284,12 @@ def resolve(ref: str | None = None) -> Path:
         if (candidate / "config.json").is_file():
             return candidate
     raise RunError(f"No run '{ref}' in {runs_dir()}; `kit leaderboard` and `ls {runs_dir()}` list the runs.")
+
+
+def saved_recipe(run_id: str | None) -> dict | None:
+    """The recipe in runs/<run_id>/config.json, when that run exists (resuming it); else None."""
+    path = runs_dir() / check_id(run_id) / "config.json" if run_id else None
+    return read_json(path).get("recipe", {}) if path is not None and path.is_file() else None
 
 
 def load_config(run: Path) -> dict:

@@ -13,6 +13,14 @@ HEADER = "ImageId,Label"
 REAL_TEST_ROWS = 28_000
 
 
+def expected_rows(data_dir: Path | None = None) -> int:
+    """Rows a submission needs: test.csv's count when the data is installed, else the real competition's."""
+    from kit import data
+
+    meta = data.read_meta(data.data_dir(data_dir))
+    return meta["test_rows"] if meta else REAL_TEST_ROWS
+
+
 def write(labels: np.ndarray, path: Path) -> Path:
     """Write predicted labels (one per test row, in test.csv order) as ImageId,Label; atomic."""
     path = Path(path)

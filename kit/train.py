@@ -63,6 +63,11 @@ def assign_folds(labels: np.ndarray, folds: int, holdout: float, seed: int, repe
     return assignment
 
 
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    """float32 (N, 10) targets from digit labels."""
+    return np.eye(10, dtype=np.float32)[labels]
+
+
 def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) -> Any:
     """The recipe's model with its optimizer, schedule and loss (inside the strategy scope, if any)."""
     import keras
@@ -178,11 +183,9 @@ def train_fold(
 
     started = time.perf_counter()
     keras.utils.set_random_seed(r.seed + fold)
-    val = runs.member_rows(folds, r.folds, fold)
-    train = ~val if r.folds > 1 else folds == -1
-    eye = np.eye(10, dtype=np.float32)
-    x_train, y_train = comp.train_images[train], eye[comp.train_labels[train]]
-    x_val, y_val = comp.train_images[val], eye[comp.train_labels[val]]
+    train, val = runs.training_rows(folds, r.folds, fold), runs.member_rows(folds, r.folds, fold)
+    x_train, y_train = comp.train_images[train], one_hot(comp.train_labels[train])
+    x_val, y_val = comp.train_images[val], one_hot(comp.train_labels[val])
 
     steps = -(-len(x_train) // r.batch_size)
     model = compile_model(r, device, steps, seed=r.seed + fold)
@@ -308,7 +311,7 @@ def merge(
     csv = submission.write(test.argmax(1), paths.submissions_dir() / f"{run_dir.name}.csv")
     metrics = {
         "cv_accuracy": cv,
-        "cv_rows": int((~np.isnan(oof[:, 0])).sum()),
+        "cv_rows": int((~np.isnan(oof).any(axis=1)).sum()),
         "members": len(fold_metrics),
         "folds": [{k: m[k] for k in ("fold", "accuracy", "val_rows", "images_per_s", "seconds")} for m in fold_metrics],
         "images_per_s": float(np.mean([m["images_per_s"] for m in fold_metrics])),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import numpy as np
@@ -265,3 +266,37 @@ def test_kaggle_notebook_keeps_runs_and_submissions_in_kaggle_working(monkeypatc
     assert paths.data_dir() == tmp_path / "working" / "data" / "digit-recognizer"
     monkeypatch.setenv("KIT_RUNS_DIR", str(tmp_path / "mine"))  # the variable still wins
     assert paths.runs_dir() == tmp_path / "mine"
+
+
+def test_install_decides_what_to_do_without_a_subprocess(tmp_path, tiny, monkeypatch):
+    from kit.errors import UsageError
+
+    monkeypatch.setattr(data.paths, "in_kaggle_notebook", lambda: False)  # this machine may be a Kaggle Notebook
+    archive = tmp_path / "digit-recognizer.zip"
+    archive.write_bytes(tiny.zip_bytes)
+    dest = tmp_path / "d"
+    with pytest.raises(UsageError, match="either --sample or --from-zip"):
+        data.install(dest, from_zip=archive, sample=True)
+    first = data.install(dest, from_zip=archive)
+    assert first.new and first.meta["source"] == "zip" and first.dest == dest
+    again = data.install(dest, from_zip=archive)  # there already: kept, nothing downloaded
+    assert not again.new and again.meta == first.meta
+    with pytest.raises(UsageError, match="holds the real competition data"):
+        data.install(dest, sample=True)
+    assert data.install(dest, sample=True, force=True).meta["source"] == "sample"
+
+    opened = []
+
+    def downloading():
+        opened.append(True)
+        return contextlib.nullcontext()
+
+    def download_competition(folder):
+        (folder / "digit-recognizer.zip").write_bytes(tiny.zip_bytes)
+        return folder / "digit-recognizer.zip"
+
+    from kit import kaggle_api
+
+    monkeypatch.setattr(kaggle_api, "download_competition", download_competition)
+    fetched = data.install(dest, downloading=downloading)  # the sample is there: the real data replaces it
+    assert fetched.new and fetched.meta["source"] == "kaggle" and opened == [True]

@@ -7,6 +7,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from kit import ledger, paths, runs
 from tests.conftest import run_kit
 
@@ -72,3 +74,29 @@ def test_leaderboard_table_orders_by_public_score_and_shows_the_gap(env):
     assert [r["run_id"] for r in rows] == ["c", "a", "b"]
     assert [r["gap"] for r in rows] == ["", "+0.00100", ""]
     assert ledger.best_scores() == {"c": "0.99300", "a": "0.99100"}
+
+
+def test_a_resumed_runs_saved_recipe_and_blend_weights(env):
+    from kit import config, ensemble
+    from kit.errors import RunError, UsageError
+
+    assert runs.saved_recipe(None) is None and runs.saved_recipe("not-there") is None
+    run = paths.runs_dir() / "r1"
+    run.mkdir(parents=True)
+    runs.write_json(run / "config.json", {"kind": "train", "recipe": config.recipe("seed").to_dict()})
+    assert config.from_dict(runs.saved_recipe("r1")) == config.recipe("seed")
+    with pytest.raises(RunError, match="not a valid run id"):
+        runs.saved_recipe("../elsewhere")
+    assert ensemble.parse_weights("2,1,0.5") == [2.0, 1.0, 0.5] and ensemble.parse_weights(None) is None
+    with pytest.raises(UsageError, match="--weights must be comma-separated numbers, not '2,x'"):
+        ensemble.parse_weights("2,x")
+
+
+def test_a_submission_needs_the_installed_test_sets_rows(env, tmp_path):
+    from kit import data, submission
+
+    assert submission.expected_rows(tmp_path / "nothing-here") == submission.REAL_TEST_ROWS
+    x, y, test_x, _ = data.sample_arrays(test_size=30)
+    data.write_csvs(tmp_path / "csvs", x, y, test_x)
+    data.install_folder(tmp_path / "csvs", tmp_path / "d", "test")
+    assert submission.expected_rows(tmp_path / "d") == 30

@@ -584,3 +584,63 @@ def test_the_models_config_knows_are_the_architectures_and_a_foreign_config_is_n
         config.from_dict(saved)
     with pytest.raises(RunError, match="incomplete"):
         config.from_dict({"model": "kitnet"})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(fold=0), "--fold needs --run-id"),
+        (dict(fold=5, run_id="r"), "--fold 5: must be between 0 and 4 for a 5-fold run."),
+        (dict(fold=-1, run_id="r"), "--fold -1: must be between 0 and 4"),
+        (dict(limit=19), "--limit 19: must be at least 20 rows."),
+        (dict(jobs=0), "--jobs 0: must be a whole number >= 1."),
+        (dict(jobs=2, ray="local"), "--ray places the folds itself; drop --jobs."),
+        (dict(mirrored=True, ray="auto"), "--ray places the folds itself; drop --mirrored."),
+    ],
+)
+def test_train_options_are_checked_with_the_recipe(options, message):
+    from kit.errors import UsageError
+
+    r = config.recipe("kitnet", folds=5)
+    given = {"fold": None, "run_id": None, "limit": None, "jobs": None, "ray": None, "mirrored": False, **options}
+    with pytest.raises(UsageError, match=re.escape(message)):
+        config.check_options(r, **given)
+    config.check_options(r, **{**given, **dict(fold=4, run_id="r", limit=20, jobs=1, ray=None, mirrored=False)})
+
+
+def test_placement_picks_the_jobs_and_says_where(monkeypatch):
+    from kit import dispatch, parallel
+    from kit.device import Device
+
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    cpu = Device("tensorflow", "cpu", ["cpu"], "float32", "float32", False)
+    r = config.recipe("kitnet", folds=5)
+    jobs, where = dispatch.placement(r, cpu, None, None, None)
+    assert jobs == 3 and where.endswith(parallel.plan(cpu, 3, 5))
+    assert dispatch.placement(r, cpu, 2, None, None)[0] == 1  # --fold: one member to train
+    assert dispatch.placement(r, cpu, None, 4, None)[0] == 4  # --jobs wins
+
+    class OnRay:
+        def describe(self) -> str:
+            return "a Ray cluster"
+
+    assert dispatch.placement(r, cpu, None, None, OnRay())[1] == "a Ray cluster"
+
+
+def test_member_rows_and_oof_accuracy():
+    from kit import ensemble, runs
+    from kit.train import assign_folds
+
+    labels = np.repeat(np.arange(10), 6)
+    repeated = assign_folds(labels, 3, 0.1, seed=0, repeats=2)
+    for member in range(6):
+        val, fit = runs.member_rows(repeated, 3, member), runs.training_rows(repeated, 3, member)
+        assert not (val & fit).any() and (val | fit).all() and val.sum() == 20
+    holdout = assign_folds(labels, 1, 0.2, seed=0)
+    assert (runs.training_rows(holdout, 1, 0) == (holdout == -1)).all()
+
+    oof = np.eye(10, dtype=np.float32)[[0, 1, 2, 3]]
+    oof[3] = np.nan  # row 3 has no prediction
+    assert ensemble.oof_accuracy(oof, np.array([0, 1, 9, 3])) == pytest.approx(2 / 3)
+    assert ensemble.oof_accuracy(oof, np.array([0, 1])) is None  # another data set's rows
+    assert ensemble.oof_accuracy(np.full((2, 10), np.nan), np.array([0, 1])) is None
