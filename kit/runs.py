@@ -283,7 +283,7 @@ def resolve(ref: str | None = None) -> Path:
     for candidate in (Path(ref), runs_dir() / ref):
         if (candidate / "config.json").is_file():
             return candidate
-    raise RunError(f"No run '{ref}' in {runs_dir()}; `kit leaderboard` and `ls {runs_dir()}` list the runs.")
+    raise RunError(f"No run '{ref}' in {runs_dir()}; `kit runs` lists the runs.")
 
 
 def saved_recipe(run_id: str | None) -> dict | None:

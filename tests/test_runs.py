@@ -87,6 +87,8 @@ def test_a_resumed_runs_saved_recipe_and_blend_weights(env):
     assert config.from_dict(runs.saved_recipe("r1")) == config.recipe("seed")
     with pytest.raises(RunError, match="not a valid run id"):
         runs.saved_recipe("../elsewhere")
+    with pytest.raises(RunError, match="No run 'r2' in .*; `kit runs` lists the runs"):
+        runs.resolve("r2")
     assert ensemble.parse_weights("2,1,0.5") == [2.0, 1.0, 0.5] and ensemble.parse_weights(None) is None
     with pytest.raises(UsageError, match="--weights must be comma-separated numbers, not '2,x'"):
         ensemble.parse_weights("2,x")
