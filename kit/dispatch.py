@@ -41,9 +41,9 @@ def train_run(
     cluster: Cluster | None = None,
 ) -> RunResult:
     """Train every incomplete member (fold; K x R of them with repeats), or just `only_fold`, of run `run_id`, and
-    merge once all are complete. With `jobs` > 1 and several members to train, they train at once in worker
-        processes, which load the data from `data_dir` (its first `limit` rows); on a Ray `cluster`
-    (kit.cluster.connect), as its tasks; otherwise here, one after another."""
+    merge once all are complete. On a Ray `cluster` (kit.cluster.connect) they train as its tasks; else, with `jobs`
+    > 1 and several members to train, at once in worker processes, which load the data from `data_dir` (its first
+    `limit` rows); otherwise here, one after another."""
     config.check_fold(r, only_fold)
     total = r.folds * r.repeats
     run_dir, folds = train.prepare_run(r, comp, run_id, device)
