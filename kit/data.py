@@ -32,6 +32,7 @@ from kit.paths import data_dir
 TRAIN, TEST, SAMPLE_SUBMISSION = "train.csv", "test.csv", "sample_submission.csv"
 FILES = (TRAIN, TEST, SAMPLE_SUBMISSION)
 CACHE, META = "cache.npz", "kit.json"
+OLD = ".old-"  # `.<data folder>.old-*`: the previous data, aside while an install swaps in the new
 PIXELS = [f"pixel{i}" for i in range(784)]
 COLUMNS = {TRAIN: ["label", *PIXELS], TEST: PIXELS, SAMPLE_SUBMISSION: ["ImageId", "Label"]}
 REAL_ROWS = {TRAIN: 42_000, TEST: 28_000}
@@ -218,20 +219,38 @@ def install_folder(src: Path, dest: Path, source: str) -> dict:
         if extra.name not in (*FILES, CACHE, META):
             shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
 
+    # The swap: the old data moves aside, the new moves in, then the old goes. Whatever stops it (an error, Ctrl-C,
+    # SIGTERM) puts the old data back unless the new is in place; a kill between the two renames, or during the
+    # removal, leaves `.<name>.old-*`, which `recover` finishes at the next kit command.
     old = None
     try:
         if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}{OLD}", dir=dest.parent))
             os.replace(dest, old / dest.name)
         os.replace(src, dest)
-    except OSError as exc:
+    except BaseException as exc:
         if old is not None and (old / dest.name).exists() and not dest.exists():
             os.replace(old / dest.name, dest)  # put the previous data back
-        raise _unwritable(dest, exc) from None
-    finally:
-        if old is not None:
+        if old is not None and dest.exists():  # the old data or the new is in place: the aside copy can go
             shutil.rmtree(old, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(dest, exc) from None
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return meta
+
+
+def recover(dest: Path) -> None:
+    """Finish a swap that was killed (`install_folder`): the previous data moved aside while `dest` is missing goes
+    back; aside copies of data that `dest` has replaced are removed."""
+    dest = Path(os.path.abspath(dest))
+    with contextlib.suppress(OSError):
+        for aside in sorted(dest.parent.glob(f".{dest.name}{OLD}*")):
+            previous = aside / dest.name
+            if previous.is_dir() and not dest.exists() and _is_kit_meta(previous / META):
+                os.replace(previous, dest)
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def _unwritable(dest: Path, exc: OSError) -> DataError:
@@ -337,6 +356,7 @@ def install(
     if sample and from_zip:
         raise UsageError("Use either --sample or --from-zip, not both.")
     dest = data_dir(dest)
+    recover(dest)
     meta = read_meta(dest)
     if meta and not force and (meta["source"] == "sample") == sample:
         load_competition(dest)
@@ -363,6 +383,7 @@ def install(
 def load_competition(dest: Path | None = None) -> Competition:
     """The installed competition as numpy arrays, from the uint8 cache (rebuilt if the CSVs are newer)."""
     dest = data_dir(dest)
+    recover(dest)
     meta = read_meta(dest)
     if meta is None:
         raise DataError(
