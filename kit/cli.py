@@ -110,8 +110,10 @@ def train(
         str | None,
         typer.Option(
             "--model",
-            help="Recipe preset: kitnet (our best, the default), kitnet-gpu (5 folds x 3 repeats: the leaderboard run "
-            "for a GPU) or seed (the seed notebook).",
+            help="Recipe preset: kitnet (our best one-family net, the default); leaderboard (kitnet, deotte and m5 "
+            "on the same 5 folds, blended by weights fitted on their OOF rows: the leaderboard run for a GPU); "
+            "leaderboard-cpu (kitnet and deotte within the CPU time of one kitnet 5-fold run); the families deotte, "
+            "m5 and m3 alone; seed (the seed notebook).",
         ),
     ] = None,
     folds: Annotated[
@@ -203,23 +205,29 @@ def train(
     comp = data.head(comp, limit) if limit is not None else comp
     _quiet_tensorflow()  # after the cheap checks: a usage error should not wait for TensorFlow to load
     dev = device.setup(recipe.precision, mirrored)
-    run_id = run_id or runs.new_id(recipe.model)
+    run_id = run_id or runs.new_id(model or recipe.model)
     with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
         jobs, where = dispatch.placement(recipe, dev, fold, jobs, on_ray)
         out.print(f"[bold]device[/bold] {where}")
         note = "  [yellow](SAMPLE data: scores say nothing about the competition)[/yellow]" if comp.is_sample else ""
         out.print(
-            f"[bold]run[/bold] {run_id}: {recipe.model}, {_members(recipe)}, {recipe.epochs} epochs, batch "
-            f"{recipe.batch_size}, {len(comp.train_labels):,} train rows{note}"
+            f"[bold]run[/bold] {run_id}: {_model(recipe)}, {_members(recipe)}, {len(comp.train_labels):,} train "
+            f"rows{note}"
         )
         with _fold_progress() as (on_fold_start, on_epoch):
             result = dispatch.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs,
                                         data.data_dir(data_dir).resolve(), limit, on_ray)  # fmt: skip
-    _render_result(result, recipe.folds * recipe.repeats)
+    _render_result(result, config.member_count(recipe))
+
+
+def _model(recipe) -> str:
+    families = recipe.families or {recipe.model: recipe}
+    return " + ".join(f"{name} ({f.epochs} epochs, batch {f.batch_size})" for name, f in families.items())
 
 
 def _members(recipe) -> str:
-    return f"{recipe.folds} fold(s)" + (f" x {recipe.repeats} repeats" if recipe.repeats > 1 else "")
+    members = f"{recipe.folds} fold(s)" + (f" x {recipe.repeats} repeats" if recipe.repeats > 1 else "")
+    return members + (f" of each of {len(recipe.families)} families" if recipe.families else "")
 
 
 @contextlib.contextmanager
@@ -258,10 +266,11 @@ def _render_result(result, total_folds: int) -> None:
     columns = ("fold", "accuracy" + (" (TTA)" if tta else ""), *(("without TTA",) if tta else ()), "val rows",
                "img/s", "seconds")  # fmt: skip
     table = _table(f"run {result.run_dir.name}", columns, right=columns)
+    named = len({m.get("family") for m in result.fold_metrics}) > 1  # a blend: say each member's family
     for m in result.fold_metrics:
         plain = (_pct(m.get("accuracy_plain")),) if tta else ()
         table.add_row(
-            str(m["fold"]), _pct(m["accuracy"]), *plain, f"{m['val_rows']:,}", f"{m['images_per_s']:,.0f}",
+            f"{m['fold']} {escape(m['family'])}" if named else str(m["fold"]), _pct(m["accuracy"]), *plain, f"{m['val_rows']:,}", f"{m['images_per_s']:,.0f}",
             f"{m['seconds']:.0f}",
         )  # fmt: skip
     if result.metrics:
@@ -273,12 +282,31 @@ def _render_result(result, total_folds: int) -> None:
             f"{metrics['images_per_s']:,.0f}", f"{metrics['train_seconds']:.0f}",
         )  # fmt: skip
     out.print(table)
+    if result.metrics and "families" in result.metrics:
+        _blend_table(result.metrics)
     out.print(f"run directory: {result.run_dir}")
     if result.submission:
         out.print(f"submission:    {result.submission}")
     else:
         done = len(result.fold_metrics)
         out.print(f"{done}/{total_folds} folds complete; train the others with the same --run-id to finish the run.")
+
+
+def _blend_table(metrics: dict) -> None:
+    """A blend run's families (OOF CV and errors), the blend beside the plain mean and the vote, and the errors the
+    families share."""
+    overlap, blend = metrics["overlap"], metrics["blend"]
+    table = _table("families and their blend (OOF)", ("", "weight", "CV", "errors"), ("weight", "CV", "errors"))
+    for name, family in metrics["families"].items():
+        table.add_row(escape(name), f"{blend['weights'][name]:.3f}", _pct(family["cv_accuracy"]),
+                      f"{overlap['errors'][name]:,}")  # fmt: skip
+    table.add_row(f"[bold]blend ({blend['method']})", "", f"[bold]{_pct(metrics['cv_accuracy'])}", "")
+    table.add_row("plain mean", "", _pct(blend["cv_mean"]), "")
+    table.add_row("majority vote", "", _pct(blend["cv_vote"]), "")
+    out.print(table)
+    pairs = ", ".join(f"{escape(pair)}: {n:,}" for pair, n in overlap["pairs"].items())
+    out.print(f"[bold]errors in common[/bold] {pairs}; made by all: {overlap['all']:,}, by any: {overlap['any']:,}")
+    out.print(f"weights: {escape(blend['why'])}")
 
 
 # ------------------------------------------------------------------------------------------------ validate
@@ -322,6 +350,8 @@ def report(run: RunArg = None, data_dir: DataDir = None) -> None:
     out.print(table)
     pairs = ", ".join(f"{t} -> {p}: {n}" for t, p, n in result.confused) or "none"
     out.print(f"[bold]most confused (true -> predicted)[/bold] {pairs}")
+    if result.blend:
+        _blend_table({**result.blend, "cv_accuracy": result.accuracy})
     for picture in result.pictures:
         out.print(f"wrote {picture}")
 
@@ -377,6 +407,8 @@ def blend(
         table.add_row(name, f"{w:.3f}", _pct(cv))
     table.add_row("[bold]blend", "", f"[bold]{_pct(result.cv)}" if result.cv is not None else "- (folds differ)")
     out.print(table)
+    if result.metrics and "families" in result.metrics:
+        _blend_table(result.metrics)
     out.print(f"run directory: {result.run_dir}")
     out.print(f"submission:    {result.submission}")
 

@@ -22,7 +22,7 @@ def placement(
 ) -> tuple[int, str]:
     """How many members train at once here (`jobs`, else kit.parallel's choice for the device), and the line that
     says where they train."""
-    left = r.folds * r.repeats if only_fold is None else 1
+    left = config.member_count(r) if only_fold is None else 1
     jobs = jobs or parallel.auto_jobs(device, left)
     return jobs, cluster.describe() if cluster else f"{device.describe()}: {parallel.plan(device, jobs, left)}"
 
@@ -45,7 +45,7 @@ def train_run(
     > 1 and several members to train, at once in worker processes, which load the data from `data_dir` (its first
     `limit` rows); otherwise here, one after another."""
     config.check_fold(r, only_fold)
-    total = r.folds * r.repeats
+    total = config.member_count(r)
     run_dir, folds = train.prepare_run(r, comp, run_id, device)
     todo = [k for k in ([only_fold] if only_fold is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from kit import paths, runs, submission
+from kit.config import Recipe, from_dict, member_count
+from kit.config import member as member_of
 from kit.data import Competition
 from kit.errors import RunError, UsageError
 
@@ -78,6 +80,121 @@ def assemble(
     return oof, (test / max(1, len(member_probs))).astype(np.float32), oof_accuracy(oof, labels)
 
 
+# ------------------------------------------------------------------------------------ a blend run's families
+
+MIN_FIT_ROWS = 1000  # fewer OOF rows than this: the families are averaged, not weighed (too few to fit weights on)
+
+
+@dataclass
+class BlendWeights:
+    weights: list[float]  # one per family, >= 0, summing to 1
+    method: str  # "fitted" or "mean"
+    reason: str  # why that one: the held-out log loss of both, or too few rows
+
+
+def _log_loss(p: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-7, None)).mean())
+
+
+def _fit_simplex(oofs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise the log loss of the weighted mean of `oofs` (F, N, 10)."""
+    from scipy.optimize import minimize
+
+    picked = oofs[:, np.arange(len(labels)), labels].astype(np.float64)  # (F, N): each family's p(true label)
+
+    def loss(z: np.ndarray) -> float:
+        w = np.exp(z - z.max())
+        w /= w.sum()
+        return float(-np.log(np.clip(w @ picked, 1e-7, None)).mean())
+
+    z = minimize(loss, np.zeros(len(oofs)), method="Nelder-Mead" if len(oofs) == 1 else "L-BFGS-B").x
+    w = np.exp(z - z.max())
+    return w / w.sum()
+
+
+def fit_blend(oofs: np.ndarray, labels: np.ndarray, seed: int = 0) -> BlendWeights:
+    """Blend weights for F families from their OOF probabilities (F, N, 10) alone: weights fitted on one half of the
+    rows are scored by log loss on the other half, and the other way round; they are used (refitted on every row)
+    only when they beat the plain mean there. Fewer than MIN_FIT_ROWS rows are never fitted: the mean."""
+    n_families = len(oofs)
+    mean = [1.0 / n_families] * n_families
+    if len(labels) < MIN_FIT_ROWS:
+        return BlendWeights(mean, "mean", f"{len(labels)} OOF rows are too few to fit weights on (< {MIN_FIT_ROWS})")
+    halves = np.random.default_rng(seed).permutation(len(labels)) % 2 == 0
+    fitted_loss = mean_loss = 0.0
+    for fit_rows in (halves, ~halves):
+        w = _fit_simplex(oofs[:, fit_rows], labels[fit_rows])
+        held = ~fit_rows
+        fitted_loss += _log_loss(np.tensordot(w, oofs[:, held], axes=1), labels[held]) / 2
+        mean_loss += _log_loss(oofs[:, held].mean(0), labels[held]) / 2
+    reason = f"held-out log loss {fitted_loss:.5f} fitted vs {mean_loss:.5f} mean"
+    if fitted_loss >= mean_loss:
+        return BlendWeights(mean, "mean", reason)
+    return BlendWeights([float(w) for w in _fit_simplex(oofs, labels)], "fitted", reason)
+
+
+def vote(probs: np.ndarray) -> np.ndarray:
+    """Majority vote of the families' labels (F, N, 10) -> (N,); a tie goes to the label of the highest mean
+    probability among the tied ones."""
+    counts = np.zeros(probs.shape[1:], np.float64)
+    np.add.at(counts, (np.arange(probs.shape[1])[None, :].repeat(len(probs), 0), probs.argmax(2)), 1.0)
+    return (counts + probs.mean(0) / 2).argmax(1)  # the mean, below 1/2 a vote, only breaks ties
+
+
+def error_overlap(names: list[str], oofs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """How many OOF errors the families share: each family's, every pair's common ones, those all make, and those
+    any makes (fewer shared errors: more for a blend to fix)."""
+    wrong = oofs.argmax(2) != labels[None, :]
+    pairs = {f"{names[i]} & {names[j]}": int((wrong[i] & wrong[j]).sum())
+             for i in range(len(names)) for j in range(i + 1, len(names))}  # fmt: skip
+    return {"errors": {n: int(w.sum()) for n, w in zip(names, wrong, strict=True)}, "pairs": pairs,
+            "all": int(wrong.all(0).sum()), "any": int(wrong.any(0).sum())}  # fmt: skip
+
+
+@dataclass
+class Combined:
+    oof: np.ndarray  # the blend's (N, 10)
+    test: np.ndarray  # (M, 10)
+    cv: float | None
+    family_oof: np.ndarray  # (F, N, 10)
+    family_test: np.ndarray  # (F, M, 10)
+    summary: dict[str, Any]  # for metrics.json: each family's CV, the blend's weights and alternatives, the overlap
+
+
+def combine_families(
+    r: Recipe, folds: np.ndarray, member_probs: dict[int, tuple[np.ndarray, np.ndarray]], labels: np.ndarray
+) -> Combined:
+    """A blend run (recipe `r` with families): each family's members assembled (OOF, test, CV), then the families
+    blended by `fit_blend`'s weights; the plain mean and the majority vote are reported beside it."""
+    names, oofs, tests, family_cv = list(r.families), [], [], {}
+    for name in names:
+        mine = {m: p for m, p in member_probs.items() if member_of(r, m)[0] == name}
+        oof, test, cv = assemble(folds, r.folds, mine, labels)
+        oofs.append(oof)
+        tests.append(test)
+        family_cv[name] = cv
+    family_oof, family_test = np.stack(oofs), np.stack(tests)
+    seen = ~np.isnan(family_oof).any(axis=(0, 2))
+    weights = fit_blend(family_oof[:, seen], labels[seen], r.seed)
+    w = np.asarray(weights.weights)
+    oof = np.tensordot(w, family_oof, axes=1).astype(np.float32)
+    test = np.tensordot(w, family_test, axes=1).astype(np.float32)
+    mean_cv = oof_accuracy(family_oof.mean(0), labels)
+    voted = vote(family_oof[:, seen])
+    summary = {
+        "families": {n: {"cv_accuracy": family_cv[n]} for n in names},
+        "blend": {
+            "weights": dict(zip(names, weights.weights, strict=True)),
+            "method": weights.method,
+            "why": weights.reason,
+            "cv_mean": mean_cv,
+            "cv_vote": float((voted == labels[seen]).mean()) if seen.any() else None,
+        },  # fmt: skip
+        "overlap": error_overlap(names, family_oof[:, seen], labels[seen]),
+    }
+    return Combined(oof, test, oof_accuracy(oof, labels), family_oof, family_test, summary)
+
+
 def oof_accuracy(oof: np.ndarray, labels: np.ndarray) -> float | None:
     """Accuracy of the OOF probabilities on the rows that have them (NaN rows have none); None when no row has,
     or when `oof` does not hold these labels' rows (a run made on other data)."""
@@ -87,15 +204,15 @@ def oof_accuracy(oof: np.ndarray, labels: np.ndarray) -> float | None:
     return float((oof[seen].argmax(1) == labels[seen]).mean())
 
 
-def load_fold_models(run_dir: Path, folds: np.ndarray, n_folds: int) -> dict[int, Any]:
-    """The saved model of every member the run has (every fold of every repeat in folds.npy), loaded; a missing or
-    unreadable one is named, since predicting without it would leave its rows unpredicted."""
+def load_fold_models(run_dir: Path, members: list[int]) -> dict[int, Any]:
+    """The saved model of each of `members`, loaded; a missing or unreadable one is named, since predicting without
+    it would leave its rows unpredicted."""
     import keras
 
     import kit.layers  # noqa: F401  (registers kit's layers, which the saved models use)
 
     models = {}
-    for k in runs.members(folds, n_folds):
+    for k in members:
         path = run_dir / f"fold{k}" / "model.keras"
         if not path.is_file():
             raise RunError(f"Run {run_dir.name} has no model for fold {k} ({path} is missing); train it again with "
@@ -129,13 +246,19 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
         raise RunError(f"{source.name} is a {config.get('kind')} run; re-predict the training runs it came from.")
     comp = runs.competition_of(source, comp)
     folds = runs.load_array(source / "folds.npy")
-    n_folds = int(config.get("recipe", {}).get("folds", 1))
-    models = load_fold_models(source, folds, n_folds)
+    recipe = from_dict(config.get("recipe", {}))
+    n_folds = recipe.folds
+    members = list(range(member_count(recipe))) if recipe.families else runs.members(folds, n_folds)
+    models = load_fold_models(source, members)
     probs = {}
     for k, model in models.items():
         rows = runs.member_rows(folds, n_folds, k)
         probs[k] = (predict(model, comp.train_images[rows], views), predict(model, comp.test_images, views))
-    oof, test, cv_after = assemble(folds, n_folds, probs, comp.train_labels)
+    if recipe.families:  # the families re-assembled and re-blended on their new OOF rows, as training did
+        combined = combine_families(recipe, folds, probs, comp.train_labels)
+        oof, test, cv_after = combined.oof, combined.test, combined.cv
+    else:
+        oof, test, cv_after = assemble(folds, n_folds, probs, comp.train_labels)
     base = runs.load_metrics(source) or {}
     cv_before = base.get("cv_accuracy")
     before = runs.load_array(source / "test_probs.npy").argmax(1) if (source / "test_probs.npy").is_file() else None

@@ -72,7 +72,61 @@ def kitnet(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
     return keras.Model(inputs, outputs, name="kitnet")
 
 
-ARCHITECTURES: dict[str, Callable[[Recipe, int, bool], keras.Model]] = {"seed": seed, "kitnet": kitnet}
+def deotte(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
+    """Chris Deotte's net ("25 Million Images! [0.99757] MNIST"): kitnet's layers, each conv with its bias and ReLU
+    followed by batch norm, dropout `r.dropout` (his 0.4) after each block and before the classifier."""
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    for layer in augmentation(r, seed, xla):
+        x = layer(x)
+
+    def conv(x, filters: int, kernel: int, strides: int = 1, padding: str = "valid"):
+        x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu")(x)
+        return BatchNorm()(x)
+
+    for filters in (32, 64):
+        x = conv(x, filters, 3)
+        x = conv(x, filters, 3)
+        x = conv(x, filters, 5, strides=2, padding="same")
+        x = Dropout(r.dropout)(x)
+    x = conv(x, 128, 4)
+    x = layers.Flatten()(x)
+    x = Dropout(r.dropout)(x)
+    outputs = layers.Dense(10, activation="softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="deotte")
+
+
+def _all_conv(r: Recipe, seed: int, xla: bool, kernel: int, channels: list[int], name: str) -> keras.Model:
+    """An et al.'s all-convolutional nets (arXiv 2008.10400): inputs scaled to [-1, 1], valid convolutions without
+    bias, each with batch norm and ReLU, no pooling; the classifier is a Dense layer followed by batch norm."""
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    for layer in augmentation(r, seed, xla):
+        x = layer(x)
+    x = layers.Rescaling(2.0, offset=-1.0)(x)
+    for filters in channels:
+        x = _conv(x, filters, kernel, bn=True)
+    x = layers.Flatten()(x)
+    x = Dropout(r.dropout)(x) if r.dropout > 0 else x
+    x = layers.Dense(10, use_bias=False)(x)
+    x = BatchNorm()(x)
+    outputs = layers.Activation("softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def m5(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
+    """An et al.'s M5: five valid 5x5 convolutions of 32, 64, 96, 128 and 160 channels (28 -> 8 pixels)."""
+    return _all_conv(r, seed, xla, 5, [32, 64, 96, 128, 160], "m5")
+
+
+def m3(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
+    """An et al.'s M3: ten valid 3x3 convolutions, 32 channels widening by 16 each to 176 (28 -> 8 pixels)."""
+    return _all_conv(r, seed, xla, 3, [32 + 16 * i for i in range(10)], "m3")
+
+
+ARCHITECTURES: dict[str, Callable[[Recipe, int, bool], keras.Model]] = {
+    "seed": seed, "kitnet": kitnet, "deotte": deotte, "m5": m5, "m3": m3,
+}  # fmt: skip
 
 
 def build(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:

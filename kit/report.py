@@ -21,6 +21,7 @@ class Report:
     accuracy: float
     per_class: list[tuple[int, float, float, int]]  # digit, precision, recall, support
     confused: list[tuple[int, int, int]]  # (true, predicted, count), most frequent first
+    blend: dict | None = None  # a blend run's families, weights and error overlap (its metrics.json), else None
 
 
 def _pyplot():
@@ -137,4 +138,6 @@ def write_report(run_dir: Path, comp: Competition) -> Report:
     per_class = [(d, float(precision[d]), float(recall[d]), int(support[d])) for d in range(10)]
     off = [(i, j, int(counts[i, j])) for i in range(10) for j in range(10) if i != j and counts[i, j] > 0]
     confused = sorted(off, key=lambda t: -t[2])[:5]
-    return Report(folder, pictures, len(rows), float((y_pred == y_true).mean()), per_class, confused)
+    metrics = runs.load_metrics(run_dir) or {}
+    blend = {k: metrics[k] for k in ("families", "blend", "overlap")} if "families" in metrics else None
+    return Report(folder, pictures, len(rows), float((y_pred == y_true).mean()), per_class, confused, blend)

@@ -156,11 +156,15 @@ def summaries(best_scores: dict[str, str] | None = None) -> list[dict[str, Any]]
                    train_seconds=metrics.get("train_seconds"), epochs=recipe.get("epochs", ""))  # fmt: skip
         if row["kind"] == "train":
             folds, repeats = int(recipe.get("folds", 1)), int(recipe.get("repeats", 1))
-            done = sum(member_done(run, m) for m in range(folds * repeats))
-            row["model"] = recipe.get("model", "?")
+            families = recipe.get("families") or {}
+            total = folds * repeats * max(1, len(families))
+            done = sum(member_done(run, m) for m in range(total))
+            row["model"] = " + ".join(families) if families else recipe.get("model", "?")
             row["members"] = f"{folds} x {repeats}" if repeats > 1 else str(folds)
-            if done < folds * repeats:
-                row["members"] = f"{done}/{folds * repeats} folds"
+            if families:
+                row["epochs"] = "/".join(str(f.get("epochs", "?")) for f in families.values())
+            if done < total:
+                row["members"] = f"{done}/{total} folds"
         elif row["kind"] == "predict":
             row["model"] = f"{config.get('source', '?')} ({len(config.get('views') or [])} views)"
         elif row["kind"] == "blend":
@@ -170,10 +174,11 @@ def summaries(best_scores: dict[str, str] | None = None) -> list[dict[str, Any]]
 
 
 def member_rows(folds: np.ndarray, n_folds: int, member: int) -> np.ndarray:
-    """The rows `member` validates (a boolean mask)."""
+    """The rows `member` validates (a boolean mask). A blend's families share the split: member m of a run with KR
+    members a family validates what member m % KR does."""
     if folds.ndim == 1:
-        return folds == member
-    repeat, fold = divmod(member, n_folds)
+        return folds == member % max(1, n_folds)
+    repeat, fold = divmod(member % (folds.shape[0] * n_folds), n_folds)
     return folds[repeat] == fold
 
 

@@ -13,7 +13,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,12 +88,21 @@ def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) ->
                 warmup_target=r.learning_rate,
                 warmup_steps=warmup,
             )
+        elif r.schedule == "exponential":  # x lr_decay after every epoch, as Keras' LearningRateScheduler would
+            lr = keras.optimizers.schedules.ExponentialDecay(
+                r.learning_rate, decay_steps=steps_per_epoch, decay_rate=r.lr_decay, staircase=True
+            )
         else:
             lr = r.learning_rate
+        ema = {"use_ema": r.ema > 0, "ema_momentum": r.ema or 0.99}
         if r.weight_decay > 0:
-            optimizer = keras.optimizers.AdamW(lr, weight_decay=r.weight_decay)
+            optimizer = keras.optimizers.AdamW(lr, weight_decay=r.weight_decay, **ema)
         else:
-            optimizer = keras.optimizers.Adam(lr)
+            optimizer = keras.optimizers.Adam(lr, **ema)
+        if r.ema > 0:
+            # Keras writes the average into the weights at the end of every fit() call, and a GPU epoch is one call:
+            # kit keeps training the live weights and swaps the average in itself (`averaged`, `use_average`).
+            optimizer.finalize_variable_values = lambda var_list: None
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing),
@@ -119,6 +128,34 @@ def train_epoch(model: Any, x: np.ndarray, y: np.ndarray, batches: list[np.ndarr
         for key in totals:
             totals[key] += float(logs[key]) * len(batch)
     return {key: total / len(x) for key, total in totals.items()}
+
+
+@contextlib.contextmanager
+def averaged(model: Any) -> Iterator[None]:
+    """Inside the block the model holds its weights' moving average (recipe `ema`), then its live weights again;
+    a model without one is left as it is."""
+    pairs = _ema_pairs(model)
+    live = [variable.numpy() for variable, _ in pairs]
+    for variable, average in pairs:
+        variable.assign(average)
+    try:
+        yield
+    finally:
+        for (variable, _), value in zip(pairs, live, strict=True):
+            variable.assign(value)
+
+
+def use_average(model: Any) -> None:
+    """Put the moving average of the weights (recipe `ema`) into the model for good: what it predicts and saves."""
+    for variable, average in _ema_pairs(model):
+        variable.assign(average)
+
+
+def _ema_pairs(model: Any) -> list[tuple[Any, Any]]:
+    optimizer = getattr(model, "optimizer", None)
+    if not getattr(optimizer, "use_ema", False) or not optimizer.built:
+        return []
+    return list(zip(model.trainable_variables, optimizer._model_variables_moving_average, strict=True))
 
 
 def validate(model: Any, x: np.ndarray, y: np.ndarray, distributed: bool = False) -> dict[str, float]:
@@ -156,7 +193,8 @@ def fit(
         else:
             row = train_epoch(model, x, y, _epoch_batches(len(x), r.batch_size, rng))
         row["images_per_s"] = len(x) / (time.perf_counter() - start)
-        row.update(validate(model, x_val, y_val, device.strategy is not None))
+        with averaged(model):
+            row.update(validate(model, x_val, y_val, device.strategy is not None))
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
         if on_epoch is not None:
@@ -178,9 +216,11 @@ def train_fold(
     device: Device,
     on_epoch: EpochHook | None = None,
 ) -> dict[str, Any]:
-    """Train the model of one fold and save everything it makes; returns its metrics."""
+    """Train the model of one fold (member `fold` of the run: of a blend, a fold of one of its families) and save
+    everything it makes; returns its metrics."""
     import keras
 
+    family, r = config.member(r, fold)
     started = time.perf_counter()
     keras.utils.set_random_seed(r.seed + fold)
     train, val = runs.training_rows(folds, r.folds, fold), runs.member_rows(folds, r.folds, fold)
@@ -192,6 +232,7 @@ def train_fold(
     hook = (lambda epoch, row: on_epoch(fold, epoch, r.epochs, row)) if on_epoch is not None else None
     watch = np.random.default_rng(r.seed + fold).permutation(len(x_val))[:EPOCH_VALIDATION_ROWS]
     history = fit(model, x_train, y_train, x_val[watch], y_val[watch], r, device, r.seed + fold, hook)
+    use_average(model)  # with `ema`: the averaged weights predict and are saved
     distributed = device.strategy is not None
     plain = ensemble.predict(model, x_val, [ensemble.IDENTITY], distributed)
     views = ensemble.TTA_VIEWS if r.tta else [ensemble.IDENTITY]
@@ -209,6 +250,7 @@ def train_fold(
     rates = [h["images_per_s"] for h in history[1:]] or [history[0]["images_per_s"]]  # epoch 1 traces
     metrics = {
         "fold": fold,
+        "family": family,
         "accuracy": accuracy,  # of the saved OOF probabilities (with TTA when the recipe says so)
         "accuracy_plain": float((plain.argmax(1) == comp.train_labels[val]).mean()),
         "tta_views": len(views),
@@ -284,12 +326,12 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
 
 def collect(r: Recipe, comp: Competition, run_dir: Path, folds: np.ndarray, trained: list[int]) -> RunResult:
     """The run's complete members, merged (OOF, test probabilities, CV, submission) once all K x R are there."""
-    total = r.folds * r.repeats
+    total = config.member_count(r)
     complete = [k for k in range(total) if runs.member_done(run_dir, k)]
     fold_metrics = [runs.read_json(run_dir / f"fold{k}" / "metrics.json") for k in complete]
     if len(complete) < total:
         return RunResult(run_dir, fold_metrics, trained, None, None)
-    metrics, csv = merge(run_dir, comp, folds, fold_metrics, r.folds)
+    metrics, csv = merge(r, run_dir, comp, folds, fold_metrics)
     return RunResult(run_dir, fold_metrics, trained, metrics, csv)
 
 
@@ -298,18 +340,28 @@ def _weighted(pairs: list[tuple[float, int]]) -> float:
 
 
 def merge(
-    run_dir: Path, comp: Competition, folds: np.ndarray, fold_metrics: list[dict[str, Any]], n_folds: int
+    r: Recipe, run_dir: Path, comp: Competition, folds: np.ndarray, fold_metrics: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], Path]:
-    """Combine complete members: OOF probabilities, averaged test probabilities, CV accuracy, submission."""
+    """Combine complete members: OOF probabilities, averaged test probabilities, CV accuracy, submission. A blend's
+    families are assembled each, then blended by weights fitted on their OOF rows (kit.ensemble.fit_blend)."""
     probs = {}
     for m in fold_metrics:
         member = run_dir / f"fold{m['fold']}"
         probs[m["fold"]] = (runs.load_array(member / "val_probs.npy"), runs.load_array(member / "test_probs.npy"))
-    oof, test, cv = ensemble.assemble(folds, n_folds, probs, comp.train_labels)
+    extra: dict[str, Any] = {}
+    if r.families:
+        combined = ensemble.combine_families(r, folds, probs, comp.train_labels)
+        oof, test, cv = combined.oof, combined.test, combined.cv
+        runs.save_array(run_dir / "family_oof.npy", combined.family_oof)
+        runs.save_array(run_dir / "family_test.npy", combined.family_test)
+        extra = combined.summary
+    else:
+        oof, test, cv = ensemble.assemble(folds, r.folds, probs, comp.train_labels)
     runs.save_array(run_dir / "oof.npy", oof)
     runs.save_array(run_dir / "test_probs.npy", test)
     csv = submission.write(test.argmax(1), paths.submissions_dir() / f"{run_dir.name}.csv")
     metrics = {
+        **extra,
         "cv_accuracy": cv,
         "cv_rows": int((~np.isnan(oof).any(axis=1)).sum()),
         "members": len(fold_metrics),
@@ -318,7 +370,7 @@ def merge(
         "train_seconds": float(sum(m["seconds"] for m in fold_metrics)),
         "submission": str(csv),
     }
-    if folds.ndim == 1:  # without TTA, from each fold's plain accuracy (equal to cv_accuracy when there is no TTA)
+    if folds.ndim == 1 and not r.families:  # without TTA, from each fold's plain accuracy (= cv_accuracy without TTA)
         plain = [(m.get("accuracy_plain", m["accuracy"]), m["val_rows"]) for m in fold_metrics]
         metrics["cv_accuracy_plain"] = _weighted(plain)
     runs.write_json(run_dir / "metrics.json", metrics)

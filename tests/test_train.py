@@ -531,8 +531,9 @@ def test_unwritable_places_and_too_few_rows_are_one_line(env, sample, tmp_path):
 def test_the_gpu_preset_and_a_resumed_runs_recipe():
     from kit.errors import UsageError
 
-    gpu = config.recipe("kitnet-gpu")
-    assert (gpu.model, gpu.folds, gpu.repeats, gpu.epochs) == ("kitnet", 5, 3, 44)
+    gpu = config.recipe("leaderboard")
+    assert gpu.model == "blend" and list(gpu.families) == ["kitnet", "deotte", "m5"]
+    assert [(f.folds, f.repeats, f.epochs) for f in gpu.families.values()] == [(5, 1, 44), (5, 1, 45), (5, 1, 50)]
     saved = config.recipe("kitnet", folds=5).to_dict()
     assert config.for_run(None, saved) == config.from_dict(saved)
     assert config.for_run("kitnet", saved, tta=False).tta is False  # same architecture: options apply
@@ -544,11 +545,13 @@ def test_the_gpu_preset_and_a_resumed_runs_recipe():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("model", "resnet", "--model 'resnet': must be one of seed, kitnet"),
+        ("model", "resnet", "--model 'resnet': must be one of seed, kitnet, deotte, m5, m3"),
         ("epochs", 0, "--epochs 0: must be a whole number >= 1"),
         ("batch_size", 2.5, "--batch-size 2.5: must be a whole number >= 1"),
         ("learning_rate", 0.0, "--lr 0.0: must be in (0, 1)"),
-        ("schedule", "cosine", "schedule 'cosine': must be 'constant' or 'onecycle'"),
+        ("schedule", "cosine", "schedule 'cosine': must be one of constant, onecycle, exponential"),
+        ("lr_decay", 0.0, "lr_decay 0.0: must be in (0, 1]"),
+        ("ema", 1.0, "ema 1.0: must be in [0, 1) (0: no weight averaging)"),
         ("warmup", 1.0, "warmup 1.0: must be in [0, 1)"),
         ("weight_decay", -0.1, "weight_decay -0.1: must be in [0, 1)"),
         ("label_smoothing", 1.0, "label_smoothing 1.0: must be in [0, 1)"),
