@@ -137,6 +137,19 @@ def train(
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size (default: the preset's).")] = None,
     learning_rate: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for the split and training.")] = None,
+    pseudo: Annotated[
+        str | None,
+        typer.Option(
+            "--pseudo",
+            help="Students of a finished run (the teacher): each member also trains on the 28,000 test images with "
+            "soft targets from the teacher members that never trained on its validation rows, so the CV stays honest "
+            "(a K-fold teacher on the same --folds and --seed).",
+        ),
+    ] = None,
+    pseudo_min: Annotated[
+        float | None,
+        typer.Option("--pseudo-min", help="With --pseudo: only test images whose pseudo-label has this probability."),
+    ] = None,
     precision: Annotated[
         str | None,
         typer.Option("--precision", help="auto | float32 | bfloat16 | float16 (auto picks the fastest safe one)."),
@@ -196,7 +209,8 @@ def train(
     from kit import cluster, config, data, device, dispatch, runs
 
     overrides = dict(folds=folds, repeats=repeats, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                     seed=seed, precision=precision, augment=augment, tta=tta)  # fmt: skip
+                     seed=seed, precision=precision, augment=augment, tta=tta, pseudo=pseudo,
+                     pseudo_min=pseudo_min)  # fmt: skip
     recipe = config.for_run(model, runs.saved_recipe(run_id), **overrides)
     config.check_options(recipe, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored)
     if ray:
@@ -212,12 +226,19 @@ def train(
         note = "  [yellow](SAMPLE data: scores say nothing about the competition)[/yellow]" if comp.is_sample else ""
         out.print(
             f"[bold]run[/bold] {run_id}: {_model(recipe)}, {_members(recipe)}, {len(comp.train_labels):,} train "
-            f"rows{note}"
+            f"rows{_extra_rows(recipe, comp)}{note}"
         )
         with _fold_progress() as (on_fold_start, on_epoch):
             result = dispatch.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs,
                                         data.data_dir(data_dir).resolve(), limit, on_ray)  # fmt: skip
     _render_result(result, config.member_count(recipe))
+
+
+def _extra_rows(recipe, comp) -> str:
+    if not recipe.pseudo:
+        return ""
+    least = f" (those at >= {recipe.pseudo_min:g})" if recipe.pseudo_min else ""
+    return f" + up to {len(comp.test_images):,} test images pseudo-labelled by {escape(recipe.pseudo)}{least}"
 
 
 def _model(recipe) -> str:
@@ -269,8 +290,9 @@ def _render_result(result, total_folds: int) -> None:
     named = len({m.get("family") for m in result.fold_metrics}) > 1  # a blend: say each member's family
     for m in result.fold_metrics:
         plain = (_pct(m.get("accuracy_plain")),) if tta else ()
+        member = f"{m['fold']} {escape(m['family'])}" if named else str(m["fold"])
         table.add_row(
-            f"{m['fold']} {escape(m['family'])}" if named else str(m["fold"]), _pct(m["accuracy"]), *plain, f"{m['val_rows']:,}", f"{m['images_per_s']:,.0f}",
+            member, _pct(m["accuracy"]), *plain, f"{m['val_rows']:,}", f"{m['images_per_s']:,.0f}",
             f"{m['seconds']:.0f}",
         )  # fmt: skip
     if result.metrics:

@@ -7,6 +7,7 @@ recipe as `runs/<id>/config.json`. The measurements behind the defaults are in d
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,8 @@ class Recipe:
     precision: str = "auto"  # auto: float16 on GPU, bfloat16 on CPUs with AMX/avx512_bf16, else float32
     lr_decay: float = 1.0  # schedule "exponential": the learning rate is multiplied by this after every epoch
     ema: float = 0.0  # > 0: an exponential moving average of the weights (this decay per step) is validated and saved
+    pseudo: str = ""  # a finished run (the teacher) whose test probabilities are extra soft targets (kit.pseudo)
+    pseudo_min: float = 0.0  # with `pseudo`: only test images whose pseudo-label has at least this probability
     # model "blend": the families, each a recipe trained on this run's folds, blended by weights fitted on their OOF
     families: dict[str, Recipe] = dataclasses.field(default_factory=dict)
 
@@ -48,7 +51,7 @@ class Recipe:
 
 
 # A blend's own fields that its families share: they train on the same split (folds, repeats, seed, holdout).
-RUN_FIELDS = ("folds", "repeats", "seed", "holdout", "precision")
+RUN_FIELDS = ("folds", "repeats", "seed", "holdout", "precision", "pseudo", "pseudo_min")
 
 
 def blend(families: dict[str, Recipe]) -> Recipe:
@@ -215,7 +218,15 @@ _RULES: list[tuple[str, str, Any, str]] = [
     ("precision", "--precision", lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
     ("lr_decay", "lr_decay", lambda v: _num(v) and 0 < v <= 1, "must be in (0, 1]"),
     ("ema", "ema", lambda v: _num(v) and 0 <= v < 1, "must be in [0, 1) (0: no weight averaging)"),
+    (
+        "pseudo",
+        "--pseudo",
+        lambda v: isinstance(v, str) and (v == "" or _RUN_ID.match(v) is not None),
+        "must be a run id (letters, digits, '.', '_' and '-')",
+    ),
+    ("pseudo_min", "--pseudo-min", lambda v: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
 ]
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # as kit.runs.RUN_ID
 
 
 def _int(v: Any) -> bool:
@@ -271,6 +282,8 @@ def check_options(
         raise UsageError(f"--limit {limit}: must be at least {MIN_ROWS} rows.")
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs {jobs}: must be a whole number >= 1.")
+    if ray and r.pseudo:
+        raise UsageError("--pseudo students train here or in local workers for now, not on --ray.")
     if ray and (jobs is not None or mirrored):
         raise UsageError(f"--ray places the folds itself; drop {'--jobs' if jobs is not None else '--mirrored'}.")
 

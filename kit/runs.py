@@ -160,6 +160,8 @@ def summaries(best_scores: dict[str, str] | None = None) -> list[dict[str, Any]]
             total = folds * repeats * max(1, len(families))
             done = sum(member_done(run, m) for m in range(total))
             row["model"] = " + ".join(families) if families else recipe.get("model", "?")
+            if recipe.get("pseudo"):
+                row["model"] += f", students of {recipe['pseudo']}"
             row["members"] = f"{folds} x {repeats}" if repeats > 1 else str(folds)
             if families:
                 row["epochs"] = "/".join(str(f.get("epochs", "?")) for f in families.values())

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import config, ensemble, paths, runs, submission
+from kit import config, ensemble, paths, pseudo, runs, submission
 from kit.config import Recipe
 from kit.data import Competition
 from kit.device import Device
@@ -226,6 +226,11 @@ def train_fold(
     train, val = runs.training_rows(folds, r.folds, fold), runs.member_rows(folds, r.folds, fold)
     x_train, y_train = comp.train_images[train], one_hot(comp.train_labels[train])
     x_val, y_val = comp.train_images[val], one_hot(comp.train_labels[val])
+    extra = 0
+    if r.pseudo:  # a student: the test images its teacher members labelled, their probabilities as targets
+        keep, soft = pseudo.rows_for(run_dir, fold, r.pseudo_min)
+        x_train, y_train = np.concatenate([x_train, comp.test_images[keep]]), np.concatenate([y_train, soft])
+        extra = len(keep)
 
     steps = -(-len(x_train) // r.batch_size)
     model = compile_model(r, device, steps, seed=r.seed + fold)
@@ -256,6 +261,7 @@ def train_fold(
         "tta_views": len(views),
         "val_rows": int(val.sum()),
         "train_rows": int(train.sum()),
+        "pseudo_rows": extra,
         "epochs": r.epochs,
         "images_per_s": float(np.median(rates)),
         "seconds": time.perf_counter() - started,
@@ -307,9 +313,13 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
                 "same options, or choose a new --run-id."
             )
         return run_dir, runs.load_array(run_dir / "folds.npy")
-    run_dir.mkdir(parents=True, exist_ok=True)
     folds = assign_folds(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
+    students = pseudo.prepare(r, folds, len(comp.test_images)) if r.pseudo else {}  # checked before writing
+    run_dir.mkdir(parents=True, exist_ok=True)
     runs.save_array(run_dir / "folds.npy", folds)
+    if students:
+        runs.save_array(run_dir / "pseudo.npy", students["pseudo.npy"])
+        runs.write_json(run_dir / "pseudo.json", students["pseudo.json"])
     runs.write_json(
         config_path,
         {
