@@ -16,8 +16,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from kit.errors import KitError
 
@@ -28,8 +28,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-out = Console()
-err = Console(stderr=True)
+# No markup: paths, messages, names and whatever else a user or a file supplies print as they are; kit styles its own
+# words with rich Text (`Text.assemble`).
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 DataDir = Annotated[
     Path | None,
@@ -89,12 +91,13 @@ def download(
     if not result.new:
         out.print(f"Data already in {dest} ({_describe(meta)}); nothing to do (--force installs it again).")
         return
-    out.print(f"[green]Installed[/green] {_describe(meta)} in {dest}")
+    out.print(Text.assemble(("Installed", "green"), f" {_describe(meta)} in {dest}"))
     if meta["source"] == "sample":
-        out.print(
-            "[yellow]This is the SAMPLE data set[/yellow] (scikit-learn's 8x8 digits resized to 28x28), for "
+        out.print(Text.assemble(
+            ("This is the SAMPLE data set", "yellow"),
+            " (scikit-learn's 8x8 digits resized to 28x28), for "
             "trying kit offline; its scores say nothing about the competition. `kit download` fetches the real data."
-        )
+        ))  # fmt: skip
 
 
 def _describe(meta: dict) -> str:
@@ -222,12 +225,12 @@ def train(
     run_id = run_id or runs.new_id(model or recipe.model)
     with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
         jobs, where = dispatch.placement(recipe, dev, fold, jobs, on_ray)
-        out.print(f"[bold]device[/bold] {where}")
-        note = "  [yellow](SAMPLE data: scores say nothing about the competition)[/yellow]" if comp.is_sample else ""
-        out.print(
-            f"[bold]run[/bold] {run_id}: {_model(recipe)}, {_members(recipe)}, {len(comp.train_labels):,} train "
-            f"rows{_extra_rows(recipe, comp)}{note}"
-        )
+        out.print(Text.assemble(("device", "bold"), f" {where}"))
+        note = ("  (SAMPLE data: scores say nothing about the competition)", "yellow") if comp.is_sample else ""
+        out.print(Text.assemble(
+            ("run", "bold"), f" {run_id}: {_model(recipe)}, {_members(recipe)}, {len(comp.train_labels):,} train "
+            f"rows{_extra_rows(recipe, comp)}", note
+        ))  # fmt: skip
         with _fold_progress() as (on_fold_start, on_epoch):
             result = dispatch.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs,
                                         data.data_dir(data_dir).resolve(), limit, on_ray)  # fmt: skip
@@ -238,7 +241,7 @@ def _extra_rows(recipe, comp) -> str:
     if not recipe.pseudo:
         return ""
     least = f" (those at >= {recipe.pseudo_min:g})" if recipe.pseudo_min else ""
-    return f" + up to {len(comp.test_images):,} test images pseudo-labelled by {escape(recipe.pseudo)}{least}"
+    return f" + up to {len(comp.test_images):,} test images pseudo-labelled by {recipe.pseudo}{least}"
 
 
 def _model(recipe) -> str:
@@ -290,7 +293,7 @@ def _render_result(result, total_folds: int) -> None:
     named = len({m.get("family") for m in result.fold_metrics}) > 1  # a blend: say each member's family
     for m in result.fold_metrics:
         plain = (_pct(m.get("accuracy_plain")),) if tta else ()
-        member = f"{m['fold']} {escape(m['family'])}" if named else str(m["fold"])
+        member = f"{m['fold']} {m['family']}" if named else str(m["fold"])
         table.add_row(
             member, _pct(m["accuracy"]), *plain, f"{m['val_rows']:,}", f"{m['images_per_s']:,.0f}",
             f"{m['seconds']:.0f}",
@@ -300,7 +303,7 @@ def _render_result(result, total_folds: int) -> None:
         metrics = result.metrics
         plain = (_pct(metrics.get("cv_accuracy_plain")),) if tta else ()
         table.add_row(
-            label, f"[bold]{_pct(metrics['cv_accuracy'])}", *plain, f"{metrics['cv_rows']:,}",
+            label, Text(_pct(metrics["cv_accuracy"]), "bold"), *plain, f"{metrics['cv_rows']:,}",
             f"{metrics['images_per_s']:,.0f}", f"{metrics['train_seconds']:.0f}",
         )  # fmt: skip
     out.print(table)
@@ -320,15 +323,16 @@ def _blend_table(metrics: dict) -> None:
     overlap, blend = metrics["overlap"], metrics["blend"]
     table = _table("families and their blend (OOF)", ("", "weight", "CV", "errors"), ("weight", "CV", "errors"))
     for name, family in metrics["families"].items():
-        table.add_row(escape(name), f"{blend['weights'][name]:.3f}", _pct(family["cv_accuracy"]),
+        table.add_row(name, f"{blend['weights'][name]:.3f}", _pct(family["cv_accuracy"]),
                       f"{overlap['errors'][name]:,}")  # fmt: skip
-    table.add_row(f"[bold]blend ({blend['method']})", "", f"[bold]{_pct(metrics['cv_accuracy'])}", "")
+    table.add_row(Text(f"blend ({blend['method']})", "bold"), "", Text(_pct(metrics["cv_accuracy"]), "bold"), "")
     table.add_row("plain mean", "", _pct(blend["cv_mean"]), "")
     table.add_row("majority vote", "", _pct(blend["cv_vote"]), "")
     out.print(table)
-    pairs = ", ".join(f"{escape(pair)}: {n:,}" for pair, n in overlap["pairs"].items())
-    out.print(f"[bold]errors in common[/bold] {pairs}; made by all: {overlap['all']:,}, by any: {overlap['any']:,}")
-    out.print(f"weights: {escape(blend['why'])}")
+    pairs = ", ".join(f"{pair}: {n:,}" for pair, n in overlap["pairs"].items())
+    out.print(Text.assemble(("errors in common", "bold"), f" {pairs}; made by all: {overlap['all']:,}, by any: "
+                            f"{overlap['any']:,}"))  # fmt: skip
+    out.print(f"weights: {blend['why']}")
 
 
 # ------------------------------------------------------------------------------------------------ validate
@@ -344,7 +348,7 @@ def validate(
 
     rows = submission.expected_rows(data_dir)
     submission.validate(path, rows)
-    out.print(f"[green]{path} is a valid submission[/green] ({rows:,} rows).")
+    out.print(Text.assemble((f"{path} is a valid submission", "green"), f" ({rows:,} rows)."))
 
 
 # ------------------------------------------------------------------------------------ report, predict, blend
@@ -371,7 +375,7 @@ def report(run: RunArg = None, data_dir: DataDir = None) -> None:
         table.add_row(str(digit), _pct(precision), _pct(recall), f"{support:,}")
     out.print(table)
     pairs = ", ".join(f"{t} -> {p}: {n}" for t, p, n in result.confused) or "none"
-    out.print(f"[bold]most confused (true -> predicted)[/bold] {pairs}")
+    out.print(Text.assemble(("most confused (true -> predicted)", "bold"), f" {pairs}"))
     if result.blend:
         _blend_table({**result.blend, "cv_accuracy": result.accuracy})
     for picture in result.pictures:
@@ -395,8 +399,8 @@ def predict(
     source = runs.resolve(run)
     with out.status(f"Predicting with {source.name}'s fold models{' and TTA' if tta else ''}..."):
         result = ensemble.predict_run(source, data.load_competition(data_dir), tta)
-    out.print(f"CV (OOF) {source.name}: {_pct(result.cv_before)}  ->  {result.run_dir.name}: "
-              f"[bold]{_pct(result.cv_after)}[/bold]")  # fmt: skip
+    out.print(Text.assemble(f"CV (OOF) {source.name}: {_pct(result.cv_before)}  ->  {result.run_dir.name}: ",
+                            (_pct(result.cv_after), "bold")))  # fmt: skip
     out.print(f"test labels that changed: {result.changed:,}")
     out.print(f"run directory: {result.run_dir}")
     out.print(f"submission:    {result.submission}")
@@ -427,10 +431,10 @@ def blend(
     table = _table(f"blend {result.run_dir.name}", ("run", "weight", "CV (OOF)"), right=("weight", "CV (OOF)"))
     for (name, cv), w in zip(result.run_cv, result.weights, strict=True):
         table.add_row(name, f"{w:.3f}", _pct(cv))
-    table.add_row("[bold]blend", "", f"[bold]{_pct(result.cv)}" if result.cv is not None else "- (folds differ)")
+    table.add_row(
+        Text("blend", "bold"), "", Text(_pct(result.cv), "bold") if result.cv is not None else "- (folds differ)"
+    )
     out.print(table)
-    if result.metrics and "families" in result.metrics:
-        _blend_table(result.metrics)
     out.print(f"run directory: {result.run_dir}")
     out.print(f"submission:    {result.submission}")
 
@@ -465,10 +469,10 @@ def submit(
 
     chosen = stage.resolve(target, message)
     stage.check(chosen, force)
-    out.print(f"[bold]file[/bold]    {chosen.path}  (sha256 {chosen.sha256[:12]})")
-    out.print(f"[bold]message[/bold] {chosen.message}")
+    out.print(Text.assemble(("file", "bold"), f"    {chosen.path}  (sha256 {chosen.sha256[:12]})"))
+    out.print(Text.assemble(("message", "bold"), f" {chosen.message}"))
     if dry_run:
-        out.print("[green]Valid.[/green] Dry run: nothing was sent.")
+        out.print(Text.assemble(("Valid.", "green"), " Dry run: nothing was sent."))
         return
     with out.status("Submitting to Kaggle...") as spinner:
 
@@ -477,7 +481,8 @@ def submit(
 
         state = stage.submit(chosen, wait, timeout, on_poll, force)
     if state["status"] == "complete":
-        out.print(f"[green]Scored.[/green] public score [bold]{state['public_score']}[/bold] (ref {state['ref']})")
+        out.print(Text.assemble(("Scored.", "green"), " public score ", (str(state["public_score"]), "bold"),
+                                f" (ref {state['ref']})"))  # fmt: skip
     else:
         waited = "" if not wait else f" after {timeout:.0f} s"
         out.print(f"Submitted (ref {state['ref']}); no score yet{waited}. `kit leaderboard --sync` fetches it later.")
@@ -569,11 +574,11 @@ def main() -> None:
     try:
         app()
     except KitError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)  # "kit[ray]" is no markup
+        err.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except OSError as exc:  # a folder kit must write to is read-only, a file, or the disk is full
-        where = escape(f" {exc.filename}" if exc.filename else "") + f" ({escape(str(exc.strerror or exc))})"
-        err.print(f"[red]error:[/red] cannot use{where}; check that the folder exists and is "
-                  "writable (or point KIT_DATA_DIR, KIT_RUNS_DIR or KIT_SUBMISSIONS_DIR elsewhere).",
+        where = (f" {exc.filename}" if exc.filename else "") + f" ({exc.strerror or exc})"
+        err.print(Text.assemble(("error:", "red"), f" cannot use{where}; check that the folder exists and is "
+                  "writable (or point KIT_DATA_DIR, KIT_RUNS_DIR or KIT_SUBMISSIONS_DIR elsewhere)."),
                   highlight=False, soft_wrap=True)  # fmt: skip
         sys.exit(1)

@@ -275,6 +275,8 @@ def check_options(
     mirrored: bool,
 ) -> None:  # fmt: skip
     """`kit train`'s options beside the recipe, checked with it at the door (before the data or Keras load)."""
+    if run_id is not None and not _RUN_ID.match(run_id):
+        raise UsageError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' (up to 100 characters).")
     if fold is not None and run_id is None:
         raise UsageError("--fold needs --run-id, so the folds trained separately end up in the same run.")
     check_fold(r, fold)

@@ -9,13 +9,14 @@ crash or a lost connection after the upload leaves `pending`, never a false succ
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kit import kaggle_api, ledger, paths, runs, submission
-from kit.errors import DataError, KaggleError, KitError, OfflineError, QuotaError
+from kit.errors import DataError, KaggleError, KitError, OfflineError, QuotaError, UsageError
 
 
 @dataclass
@@ -89,6 +90,8 @@ def submit(
 ) -> dict[str, Any]:
     """Check the quota, log, upload, and (with `wait`) poll until scored. Returns the last known state. The log row
     is claimed with the duplicate check in one step, so the same file submitted twice at once is uploaded once."""
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout >= 0):
+        raise UsageError(f"--timeout {timeout}: must be a number of seconds >= 0 (0: do not wait for the score).")
     api = kaggle_api.client()
     left = kaggle_api.remaining_today(api)
     if left is not None and left <= 0:

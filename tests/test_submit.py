@@ -259,3 +259,24 @@ def test_a_submissions_folder_that_is_a_file_is_one_line(env, tmp_path):
     result = run_kit(["leaderboard"], {**env, "KIT_SUBMISSIONS_DIR": str(blocker)})
     assert result.returncode == 1 and "subs-file" in result.stderr and "Traceback" not in result.stderr
     assert blocker.read_text() == "not a folder"
+
+
+def test_user_text_is_never_read_as_markup(env, installed, fake_kaggle, tmp_path):
+    """A message, a path or a file's words with rich markup in them print as they are, in output and errors."""
+    path, expected = _good(tmp_path, fake_kaggle)
+    odd = path.rename(tmp_path / "my[red]file[bold].csv")
+    result = _kit(["submit", str(odd), "-m", "[/red] [bold]try"], env, fake_kaggle)
+    assert result.returncode == 0, result.stderr
+    assert "[/red] [bold]try" in result.stdout and "my[red]file[bold].csv" in result.stdout
+    table = _kit(["leaderboard"], env, fake_kaggle)
+    assert table.returncode == 0 and "[/red] [bold]try" in table.stdout.replace("\n", "")
+    missing = run_kit(["validate", str(tmp_path / "[red]gone.csv")], env)
+    assert missing.returncode != 0 and "[red]gone.csv" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("timeout", ["-5", "nan", "inf"])
+def test_a_bad_timeout_is_refused_before_anything_is_sent(env, installed, fake_kaggle, tmp_path, timeout):
+    path, _ = _good(tmp_path, fake_kaggle)
+    result = _kit(["submit", str(path), "--timeout", timeout], env, fake_kaggle)
+    assert result.returncode == 2 and "--timeout" in result.stderr and "Traceback" not in result.stderr
+    assert fake_kaggle.calls == [] and ledger.rows() == []

@@ -599,6 +599,8 @@ def test_the_models_config_knows_are_the_architectures_and_a_foreign_config_is_n
         (dict(jobs=0), "--jobs 0: must be a whole number >= 1."),
         (dict(jobs=2, ray="local"), "--ray places the folds itself; drop --jobs."),
         (dict(mirrored=True, ray="auto"), "--ray places the folds itself; drop --mirrored."),
+        (dict(run_id=""), "--run-id '': use letters, digits"),
+        (dict(run_id="../x"), "--run-id '../x': use letters, digits"),
     ],
 )
 def test_train_options_are_checked_with_the_recipe(options, message):
