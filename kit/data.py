@@ -108,18 +108,22 @@ def read_csv_checked(path: Path, kind: str) -> np.ndarray:
     if frame.empty:
         raise DataError(f"{path.name} has a header but no rows; re-download it with `kit download --force`.")
 
-    problems = []  # (row, column index, message) of the first bad cell in each column that is not all integers
+    problems = []  # (row, column index, message) of the first bad cell in each column
     for col, name in enumerate(expected):
         series = frame[name]
-        if pd.api.types.is_integer_dtype(series):
-            continue
-        numeric = pd.to_numeric(series, errors="coerce")
-        bad = numeric.isna() | (numeric != numeric.round())
-        if not bad.any():
-            continue  # whole numbers written as floats ("12.0"): the values are fine
-        row = int(np.argmax(bad.to_numpy()))
+        low, high = {"label": (0, 9), "Label": (0, 9), "ImageId": (1, len(frame))}.get(name, (0, 255))
+        what = "label" if name == "label" else "pixel" if name.startswith("pixel") else name
+        # checked as parsed, before any conversion to int64: a cell too big for it is named, never wrapped
+        numeric = series if pd.api.types.is_integer_dtype(series) else pd.to_numeric(series, errors="coerce")
+        unusable = numeric.isna() | (numeric != numeric.round())
+        outside = ~unusable & ((numeric < low) | (numeric > high))
+        if not (unusable | outside).any():
+            continue  # whole numbers in range, also when written as floats ("12.0")
+        row = int(np.argmax((unusable | outside).to_numpy()))
         cell = str(series.iloc[row]).strip()
-        if pd.isna(series.iloc[row]) or cell == "":
+        if outside.iloc[row]:
+            message = f"{what} {cell} is outside {low}..{high}"
+        elif pd.isna(series.iloc[row]) or cell == "":
             message = "the cell is empty or NaN"
         elif pd.isna(numeric.iloc[row]):
             message = f"'{cell[:20]}' is not a number"
@@ -129,16 +133,7 @@ def read_csv_checked(path: Path, kind: str) -> np.ndarray:
     if problems:
         row, col, message = min(problems)
         raise _fail(path, row, expected[col], message)
-
-    values = frame.to_numpy(dtype=np.int64)
-    for col, name in enumerate(expected):
-        low, high = {"label": (0, 9), "Label": (0, 9), "ImageId": (1, len(values))}.get(name, (0, 255))
-        out = (values[:, col] < low) | (values[:, col] > high)
-        if out.any():
-            row = int(np.argmax(out))
-            what = "label" if name == "label" else "pixel" if name.startswith("pixel") else name
-            raise _fail(path, row, name, f"{what} {values[row, col]} is outside {low}..{high}")
-    return values
+    return frame.to_numpy(dtype=np.int64)
 
 
 def _to_images(pixels: np.ndarray) -> np.ndarray:

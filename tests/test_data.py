@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -35,11 +37,15 @@ def _edit(path, line: int, column: str, value: str) -> None:
         ("train.csv", 9, "label", "10", "train.csv: line 9, column 'label': label 10 is outside 0..9"),
         ("train.csv", 2, "pixel1", "2.5", "2.5 is not a whole number"),
         ("test.csv", 6, "pixel783", "256", "test.csv: line 6, column 'pixel783': pixel 256 is outside 0..255"),
+        # numbers int64 cannot hold are named with their real value, never an OverflowError or a wrapped number
+        ("train.csv", 3, "pixel40", "99999999999999999999", "pixel 99999999999999999999 is outside 0..255"),
+        ("train.csv", 3, "pixel41", "18446744073709551615", "pixel 18446744073709551615 is outside 0..255"),
+        ("test.csv", 4, "pixel5", "1e30", "test.csv: line 4, column 'pixel5': pixel 1e+30 is outside 0..255"),
     ],
 )
 def test_bad_cells_are_named(folder, file, line, column, value, message):
     _edit(folder / file, line, column, value)
-    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(DataError, match=re.escape(message)):
         data.read_competition_csvs(folder)
 
 
