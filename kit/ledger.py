@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import os
@@ -46,6 +47,8 @@ def _locked() -> Iterator[Path]:
 
 
 def _read(target: Path) -> list[dict[str, str]]:
+    if target.parent.exists() and not target.parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target.parent))
     if not target.is_file():
         return []
     try:
@@ -71,9 +74,9 @@ def _write(target: Path, rows: list[dict[str, str]]) -> None:
 
 
 def rows() -> list[dict[str, str]]:
-    """Every row of the log, oldest first."""
-    with _locked() as target:
-        return _read(target)
+    """Every row of the log, oldest first. Reading takes no lock (writers replace the file whole, so a reader sees
+    the old log or the new), so a read-only submissions folder can be read."""
+    return _read(path())
 
 
 def _clean(fields: dict[str, Any]) -> dict[str, str]:
@@ -192,5 +195,6 @@ def best_scores() -> dict[str, str]:
 
 
 def to_csv() -> str:
-    with _locked() as target:
-        return target.read_text() if target.is_file() else ",".join(COLUMNS) + "\n"
+    target = path()
+    _read(target)  # a damaged log (not UTF-8, not CSV) is one line here too
+    return target.read_text(encoding="utf-8") if target.is_file() else ",".join(COLUMNS) + "\n"

@@ -280,3 +280,25 @@ def test_a_bad_timeout_is_refused_before_anything_is_sent(env, installed, fake_k
     result = _kit(["submit", str(path), "--timeout", timeout], env, fake_kaggle)
     assert result.returncode == 2 and "--timeout" in result.stderr and "Traceback" not in result.stderr
     assert fake_kaggle.calls == [] and ledger.rows() == []
+
+
+def test_reading_the_log_never_opens_anything_for_writing(env, monkeypatch):
+    """`kit leaderboard` and `kit runs` work in a read-only submissions folder: no read takes the writers' lock."""
+    ledger.append(run_id="r1", file="a.csv", sha256="ab" * 32, message="m", cv_accuracy="0.99000", status="complete",
+                  public_score="0.99100")  # fmt: skip
+
+    def refuse():
+        raise PermissionError(13, "Permission denied", str(ledger.path().parent))
+
+    monkeypatch.setattr(ledger, "_locked", refuse)
+    assert [r["run_id"] for r in ledger.rows()] == ["r1"]
+    assert ledger.table()[0]["gap"] == "+0.00100" and ledger.best_scores() == {"r1": "0.99100"}
+    assert ledger.to_csv().startswith("id,utc_time,run_id")
+
+
+def test_leaderboard_csv_of_a_log_in_another_encoding_is_one_line(env, installed, fake_kaggle):
+    log = ledger.path()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(",".join(ledger.COLUMNS).encode() + b"\nabc,2026,run\xe9,f,s,m,,,,,,\n")
+    result = _kit(["leaderboard", "--csv"], env, fake_kaggle)
+    assert result.returncode == 6 and "cannot be read" in result.stderr and "Traceback" not in result.stderr
