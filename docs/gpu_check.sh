@@ -4,7 +4,7 @@
 # git-ignored). Every step is time-boxed and runs whatever the one before did; results land in $OUT (default out/).
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
 #       -d .whl keras==3.15.1 namex==0.1.0 optree==0.20.0
-#   cp ../shared/data/digit-recognizer.zip .devdata/ && bash docs/gpu_check.sh [settings folds preset warm]
+#   cp ../shared/data/digit-recognizer.zip .devdata/ && bash docs/gpu_check.sh [settings folds preset warm leaderboard]
 set -u
 OUT=${OUT:-out}
 mkdir -p "$OUT"
@@ -27,9 +27,12 @@ for phase in ${@:-settings folds}; do
         step 200 python3 -m kit train --folds 5 --run-id gpu-5f-jobs1 --jobs 1
         rm -rf ~/.cache/kit/jax
         step 170 python3 -m kit train --folds 5 --run-id gpu-5f-jobs5 --jobs 5 ;;
-    preset) # the GPU preset (5 folds x 3 repeats), --jobs as kit chooses, JAX's compilation cache cold at first
+    preset) # the former GPU preset kitnet-gpu (5 folds x 3 repeats), --jobs as kit chooses, compile cache cold
         rm -rf ~/.cache/kit/jax
-        step 250 python3 -m kit train --model kitnet-gpu --run-id gpu-5x3 ;;
+        step 250 python3 -m kit train --folds 5 --repeats 3 --run-id gpu-5x3 ;;
+    leaderboard) # the GPU leaderboard preset (kitnet + deotte + m5 on 5 folds, blended), compile cache cold; budget 8 min
+        rm -rf ~/.cache/kit/jax
+        step 540 python3 -m kit train --model leaderboard --run-id gpu-leaderboard ;;
     warm) # the default 5-fold run, --jobs as kit chooses, with the compilation cache the runs before filled
         step 110 python3 -m kit train --folds 5 --run-id gpu-5f-warm ;;
     esac

@@ -61,6 +61,8 @@ def read_meta(dest: Path) -> dict | None:
         return None
     if not all((dest / name).is_file() for name in (*FILES, CACHE)):
         return None
+    if not _is_kit_meta(dest / META):
+        raise DataError(f"{dest / META} is damaged (it is not what kit wrote); delete {dest} and run `kit download`.")
     return meta
 
 
@@ -191,7 +193,11 @@ def _is_kit_meta(path: Path) -> bool:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(meta, dict) and "source" in meta and "train_rows" in meta
+    return (
+        isinstance(meta, dict)
+        and isinstance(meta.get("source"), str)
+        and all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool) for k in ("train_rows", "test_rows"))
+    )
 
 
 def install_folder(src: Path, dest: Path, source: str) -> dict:

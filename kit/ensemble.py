@@ -245,7 +245,7 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
     if config.get("kind") != "train":
         raise RunError(f"{source.name} is a {config.get('kind')} run; re-predict the training runs it came from.")
     comp = runs.competition_of(source, comp)
-    folds = runs.load_array(source / "folds.npy")
+    folds = runs.load_folds(source)
     recipe = from_dict(config.get("recipe", {}))
     n_folds = recipe.folds
     members = list(range(member_count(recipe))) if recipe.families else runs.members(folds, n_folds)
@@ -261,7 +261,12 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
         oof, test, cv_after = assemble(folds, n_folds, probs, comp.train_labels)
     base = runs.load_metrics(source) or {}
     cv_before = base.get("cv_accuracy")
-    before = runs.load_array(source / "test_probs.npy").argmax(1) if (source / "test_probs.npy").is_file() else None
+    test_shape = (len(comp.test_images), 10)
+    before = (
+        runs.load_array(source / "test_probs.npy", test_shape).argmax(1)
+        if (source / "test_probs.npy").is_file()
+        else None
+    )
     changed = int((before != test.argmax(1)).sum()) if before is not None else 0
     target = runs.create(f"{source.name}-{'tta' if tta else 'predict'}")
     derived = {"kind": "predict", "source": source.name, "views": views, "data": config.get("data")}
@@ -317,14 +322,19 @@ def blend(sources: list[Path], weights: list[float] | None, labels: np.ndarray, 
                          f"not {','.join(str(w) for w in weights)}.")  # fmt: skip
     if out is not None and Path(out).exists():
         raise UsageError(f"{out} already exists; choose another --output (kit does not overwrite it).")
-    w = np.asarray(weights, np.float64) / sum(weights)
+    total = float(sum(weights))
+    if not math.isfinite(total) or any(x > 0 and x / total == 0 for x in weights):
+        why = "their sum overflows" if not math.isfinite(total) else "one of them would count as 0"
+        raise UsageError(f"--weights {','.join(str(x) for x in weights)}: too far apart to normalise ({why}); use "
+                         "weights like 2,1,1.")  # fmt: skip
+    w = np.asarray(weights, np.float64) / total
     tests, oofs, folds = [], [], []
     for run in sources:
         if not (run / "test_probs.npy").is_file():
             raise RunError(f"Run {run.name} has no test probabilities yet; finish it first.")
-        tests.append(runs.load_array(run / "test_probs.npy"))
-        oofs.append(runs.load_array(run / "oof.npy") if (run / "oof.npy").is_file() else None)
-        folds.append(runs.load_array(run / "folds.npy") if (run / "folds.npy").is_file() else None)
+        tests.append(runs.load_array(run / "test_probs.npy", (None, 10)))
+        oofs.append(runs.load_array(run / "oof.npy", (len(labels), 10)) if (run / "oof.npy").is_file() else None)
+        folds.append(runs.load_folds(run) if (run / "folds.npy").is_file() else None)
     if len({t.shape for t in tests}) > 1:
         raise RunError("The runs predicted different test sets; blend runs made on the same data.")
     test = np.tensordot(w, np.stack(tests), axes=1).astype(np.float32)

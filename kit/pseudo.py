@@ -37,7 +37,7 @@ def assign(teacher: Path, student: Recipe, folds: np.ndarray) -> dict[int, list[
     t_recipe = from_dict(config["recipe"])
     if t_recipe.pseudo:
         raise UsageError(f"--pseudo {teacher.name}: that run is itself a student; use its teacher or another run.")
-    t_folds = runs.load_array(teacher / "folds.npy")
+    t_folds = runs.load_folds(teacher)
     if t_folds.shape[-1] != folds.shape[-1]:
         raise UsageError(f"--pseudo {teacher.name}: the teacher trained on {t_folds.shape[-1]:,} rows and this run has "
                          f"{folds.shape[-1]:,}; train both on the same data and --limit.")  # fmt: skip

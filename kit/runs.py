@@ -74,9 +74,8 @@ def create(run_id: str) -> Path:
 def competition_of(run: Path, comp: Competition) -> Competition:
     """`comp` cut to the training rows `run` used: a run trained with --limit N saw the first N rows. Data that is
     not the run's (the sample against the real data, another test set, fewer rows) is refused."""
-    folds = run / "folds.npy"
-    rows = load_array(folds).shape[-1] if folds.is_file() else len(comp.train_labels)
     saved = load_config(run).get("data") or {}
+    rows = load_folds(run).shape[-1] if (run / "folds.npy").is_file() else len(comp.train_labels)
     other = (saved.get("source") == "sample") != comp.is_sample or saved.get("test_rows", len(comp.test_images)) != len(
         comp.test_images
     )
@@ -131,9 +130,14 @@ def members(folds: np.ndarray, n_folds: int) -> list[int]:
 def member_done(run_dir: Path, member: int) -> bool:
     """The member's metrics.json is there and whole (written last and atomically; a damaged one means: train it)."""
     try:
-        return isinstance(read_json(run_dir / f"fold{member}" / "metrics.json"), dict)
+        metrics = read_json(run_dir / f"fold{member}" / "metrics.json")
     except (OSError, RunError):
         return False
+    return (
+        isinstance(metrics, dict)
+        and metrics.get("fold") == member
+        and all(isinstance(metrics.get(k), int | float) for k in ("accuracy", "val_rows", "images_per_s", "seconds"))
+    )
 
 
 def summaries(best_scores: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -146,33 +150,38 @@ def summaries(best_scores: dict[str, str] | None = None) -> list[dict[str, Any]]
         row: dict[str, Any] = {"id": run.name, "kind": "damaged", "model": "", "members": "", "epochs": "", "cv": None,
                                "train_seconds": None, "created": "", "public_score": score}  # fmt: skip
         try:
-            config = load_config(run)
-            metrics = load_metrics(run) or {}
-        except RunError:
+            rows.append(_summary(run, dict(row)))
+        except (RunError, ValueError, TypeError, AttributeError):  # a damaged run is listed as one, and only it
             rows.append(row)
-            continue
-        recipe = config.get("recipe") or {}
-        row.update(kind=config.get("kind", "?"), created=config.get("created_utc", ""), cv=metrics.get("cv_accuracy"),
-                   train_seconds=metrics.get("train_seconds"), epochs=recipe.get("epochs", ""))  # fmt: skip
-        if row["kind"] == "train":
-            folds, repeats = int(recipe.get("folds", 1)), int(recipe.get("repeats", 1))
-            families = recipe.get("families") or {}
-            total = folds * repeats * max(1, len(families))
-            done = sum(member_done(run, m) for m in range(total))
-            row["model"] = " + ".join(families) if families else recipe.get("model", "?")
-            if recipe.get("pseudo"):
-                row["model"] += f", students of {recipe['pseudo']}"
-            row["members"] = f"{folds} x {repeats}" if repeats > 1 else str(folds)
-            if families:
-                row["epochs"] = "/".join(str(f.get("epochs", "?")) for f in families.values())
-            if done < total:
-                row["members"] = f"{done}/{total} folds"
-        elif row["kind"] == "predict":
-            row["model"] = f"{config.get('source', '?')} ({len(config.get('views') or [])} views)"
-        elif row["kind"] == "blend":
-            row["model"] = " + ".join(config.get("inputs") or [])
-        rows.append(row)
     return rows
+
+
+def _summary(run: Path, row: dict[str, Any]) -> dict[str, Any]:
+    config = load_config(run)
+    metrics = load_metrics(run) or {}
+    recipe = config.get("recipe") or {}
+    row.update(kind=config.get("kind", "?"), created=config.get("created_utc", ""), cv=metrics.get("cv_accuracy"),
+               train_seconds=metrics.get("train_seconds"), epochs=recipe.get("epochs", ""))  # fmt: skip
+    if row["kind"] == "train":
+        folds, repeats = int(recipe.get("folds", 1)), int(recipe.get("repeats", 1))
+        families = recipe.get("families") or {}
+        total = folds * repeats * max(1, len(families))
+        if not 0 < total <= 100_000:
+            raise ValueError(f"{total} members")
+        done = sum(member_done(run, m) for m in range(total))
+        row["model"] = " + ".join(families) if families else recipe.get("model", "?")
+        if recipe.get("pseudo"):
+            row["model"] += f", students of {recipe['pseudo']}"
+        row["members"] = f"{folds} x {repeats}" if repeats > 1 else str(folds)
+        if families:
+            row["epochs"] = "/".join(str(f.get("epochs", "?")) for f in families.values())
+        if done < total:
+            row["members"] = f"{done}/{total} folds"
+    elif row["kind"] == "predict":
+        row["model"] = f"{config.get('source', '?')} ({len(config.get('views') or [])} views)"
+    elif row["kind"] == "blend":
+        row["model"] = " + ".join(config.get("inputs") or [])
+    return row
 
 
 def member_rows(folds: np.ndarray, n_folds: int, member: int) -> np.ndarray:
@@ -223,8 +232,9 @@ def _created(run: Path) -> str:
     return str(value.get("created_utc", "")) if isinstance(value, dict) else ""
 
 
-def load_array(path: Path) -> np.ndarray:
-    """An array kit saved in a run; a damaged one (truncated, overwritten) is a RunError naming it."""
+def load_array(path: Path, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
+    """An array kit saved in a run; a damaged one (truncated, overwritten, or not of `shape`, None standing for any
+    length) is a RunError naming it."""
     try:
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -237,7 +247,31 @@ def load_array(path: Path) -> np.ndarray:
         raise RunError(
             f"{path} is damaged (an array of {array.dtype}); delete the run (or that fold) and train it again."
         )
+    if shape is not None and (
+        array.ndim != len(shape) or any(w not in (None, g) for w, g in zip(shape, array.shape, strict=False))
+    ):
+        want = "(" + ", ".join("N" if w is None else str(w) for w in shape) + ("," if len(shape) == 1 else "") + ")"
+        raise RunError(f"{path} is damaged (shape {array.shape}, where the run needs {want}); delete the run (or that "
+                       "fold) and train it again.")  # fmt: skip
     return array
+
+
+def load_folds(run: Path) -> np.ndarray:
+    """A run's folds.npy, checked against its config.json: one int entry per training row it used, one row per
+    repeat."""
+    config = load_config(run)
+    rows = (config.get("data") or {}).get("train_rows")
+    rows = rows if isinstance(rows, int) else None
+    repeats = (config.get("recipe") or {}).get("repeats")
+    if repeats is None:  # a derived run (predict, blend) keeps its source's folds: one split or R of them
+        folds = load_array(run / "folds.npy")
+        shape = (rows,) if folds.ndim == 1 else (None, rows)
+    else:
+        shape = (rows,) if repeats == 1 else (repeats, rows)
+    folds = load_array(run / "folds.npy", shape)
+    if folds.dtype.kind not in "iu":
+        raise RunError(f"{run / 'folds.npy'} is damaged (an array of {folds.dtype}); delete the run, train it again.")
+    return folds
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -296,13 +330,21 @@ def resolve(ref: str | None = None) -> Path:
 def saved_recipe(run_id: str | None) -> dict | None:
     """The recipe in runs/<run_id>/config.json, when that run exists (resuming it); else None."""
     path = runs_dir() / check_id(run_id) / "config.json" if run_id else None
-    return read_json(path).get("recipe", {}) if path is not None and path.is_file() else None
+    return load_config(path.parent).get("recipe", {}) if path is not None and path.is_file() else None
 
 
 def load_config(run: Path) -> dict:
-    return read_json(run / "config.json")
+    """A run's config.json; one that is not a JSON object (the recipe, the data, ...) is a RunError naming it."""
+    return _object(run / "config.json", read_json(run / "config.json"))
 
 
 def load_metrics(run: Path) -> dict | None:
     path = run / "metrics.json"
-    return read_json(path) if path.is_file() else None
+    return _object(path, read_json(path)) if path.is_file() else None
+
+
+def _object(path: Path, value: Any) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(value.get(k, {}), dict) for k in ("recipe", "data")):
+        raise RunError(f"{path} is damaged (it holds {type(value).__name__} data, not what kit wrote); delete the run "
+                       "and train it again.")  # fmt: skip
+    return value

@@ -312,7 +312,7 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
                 f"Run '{run_id}' exists with a different recipe ({'; '.join(diff[:3])}); resume it with the "
                 "same options, or choose a new --run-id."
             )
-        return run_dir, runs.load_array(run_dir / "folds.npy")
+        return run_dir, runs.load_folds(run_dir)
     folds = assign_folds(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
     students = pseudo.prepare(r, folds, len(comp.test_images)) if r.pseudo else {}  # checked before writing
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -357,7 +357,9 @@ def merge(
     probs = {}
     for m in fold_metrics:
         member = run_dir / f"fold{m['fold']}"
-        probs[m["fold"]] = (runs.load_array(member / "val_probs.npy"), runs.load_array(member / "test_probs.npy"))
+        rows = int(runs.member_rows(folds, r.folds, m["fold"]).sum())
+        probs[m["fold"]] = (runs.load_array(member / "val_probs.npy", (rows, 10)),
+                            runs.load_array(member / "test_probs.npy", (len(comp.test_images), 10)))  # fmt: skip
     extra: dict[str, Any] = {}
     if r.families:
         combined = ensemble.combine_families(r, folds, probs, comp.train_labels)

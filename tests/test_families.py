@@ -234,6 +234,31 @@ def test_model_fit_keeps_training_the_live_weights_under_ema(env):
     assert all(np.allclose(v.numpy(), w) for v, w in zip(model.trainable_variables, live, strict=True))
 
 
+_GPU_LEADERBOARD = """
+import json
+import keras
+from kit import config, data, device, dispatch
+
+dev = device.configure(keras.backend.backend(), "gpu", ["cpu"], "auto")
+comp = data.head(data.load_competition(), 200)
+r = config.recipe("leaderboard", epochs=1, batch_size=50, folds=2)
+res = dispatch.train_run(r, comp, "gpu-leaderboard", dev)
+print("RESULT " + json.dumps({"policy": dev.policy, "feed": dev.feed, "members": res.metrics["members"],
+                              "families": sorted(res.metrics["families"]), "method": res.metrics["blend"]["method"]}))
+"""
+
+
+@pytest.mark.slow
+def test_gpu_configuration_trains_the_leaderboard_preset_on_the_cpu(env, sample):
+    """What a GPU runs (mixed float16, XLA, model.fit, 16 steps a call) for the GPU leaderboard preset, a step each."""
+    result = subprocess.run([sys.executable, "-c", _GPU_LEADERBOARD], env={**env, "KERAS_BACKEND": "tensorflow"},
+                            capture_output=True, text=True, timeout=900, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.split("RESULT ", 1)[1])
+    assert got["policy"] == "mixed_float16" and got["feed"] == "fit"
+    assert got["members"] == 6 and got["families"] == ["deotte", "kitnet", "m5"] and got["method"] == "mean"
+
+
 # -------------------------------------------------------------------------------------------- end to end
 
 

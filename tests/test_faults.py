@@ -1,7 +1,8 @@
-"""Property: damage any one file kit wrote (under runs/, the data directory or submissions/), by cutting it in half
-or overwriting it with random bytes, then run every command that reads such files. No command may end in a
-traceback: each either works on what is intact or stops with one line (a KitError, or an OSError that `kit.cli.main`
-turns into one line)."""
+"""Property: damage any one file kit wrote (under runs/, the data directory or submissions/), by cutting it in half,
+overwriting it with random bytes, or (for JSON and arrays) replacing it with one that parses but holds the wrong
+thing (JSON of another type, an array of another shape or dtype), then run every command that reads such files. No
+command may end in a traceback: each either works on what is intact or stops with one line (a KitError, or an OSError
+that `kit.cli.main` turns into one line), and `kit runs` still lists every run."""
 
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ COMMANDS = [
     ["download", "--sample"],
     ["validate", "{subs}/r1.csv"],
     ["train", "--run-id", "r1"],
+    ["runs"],
 ]
+# Files that parse but hold the wrong thing, for each kind of file kit reads back.
+WRONG = {".json": [b"[]", b'"text"', b'{"recipe": [], "data": 3}'],
+         ".npy": [np.zeros(7, np.float32), np.zeros((10, 10), np.float64), np.zeros((2, 3), np.int64)]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +74,24 @@ def test_damaging_any_file_never_ends_in_a_traceback(world, tmp_path, monkeypatc
     files = _files(world)
     assert len(files) > 20 and Path("runs/r1/fold1/model.keras") in files and Path("subs/leaderboard.csv") in files
     failures = []
-    for n, relative in enumerate(files):
+    cases = [(relative, "damaged") for relative in files]
+    typed = [relative for relative in files if relative.suffix in WRONG]  # one wrong-but-parsing variant each, in turn
+    cases += [(relative, n % len(WRONG[relative.suffix])) for n, relative in enumerate(typed)]
+    for n, (relative, kind) in enumerate(cases):
         here = tmp_path / str(n)
         shutil.copytree(world, here)
         for key, sub in (("KIT_DATA_DIR", "data"), ("KIT_RUNS_DIR", "runs"), ("KIT_SUBMISSIONS_DIR", "subs")):
             monkeypatch.setenv(key, str(here / sub))
         target = here / relative
         content = target.read_bytes()
-        if n % 2:
+        if kind != "damaged":
+            wrong = WRONG[relative.suffix][kind]
+            if isinstance(wrong, bytes):
+                target.write_bytes(wrong)
+            else:
+                np.save(target, wrong)
+            how = f"parses, holds {wrong[:20] if isinstance(wrong, bytes) else wrong.shape}"
+        elif n % 2:
             target.write_bytes(content[: len(content) // 2])
             how = "cut in half"
         else:
@@ -89,4 +104,8 @@ def test_damaging_any_file_never_ends_in_a_traceback(world, tmp_path, monkeypatc
                 failures.append(f"{relative} ({how}): kit {' '.join(command)}: {result.exception!r}")
             elif relative == Path("subs/r1.csv") and command[0] in ("validate", "submit") and result.exit_code == 0:
                 failures.append(f"{relative} ({how}): kit {' '.join(command)} passed a damaged submission")
+            elif command == ["runs"] and result.exit_code == 0 and relative.parts[:1] == ("runs",):
+                shown = [line for line in result.output.splitlines() if " r1" in line or "r1-predict" in line]
+                if len(shown) < 2:  # one damaged run never hides another
+                    failures.append(f"{relative} ({how}): kit runs lists {len(shown)} of the 2 runs")
     assert failures == [], "\n".join(failures)

@@ -140,6 +140,8 @@ def test_blend_never_overwrites_and_checks_before_writing(made, tmp_path):
         (["r1", "r1-predict", "--weights", "nan,1"], 2, "finite, non-negative"),
         (["r1", "r1-predict", "--weights", "inf,1"], 2, "finite, non-negative"),
         (["r1", "r1-predict", "--weights", "0,0"], 2, "not all 0"),
+        (["r1", "r1-predict", "--weights", "1e308,1e308"], 2, "their sum overflows"),
+        (["r1", "r1-predict", "--weights", "1e-320,1e300"], 2, "one of them would count as 0"),
         (["r1", "r1-predict", "-o", str(subs / "r1.csv")], 2, "already exists"),
     ]
     for args, code, needle in cases:
@@ -177,3 +179,34 @@ def test_predict_names_a_missing_or_torn_fold_model_and_writes_nothing(made, tmp
     before_runs.pop(str(model.relative_to(Path(env["KIT_RUNS_DIR"]))))
     assert _tree(Path(env["KIT_RUNS_DIR"])) == before_runs
     assert _tree(Path(env["KIT_SUBMISSIONS_DIR"])) == before_subs
+
+
+@pytest.mark.parametrize(
+    ("name", "array", "commands"),
+    [
+        (
+            "folds.npy",
+            np.zeros(10, np.int8),
+            (["predict", "r1-wrong"], ["report", "r1-wrong"], ["blend", "r1", "r1-wrong"]),
+        ),
+        ("folds.npy", np.zeros((3, 4), np.float32), (["predict", "r1-wrong"], ["report", "r1-wrong"])),
+        ("oof.npy", np.zeros(2000, np.float32), (["report", "r1-wrong"], ["blend", "r1", "r1-wrong"])),
+        ("oof.npy", np.zeros((10, 10), np.float32), (["report", "r1-wrong"], ["blend", "r1", "r1-wrong"])),
+        ("test_probs.npy", np.zeros((7, 3), np.float32), (["blend", "r1", "r1-wrong"], ["predict", "r1-wrong"])),
+    ],
+    ids=["folds-10-rows", "folds-float", "oof-1d", "oof-10x10", "test-probs-7x3"],
+)
+def test_an_array_of_the_wrong_shape_is_named_never_used(made, name, array, commands):
+    """A run array with the right name and the wrong shape, length or dtype: every command that reads it names it
+    and stops (a folds.npy of 10 entries made `kit predict` score 10 rows and succeed)."""
+    import shutil
+
+    env, run = made
+    wrong = Path(env["KIT_RUNS_DIR"]) / "r1-wrong"
+    shutil.rmtree(wrong, ignore_errors=True)
+    shutil.copytree(run, wrong)
+    np.save(wrong / name, array)
+    for command in commands:
+        result = run_kit(command, env)
+        assert result.returncode == 8, (command, result.stdout[-500:], result.stderr[-1500:])
+        assert name in result.stderr and "damaged" in result.stderr and "Traceback" not in result.stderr
