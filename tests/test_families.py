@@ -77,9 +77,10 @@ def _probs(labels: np.ndarray, accuracy: float, rng: np.random.Generator) -> np.
 def test_fitted_weights_never_blend_below_the_best_family():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 6000)
-    strong, noise = _probs(labels, 0.95, rng), _probs(labels, 0.10, rng)
+    strong = _probs(labels, 0.95, rng)
+    noise = np.eye(10, dtype=np.float32)[rng.integers(0, 10, len(labels))] * 0.9 + 0.01  # confident, mostly wrong
     fit = ensemble.fit_blend(np.stack([noise, strong]), labels)
-    assert fit.method == "fitted" and fit.weights[1] > 0.9
+    assert fit.method == "fitted" and fit.weights[1] > 0.5
     blended = np.tensordot(fit.weights, np.stack([noise, strong]), axes=1)
     best = (strong.argmax(1) == labels).mean()
     assert (blended.argmax(1) == labels).mean() >= best
@@ -88,6 +89,20 @@ def test_fitted_weights_never_blend_below_the_best_family():
     fit = ensemble.fit_blend(np.stack([a, b]), labels)
     blended = np.tensordot(fit.weights, np.stack([a, b]), axes=1)
     assert (blended.argmax(1) == labels).mean() > max((a.argmax(1) == labels).mean(), (b.argmax(1) == labels).mean())
+
+
+def test_a_less_confident_family_is_weighed_by_its_accuracy():
+    """Label smoothing makes a family's probabilities softer; weights chosen by log loss gave a 5-epoch Deotte net
+    (no smoothing) 0.97 of the weight against a more accurate kitnet, and the blend 69 more errors than kitnet."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, 6000)
+    sharp = _probs(labels, 0.88, rng) ** 4
+    sharp /= sharp.sum(1, keepdims=True)
+    soft = 0.5 * _probs(labels, 0.95, rng) + 0.05  # right more often, never confident
+    oofs = np.stack([soft, sharp])
+    fit = ensemble.fit_blend(oofs, labels)
+    blended = np.tensordot(fit.weights, oofs, axes=1)
+    assert (blended.argmax(1) == labels).mean() >= (soft.argmax(1) == labels).mean()
 
 
 def test_weights_that_would_overfit_are_not_used():
