@@ -171,7 +171,9 @@ def _summary(run: Path, row: dict[str, Any]) -> dict[str, Any]:
         done = sum(member_done(run, m) for m in range(total))
         row["model"] = " + ".join(families) if families else recipe.get("model", "?")
         if recipe.get("pseudo"):
-            row["model"] += f", students of {recipe['pseudo']}"
+            book = read_json(run / "pseudo.json") if (run / "pseudo.json").is_file() else {}
+            extra = f" (+{book['test_rows']:,} test rows)" if isinstance(book, dict) and "test_rows" in book else ""
+            row["model"] += f", students of {recipe['pseudo']}{extra}"
         row["members"] = f"{folds} x {repeats}" if repeats > 1 else str(folds)
         if families:
             row["epochs"] = "/".join(str(f.get("epochs", "?")) for f in families.values())

@@ -104,6 +104,8 @@ def test_students_do_not_learn_their_own_validation_labels_through_the_test_imag
     book = runs.read_json(runs.runs_dir() / "honest" / "pseudo.json")
     assert book["teacher"] == "teacher" and book["members"] == {"0": [0], "1": [1], "2": [2]}
     assert runs.read_json(runs.runs_dir() / "honest" / "fold0" / "metrics.json")["pseudo_rows"] == 600
+    listed = {row["id"]: row["model"] for row in runs.summaries()}
+    assert listed["honest"] == "seed, students of teacher (+600 test rows)"
 
     # the same students, each taught by every teacher member: two of the three trained on its validation rows
     real_assign = pseudo.assign
