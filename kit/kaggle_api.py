@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,10 +58,34 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def check_kaggle_json(path: Path) -> None:
+    """The kaggle.json the client will read, checked for what it needs (a JSON object with "username" and "key"):
+    one that is empty, not JSON or incomplete is named with what is wrong, instead of "no credentials found"."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialsError(f"{path} cannot be read ({exc}); download a new API token from {TOKEN_URL}.") from None
+    if not text.strip():
+        raise CredentialsError(f"{path} is empty; download a new API token from {TOKEN_URL} and save it there.")
+    try:
+        token = json.loads(text)
+    except ValueError:
+        raise CredentialsError(f"{path} is not JSON; it should be the kaggle.json downloaded from {TOKEN_URL} "
+                               '({"username": "...", "key": "..."}).') from None  # fmt: skip
+    missing = [k for k in ("username", "key") if not (isinstance(token, dict) and isinstance(token.get(k), str)
+                                                      and token[k].strip())]  # fmt: skip
+    if missing:
+        raise CredentialsError(f"{path} has no {' or '.join(repr(k) for k in missing)}; it needs both "
+                               f'"username" and "key": download a new API token from {TOKEN_URL}.')  # fmt: skip
+
+
 def client() -> Any:
     """An authenticated `kaggle.KaggleApi`, or a clear error."""
-    if find_credentials() is None:
+    source = find_credentials()
+    if source is None:
         raise CredentialsError(CREDENTIALS_HELP)
+    if source.endswith("kaggle.json"):
+        check_kaggle_json(Path(source))
     with _quiet():
         try:
             import kaggle  # authenticates on import; failures are swallowed there and re-raised below
@@ -95,9 +120,15 @@ def _http_error(exc: Any, what: str) -> Exception:
     status = exc.response.status_code if exc.response is not None else 0
     detail = str(exc).strip() or f"HTTP {status}"
     if status == 401:
+        source = find_credentials()
+        if source == "KAGGLE_API_TOKEN":
+            which, fix = "the token in KAGGLE_API_TOKEN", "set KAGGLE_API_TOKEN to it"
+        elif source == "KAGGLE_USERNAME/KAGGLE_KEY":
+            which, fix = "KAGGLE_USERNAME and KAGGLE_KEY", "set KAGGLE_USERNAME and KAGGLE_KEY to its values"
+        else:
+            which, fix = f"the credentials in {source}", f"replace {source} with it"
         return CredentialsError(
-            f"Kaggle rejected your credentials (401) when trying to {what}: create a new API token at "
-            f"{TOKEN_URL} and replace ~/.kaggle/kaggle.json (or KAGGLE_USERNAME/KAGGLE_KEY)."
+            f"Kaggle rejected {which} (401) when trying to {what}: create a new API token at {TOKEN_URL} and {fix}."
         )
     if status == 403:
         return KaggleError(

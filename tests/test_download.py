@@ -63,7 +63,7 @@ def test_no_credentials_explains_where_they_go_before_loading_anything_heavy(env
 @pytest.mark.parametrize(
     ("setup", "code", "needle"),
     [
-        (lambda f: {"KAGGLE_KEY": "wrong"}, 3, "rejected your credentials (401)"),
+        (lambda f: {"KAGGLE_KEY": "wrong"}, 3, "rejected KAGGLE_USERNAME and KAGGLE_KEY (401)"),
         (lambda f: setattr(f, "rules_accepted", False), 4, "competitions/digit-recognizer/rules"),
         (lambda f: setattr(f, "known_competitions", set()), 4, "(404)"),
         (lambda f: setattr(f, "zip_bytes", b"PK\x03\x04 this is not a zip"), 6, "corrupt or truncated"),
@@ -300,3 +300,39 @@ def test_install_decides_what_to_do_without_a_subprocess(tmp_path, tiny, monkeyp
     monkeypatch.setattr(kaggle_api, "download_competition", download_competition)
     fetched = data.install(dest, downloading=downloading)  # the sample is there: the real data replaces it
     assert fetched.new and fetched.meta["source"] == "kaggle" and opened == [True]
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"", "kaggle.json is empty"),
+        (b"username=alice key=secret", "kaggle.json is not JSON"),
+        (b'{"username": "alice"}', "kaggle.json has no 'key'"),
+        (b'["alice", "secret"]', "kaggle.json has no 'username' or 'key'"),
+    ],
+    ids=["empty", "not-json", "no-key", "a-list"],
+)
+def test_a_broken_kaggle_json_is_named_with_what_is_wrong(env, fake_kaggle, content, needle):
+    from pathlib import Path
+
+    folder = Path(env["HOME"]) / ".kaggle"
+    folder.mkdir()
+    (folder / "kaggle.json").write_bytes(content)
+    server = {
+        k: v for k, v in fake_kaggle.env().items() if not k.startswith("KAGGLE_") or k == "KAGGLE_API_ENVIRONMENT"
+    }
+    result = run_kit(["download"], {**env, **server})
+    assert result.returncode == 3, result.stderr
+    assert needle in result.stderr and str(folder / "kaggle.json") in result.stderr
+    assert "No Kaggle credentials found" not in result.stderr and "Traceback" not in result.stderr
+    assert fake_kaggle.calls == []
+
+
+def test_a_rejected_api_token_is_named_as_the_token(env, fake_kaggle):
+    """A KAGGLE_API_TOKEN Kaggle refuses is the token's fault: kit never sends the user to a kaggle.json."""
+    server = {
+        k: v for k, v in fake_kaggle.env().items() if not k.startswith("KAGGLE_") or k == "KAGGLE_API_ENVIRONMENT"
+    }
+    result = run_kit(["download"], {**env, **server, "KAGGLE_API_TOKEN": "KGAT_not_a_real_token"})
+    assert result.returncode == 3, result.stderr
+    assert "the token in KAGGLE_API_TOKEN" in result.stderr and "kaggle.json" not in result.stderr
