@@ -649,3 +649,10 @@ def test_member_rows_and_oof_accuracy():
     assert ensemble.oof_accuracy(oof, np.array([0, 1, 9, 3])) == pytest.approx(2 / 3)
     assert ensemble.oof_accuracy(oof, np.array([0, 1])) is None  # another data set's rows
     assert ensemble.oof_accuracy(np.full((2, 10), np.nan), np.array([0, 1])) is None
+
+
+@pytest.mark.parametrize("args", [["--limit", "25"], ["--folds", "50", "--limit", "100"]], ids=["holdout", "folds"])
+def test_an_error_found_after_keras_loads_leaves_no_run_behind(env, sample, args):
+    result = run_kit(["train", "--run-id", "half", "--epochs", "1", *args], env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert not (Path(env["KIT_RUNS_DIR"]) / "half").exists()
