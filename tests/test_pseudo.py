@@ -22,7 +22,10 @@ def _teacher(run_id: str, r: config.Recipe, folds: np.ndarray, test_rows: int = 
     for t in range(config.member_count(r) if done is None else done):
         (run / f"fold{t}").mkdir()
         runs.save_array(run / f"fold{t}" / "test_probs.npy", np.eye(10, dtype=np.float32)[np.full(test_rows, t % 10)])
-        runs.write_json(run / f"fold{t}" / "metrics.json", {"fold": t})
+        runs.write_json(
+            run / f"fold{t}" / "metrics.json",
+            {"fold": t, "accuracy": 0.9, "val_rows": 1, "images_per_s": 1.0, "seconds": 1.0},
+        )
     return run
 
 

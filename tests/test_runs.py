@@ -21,7 +21,9 @@ def _run(name: str, created: str, config: dict, metrics: dict | None = None, don
         (folder / "metrics.json").write_text(json.dumps(metrics))
     for member in range(done):
         (folder / f"fold{member}").mkdir()
-        (folder / f"fold{member}" / "metrics.json").write_text(json.dumps({"fold": member}))
+        (folder / f"fold{member}" / "metrics.json").write_text(
+            json.dumps({"fold": member, "accuracy": 0.99, "val_rows": 1, "images_per_s": 1.0, "seconds": 1.0})
+        )
 
 
 def _world() -> None:

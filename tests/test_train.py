@@ -495,6 +495,9 @@ def test_too_few_rows_and_a_bad_seed_are_usage_errors():
         config.recipe("kitnet", seed=-1)
 
 
+DONE = {"fold": 0, "accuracy": 0.99, "val_rows": 1, "images_per_s": 1.0, "seconds": 1.0}  # a complete member's
+
+
 def test_damaged_json_in_a_run(env):
     from kit import paths, runs
     from kit.errors import RunError
@@ -503,7 +506,7 @@ def test_damaged_json_in_a_run(env):
     for name, created in (("good", "2026-01-01T00:00:00Z"), ("damaged", "2026-02-01T00:00:00Z")):
         (root / name / "fold0").mkdir(parents=True)
         (root / name / "config.json").write_text(json.dumps({"kind": "train", "created_utc": created}))
-        (root / name / "fold0" / "metrics.json").write_text(json.dumps({"fold": 0}))
+        (root / name / "fold0" / "metrics.json").write_text(json.dumps(DONE))
     (root / "damaged" / "config.json").write_text('{"kind": "tra')  # torn
     (root / "damaged" / "fold0" / "metrics.json").write_bytes(b"\xff\xfe")
     assert runs.resolve(None).name == "good"  # a damaged run is never the latest
