@@ -109,7 +109,7 @@ def call(fn: Callable[..., T], what: str, *args: Any, **kwargs: Any) -> T:
             return fn(*args, **kwargs)
     except requests.HTTPError as exc:
         raise _http_error(exc, what) from None
-    except (requests.ConnectionError, requests.Timeout) as exc:
+    except requests.RequestException as exc:  # refused, reset, timed out, cut mid-reply: never a folder problem
         raise OfflineError(
             f"Could not reach Kaggle to {what} ({type(exc).__name__}); check your internet connection "
             "(and any proxy settings), then try again."
@@ -216,10 +216,10 @@ def upload(api: Any, csv_path: Path, message: str) -> int:
         if "allowance" in text or "limit" in text:
             raise QuotaError(f"Kaggle refused the submission: {exc}") from None
         raise _http_error(exc, "submit") from None
-    except (requests.ConnectionError, requests.Timeout):
+    except requests.RequestException as exc:
         raise OfflineError(
-            "Could not reach Kaggle to submit; check your internet connection, then run `kit leaderboard "
-            "--sync` to see whether the submission arrived before submitting again."
+            f"The connection to Kaggle broke while submitting ({type(exc).__name__}), so the submission may have "
+            "been created: run `kit leaderboard --sync` (it fills in its ref and score) before submitting again."
         ) from None
     ref = int(getattr(response, "ref", 0) or 0)
     if not ref:

@@ -126,6 +126,11 @@ def submit(
             state = kaggle_api.wait_for_score(api, ref, timeout, on_poll)
         except KitError as exc:
             ledger.update(row, error=f"lost contact while waiting for the score: {exc}")
+            if isinstance(exc, OfflineError):  # the submission exists: say so, never "try again"
+                raise OfflineError(
+                    f"Submission {ref} was made, but Kaggle stopped answering while kit waited for its score; "
+                    "`kit leaderboard --sync` fills the score in later (do not submit the file again)."
+                ) from None
             raise
         ledger.update(
             row, status=state["status"], public_score=state["public_score"],

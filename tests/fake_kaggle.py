@@ -43,6 +43,7 @@ class FakeKaggle:
         self.rules_accepted = True
         self.known_competitions = {COMPETITION}
         self.die_after: str | None = None  # method name after which every request is dropped
+        self.die_during: str | None = None  # method name whose reply is never sent (it takes effect), then all dropped
         self.dead = False
         self.polls_until_scored = 1  # GetSubmission answers PENDING this many times first
         self.calls: list[str] = []  # "Service/Method", "PUT /upload/..", "GET /storage/.."
@@ -179,6 +180,14 @@ class FakeKaggle:
                 handler = getattr(self, f"_{method}", None)
                 if handler is None:
                     self._error(404, f"Unknown method {service_method}")
+                elif fake.die_during == method:  # the call takes effect; its reply is lost with the connection
+                    self._send = lambda *args, **kwargs: None
+                    with fake._lock:
+                        handler(body)
+                        fake.dead = True
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 else:
                     with fake._lock:
                         handler(body)

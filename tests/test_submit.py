@@ -141,7 +141,9 @@ def test_server_dies_after_upload_leaves_pending_then_sync_settles_it(env, insta
     fake_kaggle.die_after = "CreateSubmission"
     path, expected = _good(tmp_path, fake_kaggle)
     result = _kit(["submit", str(path)], env, fake_kaggle)
-    assert result.returncode == 5 and "Could not reach Kaggle" in result.stderr
+    ref = str(fake_kaggle.submissions[0]["ref"])
+    assert result.returncode == 5 and f"Submission {ref} was made" in result.stderr, result.stderr
+    assert "kit leaderboard --sync" in result.stderr and "try again" not in result.stderr
     (row,) = ledger.rows()
     assert row["status"] == "pending" and row["ref"] == str(fake_kaggle.submissions[0]["ref"])
     assert row["public_score"] == ""
@@ -302,3 +304,20 @@ def test_leaderboard_csv_of_a_log_in_another_encoding_is_one_line(env, installed
     log.write_bytes(",".join(ledger.COLUMNS).encode() + b"\nabc,2026,run\xe9,f,s,m,,,,,,\n")
     result = _kit(["leaderboard", "--csv"], env, fake_kaggle)
     assert result.returncode == 6 and "cannot be read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_connection_cut_while_the_submission_is_created_says_it_may_exist(env, installed, fake_kaggle, tmp_path):
+    """CreateSubmission takes effect and its reply is lost: one line, exit 5, 'may have been created', the --sync
+    that settles it, never a folder problem or 'try again'; the row stays pending and --sync finds the submission."""
+    fake_kaggle.die_during = "CreateSubmission"
+    path, expected = _good(tmp_path, fake_kaggle)
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 5, result.stderr
+    assert "may have been created" in result.stderr and "kit leaderboard --sync" in result.stderr
+    assert "try again" not in result.stderr and "writable" not in result.stderr and "Traceback" not in result.stderr
+    assert len(fake_kaggle.submissions) == 1 and ledger.rows()[0]["status"] == "pending"
+    fake_kaggle.dead, fake_kaggle.die_during = False, None
+    fake_kaggle.submissions[0]["polls"] = 5
+    synced = _kit(["leaderboard", "--sync"], env, fake_kaggle)
+    assert synced.returncode == 0, synced.stderr
+    assert [r["public_score"] for r in ledger.rows()] == [expected]
