@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,17 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
 
 def _save_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarray | None, test: np.ndarray,
                   metrics: dict, out: Path | None = None) -> Path:  # fmt: skip
+    """Write a derived run into `target` (made by runs.create), config.json last; on any failure (a full disk,
+    Ctrl-C) the half-made run folder goes, so no run without its config.json is left behind."""
+    try:
+        return _write_derived(target, config, folds, oof, test, metrics, out)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def _write_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarray | None, test: np.ndarray,
+                   metrics: dict, out: Path | None) -> Path:  # fmt: skip
     runs.save_array(target / "folds.npy", folds)
     if oof is not None:
         runs.save_array(target / "oof.npy", oof)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kit import paths
+from kit import paths, runs
 from kit.errors import DataError
 
 COLUMNS = [
@@ -65,12 +65,7 @@ def _write(target: Path, rows: list[dict[str, str]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(buffer.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    runs.write_atomic(target, buffer.getvalue().encode())
 
 
 def rows() -> list[dict[str, str]]:

@@ -17,7 +17,9 @@ A blend (kit blend) is a run too: config.json says {"kind": "blend", ...}, with 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import io
 import json
 import os
 import re
@@ -277,26 +279,31 @@ def load_folds(run: Path) -> np.ndarray:
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    write_atomic(path, buffer.getvalue())
 
 
-def _atomic(path: Path, payload: bytes) -> None:
+def write_atomic(path: Path, payload: bytes) -> None:
+    """Write a file whole or not at all (a temp file beside it, synced, then renamed): readers never see half of
+    it, and a failure (a full disk, Ctrl-C) leaves no temp file. A full disk is a RunError naming the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise RunError(f"{path.parent} is full (no space left on its disk); free some space, or point "
+                           "KIT_RUNS_DIR / KIT_SUBMISSIONS_DIR elsewhere.") from None  # fmt: skip
         raise
+
+
+_atomic = write_atomic
 
 
 def _jsonable(value: Any) -> Any:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from kit import runs
 from kit.errors import DataError
 
 HEADER = "ImageId,Label"
@@ -24,11 +24,8 @@ def expected_rows(data_dir: Path | None = None) -> int:
 def write(labels: np.ndarray, path: Path) -> Path:
     """Write predicted labels (one per test row, in test.csv order) as ImageId,Label; atomic."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = HEADER + "\n" + "".join(f"{i},{int(v)}\n" for i, v in enumerate(labels, start=1))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(body)
-    os.replace(tmp, path)
+    runs.write_atomic(path, body.encode())
     return path
 
 
