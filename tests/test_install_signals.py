@@ -47,8 +47,11 @@ def test_a_signal_at_any_step_of_the_swap_keeps_the_old_data_or_the_new(
     dest = tmp_path / "digit-recognizer"
     data.install_folder(_copy(sources[0], tmp_path, "first"), dest, "zip")
     old_test = data.load_competition(dest).test_images
-    # kit's CLI turns SIGTERM into SystemExit(143), as it does for `kit download`
+    # kit's CLI turns SIGTERM into SystemExit(143), as it does for `kit download`; SIGINT is Python's own Ctrl-C
+    # (set here too: a library loaded by an earlier test in this process may have replaced it)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
     real = {"mkdtemp": tempfile.mkdtemp, "replace": os.replace, "rmtree": shutil.rmtree}
     seen: dict[str, int] = {}
@@ -83,6 +86,8 @@ def test_a_signal_at_any_step_of_the_swap_keeps_the_old_data_or_the_new(
                 pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         monkeypatch.undo()
     assert (step, when) in {(s, w) for s, w in STEPS} and seen, "the hook never fired"
 
