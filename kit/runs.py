@@ -210,12 +210,12 @@ def write_member(run_dir: Path, member: int, files: dict[str, bytes]) -> None:
     for name in sorted(files, key=lambda name: name == "metrics.json"):
         if "/" in name or name.startswith("."):
             raise RunError(f"Member {member} came back with a file kit does not write ({name!r}).")
-        _atomic(fold_dir / name, files[name])
+        write_atomic(fold_dir / name, files[name])
 
 
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically (temp file + rename): readers never see half a file."""
-    _atomic(path, (json.dumps(payload, indent=2, default=_jsonable) + "\n").encode())
+    write_atomic(path, (json.dumps(payload, indent=2, default=_jsonable) + "\n").encode())
 
 
 def read_json(path: Path) -> Any:
@@ -301,9 +301,6 @@ def write_atomic(path: Path, payload: bytes) -> None:
             raise RunError(f"{path.parent} is full (no space left on its disk); free some space, or point "
                            "KIT_RUNS_DIR / KIT_SUBMISSIONS_DIR elsewhere.") from None  # fmt: skip
         raise
-
-
-_atomic = write_atomic
 
 
 def _jsonable(value: Any) -> Any:
