@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import signal
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +77,52 @@ def run_kit(args: list[str], env: dict[str, str], timeout: float = 300) -> subpr
     return subprocess.run(
         [sys.executable, "-m", "kit", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )
+
+
+@dataclass
+class Ran:
+    """What a `kit` command did: the fields of subprocess.CompletedProcess that tests read."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def kit_here(args: list[str], env: dict[str, str]) -> Ran:
+    """`kit ARGS` run by `kit.cli.main` in this process, with `env` as the whole environment for its duration: what
+    `run_kit` does, without a new interpreter and TensorFlow's start-up (7 s each here). For commands that need no
+    process of their own: not the Kaggle client (it reads its environment once, at import), not signals, not a
+    backend other than this process's. An exception that main lets through is a traceback on stderr and exit 1, as
+    it would be in a process of its own."""
+    from kit import cli
+
+    saved_env, saved_argv, saved_term = dict(os.environ), sys.argv, signal.getsignal(signal.SIGTERM)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = 0
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = ["kit", *args]
+    width = int(env.get("COLUMNS", "200"))
+    widths = cli.out.width, cli.err.width
+    cli.out.width = cli.err.width = width
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                cli.main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+            except BaseException:  # noqa: BLE001 - what a process of its own would print before dying
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        signal.signal(signal.SIGTERM, saved_term)
+        cli.out.width, cli.err.width = widths
+        if "keras" in sys.modules:  # `kit train` sets Keras' global precision policy; the next test expects float32
+            sys.modules["keras"].mixed_precision.set_global_policy("float32")
+    return Ran(["kit", *args], code, stdout.getvalue(), stderr.getvalue())

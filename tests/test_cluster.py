@@ -17,6 +17,8 @@ from kit import cluster, data
 from kit.errors import OfflineError, UsageError
 from tests.conftest import ROOT, run_kit
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time: two at once on 2 cores time out
+
 # Ray keeps every address of a cluster on 127.0.0.1 with this (meant for Windows and macOS, where multi-node clusters
 # are opt-in); tests talk to loopback only.
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}

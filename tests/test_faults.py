@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from kit import data, ledger
 from kit.errors import KitError
-from tests.conftest import ROOT, run_kit
+from tests.conftest import ROOT, kit_here
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def world(tmp_path_factory) -> Path:
                KIT_SUBMISSIONS_DIR=str(root / "subs"), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))  # fmt: skip
     data.install_sample(root / "data")
     for args in (["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed"], ["predict", "r1"]):
-        done = run_kit(args, env)
+        done = kit_here(args, env)
         assert done.returncode == 0, done.stderr
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KIT_SUBMISSIONS_DIR", str(root / "subs"))
@@ -66,7 +66,11 @@ def _float32_afterwards():
     keras.mixed_precision.set_global_policy("float32")  # `kit train` in this process set the policy
 
 
-def test_damaging_any_file_never_ends_in_a_traceback(world, tmp_path, monkeypatch):
+SHARDS = 4  # the cases in four tests, which `pytest -n` spreads over its workers
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_damaging_any_file_never_ends_in_a_traceback(world, tmp_path, monkeypatch, shard):
     from kit import cli
 
     runner = CliRunner()
@@ -77,7 +81,7 @@ def test_damaging_any_file_never_ends_in_a_traceback(world, tmp_path, monkeypatc
     cases = [(relative, "damaged") for relative in files]
     typed = [relative for relative in files if relative.suffix in WRONG]  # one wrong-but-parsing variant each, in turn
     cases += [(relative, n % len(WRONG[relative.suffix])) for n, relative in enumerate(typed)]
-    for n, (relative, kind) in enumerate(cases):
+    for n, (relative, kind) in list(enumerate(cases))[shard::SHARDS]:
         here = tmp_path / str(n)
         shutil.copytree(world, here)
         for key, sub in (("KIT_DATA_DIR", "data"), ("KIT_RUNS_DIR", "runs"), ("KIT_SUBMISSIONS_DIR", "subs")):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kit import data, submission
-from tests.conftest import ROOT, run_kit
+from tests.conftest import ROOT, kit_here
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def made(tmp_path_factory):
                KIT_SUBMISSIONS_DIR=str(root / "subs"), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT),
                COLUMNS="200")  # fmt: skip
     data.install_sample(Path(env["KIT_DATA_DIR"]))
-    result = run_kit(["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed"], env)
+    result = kit_here(["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed"], env)
     assert result.returncode == 0, result.stderr
     return env, Path(env["KIT_RUNS_DIR"]) / "r1"
 
@@ -39,7 +39,7 @@ def in_env(made, monkeypatch):
 
 def test_report_pictures_and_tables(made):
     env, run = made
-    result = run_kit(["report"], env)  # the latest run
+    result = kit_here(["report"], env)  # the latest run
     assert result.returncode == 0, result.stderr
     assert "precision" in result.stdout and "most confused" in result.stdout
     import matplotlib.image
@@ -83,14 +83,14 @@ def _run_dir(stdout: str) -> Path:
 
 def test_predict_tta_cli(made):
     env, run = made
-    result = run_kit(["predict", "r1", "--tta"], env)
+    result = kit_here(["predict", "r1", "--tta"], env)
     assert result.returncode == 0, result.stderr
     assert "CV (OOF) r1" in result.stdout and "r1-tta" in result.stdout and "test labels that changed" in result.stdout
     derived = _run_dir(result.stdout)
     submission.validate(Path(env["KIT_SUBMISSIONS_DIR"]) / f"{derived.name}.csv", 500)
     config = json.loads((derived / "config.json").read_text())
     assert config["kind"] == "predict" and config["source"] == "r1" and len(config["views"]) == 7
-    again = run_kit(["predict", "r1", "--tta"], env)  # a second prediction is a new run, never over the first
+    again = kit_here(["predict", "r1", "--tta"], env)  # a second prediction is a new run, never over the first
     assert again.returncode == 0 and _run_dir(again.stdout) != derived and (derived / "config.json").is_file()
 
 
@@ -111,16 +111,16 @@ def test_blend_of_a_run_with_its_plain_prediction_is_the_run(in_env):
 
 def test_blend_cli_records_a_blend_run(made, tmp_path):
     env, _ = made
-    assert run_kit(["predict", "r1"], env).returncode == 0
+    assert kit_here(["predict", "r1"], env).returncode == 0
     out = tmp_path / "my-blend.csv"
-    result = run_kit(["blend", "r1", "r1-predict", "--weights", "2,1", "-o", str(out)], env)
+    result = kit_here(["blend", "r1", "r1-predict", "--weights", "2,1", "-o", str(out)], env)
     assert result.returncode == 0, result.stderr
     assert "blend" in result.stdout and "r1-predict" in result.stdout
     submission.validate(out, 500)
     config = json.loads((_run_dir(result.stdout) / "config.json").read_text())
     assert config["kind"] == "blend" and config["inputs"] == ["r1", "r1-predict"]
     assert config["weights"] == pytest.approx([2 / 3, 1 / 3])
-    bad = run_kit(["blend", "r1"], env)
+    bad = kit_here(["blend", "r1"], env)
     assert bad.returncode == 2 and "at least two runs" in bad.stderr
 
 
@@ -133,7 +133,7 @@ def test_blend_never_overwrites_and_checks_before_writing(made, tmp_path):
     runs and submissions are untouched, and nothing new is written."""
     env, run = made
     runs_root, subs = Path(env["KIT_RUNS_DIR"]), Path(env["KIT_SUBMISSIONS_DIR"])
-    assert run_kit(["predict", "r1"], env).returncode == 0
+    assert kit_here(["predict", "r1"], env).returncode == 0
     before_runs, before_subs = _tree(runs_root), _tree(subs)
     cases = [
         (["r1", "r1"], 2, "named more than once"),
@@ -145,12 +145,12 @@ def test_blend_never_overwrites_and_checks_before_writing(made, tmp_path):
         (["r1", "r1-predict", "-o", str(subs / "r1.csv")], 2, "already exists"),
     ]
     for args, code, needle in cases:
-        result = run_kit(["blend", *args], env)
+        result = kit_here(["blend", *args], env)
         assert result.returncode == code and needle in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
     assert _tree(runs_root) == before_runs and _tree(subs) == before_subs
 
-    named = run_kit(["blend", "r1", "r1-predict", "-o", str(tmp_path / "r1.csv")], env)  # NAME = an existing run
+    named = kit_here(["blend", "r1", "r1-predict", "-o", str(tmp_path / "r1.csv")], env)  # NAME = an existing run
     assert named.returncode == 0, named.stderr
     assert json.loads((run / "config.json").read_text())["kind"] == "train"
     assert {k: v for k, v in _tree(runs_root).items() if k.startswith("r1/")} == {
@@ -169,10 +169,10 @@ def test_predict_names_a_missing_or_torn_fold_model_and_writes_nothing(made, tmp
     model = broken / "fold1" / "model.keras"
     model.write_bytes(model.read_bytes()[:1000])  # torn: Ctrl-C while it was written
     before_runs, before_subs = _tree(Path(env["KIT_RUNS_DIR"])), _tree(Path(env["KIT_SUBMISSIONS_DIR"]))
-    torn = run_kit(["predict", "r1-broken"], env)
+    torn = kit_here(["predict", "r1-broken"], env)
     assert torn.returncode == 8 and "model of fold 1" in torn.stderr and "cannot be read" in torn.stderr
     model.unlink()
-    missing = run_kit(["predict", "r1-broken", "--tta"], env)
+    missing = kit_here(["predict", "r1-broken", "--tta"], env)
     assert missing.returncode == 8 and "no model for fold 1" in missing.stderr, missing.stderr
     for result in (torn, missing):
         assert "Traceback" not in result.stderr
@@ -207,6 +207,6 @@ def test_an_array_of_the_wrong_shape_is_named_never_used(made, name, array, comm
     shutil.copytree(run, wrong)
     np.save(wrong / name, array)
     for command in commands:
-        result = run_kit(command, env)
+        result = kit_here(command, env)
         assert result.returncode == 8, (command, result.stdout[-500:], result.stderr[-1500:])
         assert name in result.stderr and "damaged" in result.stderr and "Traceback" not in result.stderr

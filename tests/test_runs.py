@@ -10,7 +10,7 @@ import json
 import pytest
 
 from kit import ledger, paths, runs
-from tests.conftest import run_kit
+from tests.conftest import kit_here
 
 
 def _run(name: str, created: str, config: dict, metrics: dict | None = None, done: int = 0) -> None:
@@ -57,14 +57,14 @@ def test_summaries_list_every_run_newest_first(env):
 
 def test_kit_runs_table_and_csv(env):
     _world()
-    table = run_kit(["runs"], env)
+    table = kit_here(["runs"], env)
     assert table.returncode == 0, table.stderr
     for needle in ("3/5 folds", "5 x 3", "99.680 %", "30.0 min", "0.99750", "damaged", "big + big-tta"):
         assert needle in table.stdout, needle
-    as_csv = run_kit(["runs", "--csv"], env)
+    as_csv = kit_here(["runs", "--csv"], env)
     parsed = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert [r["id"] for r in parsed][:2] == ["mix", "big-tta"] and parsed[3]["members"] == "5 x 3"
-    empty = run_kit(["runs"], {**env, "KIT_RUNS_DIR": env["KIT_RUNS_DIR"] + "-none"})
+    empty = kit_here(["runs"], {**env, "KIT_RUNS_DIR": env["KIT_RUNS_DIR"] + "-none"})
     assert empty.returncode == 0 and "No runs in" in empty.stdout
 
 

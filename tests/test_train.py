@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from kit import config, data, submission
-from tests.conftest import ROOT, run_kit
+from tests.conftest import ROOT, kit_here
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_fit_trains_a_real_model_on_every_batch():
 @pytest.mark.slow
 def test_kfold_run_writes_every_artifact(env, sample):
     args = ["train", "--folds", "3", "--epochs", "1", "--run-id", "k3", "--batch-size", "64", "--jobs", "2"]
-    result = run_kit(args, env)
+    result = kit_here(args, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "device" in result.stdout and "CV (OOF)" in result.stdout
     assert "2 folds at once, in separate processes" in result.stdout  # the device line says what it will do
@@ -178,7 +178,7 @@ def test_training_with_tta_saves_tta_probabilities(env, sample):
     from kit import ensemble
 
     args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "t2", "--batch-size", "64", "--tta"]
-    result = run_kit(args, env)
+    result = kit_here(args, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "without TTA" in result.stdout
     run = Path(env["KIT_RUNS_DIR"]) / "t2"
@@ -201,7 +201,7 @@ def test_training_with_tta_saves_tta_probabilities(env, sample):
 @pytest.mark.slow
 def test_single_fold_then_resume_completes_the_run(env, sample):
     args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "split", "--model", "seed"]
-    first = run_kit([*args, "--fold", "1"], env)
+    first = kit_here([*args, "--fold", "1"], env)
     assert first.returncode == 0, first.stderr
     assert "1/2 folds complete" in first.stdout
     run = Path(env["KIT_RUNS_DIR"]) / "split"
@@ -209,10 +209,10 @@ def test_single_fold_then_resume_completes_the_run(env, sample):
     assert not (run / "oof.npy").exists()
     stamp = (run / "fold1" / "metrics.json").stat().st_mtime_ns
 
-    clash = run_kit(["train", "--run-id", "split", "--epochs", "2"], env)
+    clash = kit_here(["train", "--run-id", "split", "--epochs", "2"], env)
     assert clash.returncode == 8 and "different recipe" in clash.stderr
 
-    resumed = run_kit(["train", "--run-id", "split"], env)  # the saved recipe is reused
+    resumed = kit_here(["train", "--run-id", "split"], env)  # the saved recipe is reused
     assert resumed.returncode == 0, resumed.stderr
     assert (run / "fold1" / "metrics.json").stat().st_mtime_ns == stamp  # fold 1 was not retrained
     assert not np.isnan(np.load(run / "oof.npy")).any()
@@ -221,7 +221,7 @@ def test_single_fold_then_resume_completes_the_run(env, sample):
 
 @pytest.mark.slow
 def test_holdout_run_and_usage_errors(env, sample):
-    result = run_kit(["train", "--epochs", "1", "--run-id", "hold", "--limit", "600", "--no-tta"], env)
+    result = kit_here(["train", "--epochs", "1", "--run-id", "hold", "--limit", "600", "--no-tta"], env)
     assert result.returncode == 0, result.stderr
     assert "holdout" in result.stdout and "without TTA" not in result.stdout
     run = Path(env["KIT_RUNS_DIR"]) / "hold"
@@ -230,16 +230,16 @@ def test_holdout_run_and_usage_errors(env, sample):
     fold_metrics = json.loads((run / "fold0" / "metrics.json").read_text())
     assert fold_metrics["tta_views"] == 1 and fold_metrics["accuracy_plain"] == fold_metrics["accuracy"]
     # the run used the first 600 rows: report and predict apply that themselves
-    reported = run_kit(["report", "hold"], env)
+    reported = kit_here(["report", "hold"], env)
     assert reported.returncode == 0, reported.stderr
     assert "60 OOF rows" in reported.stdout
-    predicted = run_kit(["predict", "hold"], env)
+    predicted = kit_here(["predict", "hold"], env)
     assert predicted.returncode == 0, predicted.stderr
     assert (Path(env["KIT_RUNS_DIR"]) / "hold-predict" / "oof.npy").is_file()
 
-    no_id = run_kit(["train", "--fold", "0"], env)
+    no_id = kit_here(["train", "--fold", "0"], env)
     assert no_id.returncode == 2 and "--fold needs --run-id" in no_id.stderr
-    bad = run_kit(["train", "--precision", "int8"], env)
+    bad = kit_here(["train", "--precision", "int8"], env)
     assert bad.returncode == 2 and "--precision 'int8': must be one of" in bad.stderr
 
 
@@ -383,7 +383,7 @@ def test_a_run_being_trained_elsewhere_is_one_line(env, sample):
     run = Path(env["KIT_RUNS_DIR"]) / "busy"
     run.mkdir(parents=True)
     with runs.fold_locks(run, [1]):  # another `kit train --run-id busy` holds fold 1
-        result = run_kit(["train", "--folds", "2", "--epochs", "1", "--run-id", "busy", "--model", "seed"], env)
+        result = kit_here(["train", "--folds", "2", "--epochs", "1", "--run-id", "busy", "--model", "seed"], env)
     assert result.returncode == 8, result.stdout + result.stderr
     assert "Fold 1 of run busy is being trained by another kit process" in result.stderr
     assert "Traceback" not in result.stderr and not (run / "fold0" / "metrics.json").exists()
@@ -437,15 +437,15 @@ def test_repeated_kfold_averages_every_rows_oof_over_its_repeats(env, sample):
     """--folds 2 --repeats 2: 4 members on two differently seeded splits; each row's OOF is the mean of its two
     out-of-fold members, the test probabilities the mean of all four; resume skips complete members."""
     args = ["train", "--folds", "2", "--repeats", "2", "--epochs", "1", "--run-id", "rep", "--model", "seed"]
-    first = run_kit([*args, "--fold", "3"], env)
+    first = kit_here([*args, "--fold", "3"], env)
     assert first.returncode == 0, first.stderr
     assert "1/4 folds complete" in first.stdout and "2 fold(s) x 2 repeats" in first.stdout
     run = Path(env["KIT_RUNS_DIR"]) / "rep"
     stamp = (run / "fold3" / "metrics.json").stat().st_mtime_ns
-    bad = run_kit(["train", "--run-id", "rep", "--fold", "4"], env)
+    bad = kit_here(["train", "--run-id", "rep", "--fold", "4"], env)
     assert bad.returncode == 2 and "--fold 4: must be between 0 and 3" in bad.stderr
 
-    rest = run_kit(["train", "--run-id", "rep", "--jobs", "2"], env)
+    rest = kit_here(["train", "--run-id", "rep", "--jobs", "2"], env)
     assert rest.returncode == 0, rest.stderr
     assert (run / "fold3" / "metrics.json").stat().st_mtime_ns == stamp  # member 3 was not retrained
     folds = np.load(run / "folds.npy")
@@ -466,7 +466,7 @@ def test_repeated_kfold_averages_every_rows_oof_over_its_repeats(env, sample):
         (oof.argmax(1) == sample.train_labels).mean()
     )
     submission.validate(Path(env["KIT_SUBMISSIONS_DIR"]) / "rep.csv", len(sample.test_images))
-    predicted = run_kit(["predict", "rep"], env)  # the four saved members re-predict the same thing
+    predicted = kit_here(["predict", "rep"], env)  # the four saved members re-predict the same thing
     assert predicted.returncode == 0, predicted.stderr
     np.testing.assert_allclose(np.load(Path(env["KIT_RUNS_DIR"]) / "rep-predict" / "oof.npy"), oof, atol=1e-4)
 
@@ -521,13 +521,13 @@ def test_damaged_json_in_a_run(env):
 def test_unwritable_places_and_too_few_rows_are_one_line(env, sample, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    runs_file = run_kit(["train", "--epochs", "1", "--limit", "300", "--model", "seed"],
+    runs_file = kit_here(["train", "--epochs", "1", "--limit", "300", "--model", "seed"],
                         {**env, "KIT_RUNS_DIR": str(blocker)})  # fmt: skip
     assert runs_file.returncode != 0 and "Traceback" not in runs_file.stderr, runs_file.stderr
     assert "a-file" in runs_file.stderr
-    few = run_kit(["train", "--limit", "20", "--epochs", "1"], env)
+    few = kit_here(["train", "--limit", "20", "--epochs", "1"], env)
     assert few.returncode == 2 and "use a larger --limit" in few.stderr and "Traceback" not in few.stderr
-    seed = run_kit(["train", "--seed", "-1"], env)
+    seed = kit_here(["train", "--seed", "-1"], env)
     assert seed.returncode == 2 and "--seed -1: must be a whole number in" in seed.stderr
 
 
@@ -656,6 +656,6 @@ def test_member_rows_and_oof_accuracy():
 
 @pytest.mark.parametrize("args", [["--limit", "25"], ["--folds", "50", "--limit", "100"]], ids=["holdout", "folds"])
 def test_an_error_found_after_keras_loads_leaves_no_run_behind(env, sample, args):
-    result = run_kit(["train", "--run-id", "half", "--epochs", "1", *args], env)
+    result = kit_here(["train", "--run-id", "half", "--epochs", "1", *args], env)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert not (Path(env["KIT_RUNS_DIR"]) / "half").exists()
