@@ -111,7 +111,7 @@ class BatchNorm(layers.BatchNormalization):
         return (
             keras.backend.backend() == "tensorflow"
             and mask is None
-            and not self.renorm
+            and not getattr(self, "renorm", False)  # no `renorm` in Keras 3.13 (Kaggle's)
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)
         )
