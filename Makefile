@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.kit-installed
 
-.PHONY: venv demo test test-fast lint format download train submit bench clean
+.PHONY: venv demo test test-fast test-kaggle-versions lint format download train submit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,21 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Kaggle's GPU image (where `kit train --kaggle` runs) has TensorFlow 2.20 and Keras 3.13, and the typer and rich of
+# Kaggle/docker-python's installed_cpu_packages.txt: kit never needs newer. A second environment with exactly those,
+# the GPU configuration forced on the CPU, every family, a tiny training through the CLI.
+KAGGLE_VENV ?= .venv-kaggle
+KAGGLE_PINS  = 'tensorflow==2.20.*' 'keras==3.13.*' 'typer==0.24.*' 'rich==13.9.*'
+test-kaggle-versions:
+	test -x $(KAGGLE_VENV)/bin/python || $(PYTHON) -m venv $(KAGGLE_VENV)
+	$(KAGGLE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(KAGGLE_VENV)/bin/python -m pip install --quiet $(KAGGLE_PINS) 'pytest>=8' -e .
+	$(KAGGLE_VENV)/bin/python -c "import keras, tensorflow as tf; print('kaggle versions: tensorflow', tf.__version__, 'keras', keras.__version__)"
+	$(KAGGLE_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+		"tests/test_train.py::test_gpu_configuration_trains_the_default_recipe_on_the_cpu[tensorflow]" \
+		"tests/test_families.py::test_every_family_trains_on_each_backend[tensorflow]" \
+		tests/test_train.py::test_holdout_run_and_usage_errors
+
 lint: $(STAMP)
 	$(BIN)/ruff check kit tests
 	$(BIN)/ruff format --check kit tests
@@ -49,4 +64,4 @@ bench: $(STAMP)
 	$(BIN)/python -m kit.bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(KAGGLE_VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -202,6 +202,15 @@ def train(
             "results come back to this machine's runs/. Needs pip install 'kit[ray]'.",
         ),
     ] = None,
+    kaggle: Annotated[
+        bool,
+        typer.Option(
+            "--kaggle",
+            help="Train on Kaggle's free GPU (T4 x2, from your weekly quota) instead: pushes a private kernel that "
+            "runs this same command there, shows its status until it ends, and brings the run home into runs/ and "
+            "submissions/. Ctrl-C stops waiting, not the kernel; `kit train --kaggle --run-id ID` re-attaches.",
+        ),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Train a CNN (or a K-fold ensemble) and write runs/RUN_ID/ and submissions/RUN_ID.csv.
@@ -215,7 +224,12 @@ def train(
                      seed=seed, precision=precision, augment=augment, tta=tta, pseudo=pseudo,
                      pseudo_min=pseudo_min)  # fmt: skip
     recipe = config.for_run(model, runs.saved_recipe(run_id), **overrides)
-    config.check_options(recipe, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored)
+    config.check_options(recipe, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored,
+                         kaggle=kaggle, data_dir=data_dir)  # fmt: skip
+    if kaggle:
+        given = dict(model=model, **overrides, limit=limit, jobs=jobs, mirrored=mirrored or None)
+        _train_on_kaggle(recipe, run_id or runs.new_id(model or recipe.model), given)
+        return
     if ray:
         cluster.check(ray)
     comp = data.load_competition(data_dir)
@@ -235,6 +249,46 @@ def train(
             result = dispatch.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs,
                                         data.data_dir(data_dir).resolve(), limit, on_ray)  # fmt: skip
     _render_result(result, config.member_count(recipe))
+
+
+def _train_on_kaggle(recipe, run_id: str, given: dict) -> None:
+    from kit import config, kaggle_kernel
+
+    def on_push(info: dict, attached: bool) -> None:
+        what = "re-attached to" if attached else "pushed"
+        out.print(Text.assemble(("kaggle", "bold"), f" {what} kernel {info['kernel']} version {info['version']} "
+                                f"(GPU T4 x2): {info['url']}"))  # fmt: skip
+        out.print(Text.assemble(("run", "bold"), f" {run_id}: {_model(recipe)}, {_members(recipe)}"))
+
+    with _status_line() as show:
+        run_dir = kaggle_kernel.train(run_id, kaggle_kernel.command_line(given), recipe,
+                                      lambda status, seconds, latest: show(_kernel_line(status, seconds, latest)),
+                                      on_push)  # fmt: skip
+    _render_result(kaggle_kernel.result(run_dir), config.member_count(recipe))
+
+
+def _kernel_line(status: str, seconds: float, latest: str) -> str:
+    minutes, secs = divmod(int(max(0, seconds)), 60)
+    return f"kernel {status.replace('_', ' ')}, {minutes}:{secs:02d} since the push" + (
+        f"  | {latest}" if latest else ""
+    )
+
+
+@contextlib.contextmanager
+def _status_line() -> Iterator[Callable[[str], None]]:
+    """One live status line on a terminal; elsewhere (a log, a pipe, CI) a plain line whenever it changes."""
+    if out.is_terminal:
+        with out.status("pushing the kernel") as status:
+            yield lambda text: status.update(text)
+        return
+    shown = [""]
+
+    def show(text: str) -> None:
+        if text != shown[0]:
+            out.print(text, highlight=False)
+            shown[0] = text
+
+    yield show
 
 
 def _extra_rows(recipe, comp) -> str:

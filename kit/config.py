@@ -272,7 +272,7 @@ MIN_ROWS = 20  # --limit: fewer rows cannot hold a stratified holdout of every d
 
 def check_options(
     r: Recipe, *, fold: int | None, run_id: str | None, limit: int | None, jobs: int | None, ray: str | None,
-    mirrored: bool,
+    mirrored: bool, kaggle: bool = False, data_dir: Any = None,
 ) -> None:  # fmt: skip
     """`kit train`'s options beside the recipe, checked with it at the door (before the data or Keras load)."""
     if run_id is not None and not _RUN_ID.match(run_id):
@@ -288,6 +288,15 @@ def check_options(
         raise UsageError("--pseudo students train here or in local workers for now, not on --ray.")
     if ray and (jobs is not None or mirrored):
         raise UsageError(f"--ray places the folds itself; drop {'--jobs' if jobs is not None else '--mirrored'}.")
+    if kaggle:
+        here = {"--ray": ray, "--data-dir": data_dir, "--fold": fold}
+        given = [flag for flag, value in here.items() if value is not None]
+        if given:
+            raise UsageError(f"--kaggle trains the whole run in a Kaggle kernel on the competition's own data; drop "
+                             f"{' and '.join(given)}.")  # fmt: skip
+        if r.pseudo:
+            raise UsageError("--pseudo's teacher run is on this machine, not in the Kaggle kernel; train the students "
+                             "here.")  # fmt: skip
 
 
 def from_dict(values: dict[str, Any]) -> Recipe:

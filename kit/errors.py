@@ -52,3 +52,9 @@ class RunError(KitError):
     """A run directory that is missing, incomplete or does not match the recipe."""
 
     exit_code = 8
+
+
+class Detached(KitError):
+    """Ctrl-C while kit waits for a Kaggle kernel: the kernel keeps running, and kit says how to come back to it."""
+
+    exit_code = 130

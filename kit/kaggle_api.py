@@ -279,3 +279,92 @@ def wait_for_score(
             return state
         time.sleep(delay)
         delay = min(max_delay, delay * 2)
+
+
+# -------------------------------------------------------------------------------------------------- kernels
+
+
+def username(api: Any) -> str:
+    """The Kaggle user the client authenticated as (a kernel's owner)."""
+    name = api.get_config_value(api.CONFIG_NAME_USER) or ""
+    if not name:
+        raise CredentialsError(f"The Kaggle client knows no username; {CREDENTIALS_HELP}")
+    return str(name)
+
+
+def gpu_quota(api: Any) -> dict[str, float] | None:
+    """This week's Kaggle GPU quota: {"used_s", "allowed_s"}; None where the server does not say."""
+    try:
+        reply = call(api.quota_view, "read your GPU quota")
+    except KaggleError:
+        return None
+    gpu = getattr(reply, "gpu_quota", None)
+    if gpu is None or not gpu.total_time_allowed:
+        return None
+    return {"used_s": gpu.time_used.total_seconds() if gpu.time_used else 0.0,
+            "allowed_s": gpu.total_time_allowed.total_seconds()}  # fmt: skip
+
+
+def push_kernel(api: Any, folder: Path) -> dict[str, Any]:
+    """Push the kernel in `folder` (kernel-metadata.json and its code file) as a new version, which Kaggle queues to
+    run; returns {"ref", "url", "version"}. A push Kaggle refuses (an HTTP 200 whose reply carries an error) is a
+    KaggleError with Kaggle's reason."""
+    try:
+        reply = call(api.kernels_push, "push the training kernel", str(folder))
+    except ValueError as exc:  # the client's own checks of the metadata
+        raise KaggleError(
+            f"The kaggle client refused the kernel ({exc}); this is a bug in kit: please report it."
+        ) from None
+    if reply is None or reply.error:
+        reason = (reply.error if reply is not None else "") or "no reason given"
+        rules = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
+        hint = f"accept the competition rules at {rules}, then try again" if "rule" in reason.lower() else "try again"
+        raise KaggleError(f"Kaggle refused the training kernel: {reason}; {hint}.")
+    return {"ref": reply.ref, "url": reply.url, "version": int(reply.version_number or 0)}
+
+
+def _kernel(ref: str, version: int) -> str:
+    return f"{ref}/{version}" if version else ref
+
+
+def kernel_status(api: Any, ref: str, version: int) -> dict[str, str]:
+    """{"status": queued | running | complete | error | cancel_requested | cancel_acknowledged | new_script,
+    "failure": Kaggle's failure message} of that version of the kernel."""
+    try:
+        reply = call(api.kernels_status, "check the kernel's status", _kernel(ref, version))
+    except ValueError as exc:  # the client's 401/403 message: another account's or a deleted kernel
+        raise KaggleError(f"Kaggle will not show kernel {ref} to you ({exc})") from None
+    status = getattr(reply.status, "name", str(reply.status or "queued")).lower()
+    return {"status": status, "failure": (reply.failure_message or "").strip()}
+
+
+def kernel_output(api: Any, ref: str, version: int, folder: Path, again: str, tries: int = 3) -> list[Path]:
+    """Download that version's output files and log into `folder`. An output URL is signed and expires: a file that
+    cannot be fetched is listed again (up to `tries` times) for fresh URLs. `again`: the command that fetches it
+    later, for the messages."""
+    import requests
+
+    for attempt in range(tries):
+        try:
+            with _quiet():
+                files, _ = api.kernels_output(_kernel(ref, version), str(folder), force=True, quiet=True)
+            return [Path(f) for f in files]
+        except requests.HTTPError as exc:
+            url = exc.response.url if exc.response is not None else ""
+            if "/api/v1/" in url or attempt == tries - 1:  # the listing itself failed, or the URLs keep failing
+                where = "list" if "/api/v1/" in url else "download"
+                raise KaggleError(f"Kaggle could not {where} the kernel's output ({exc}); try again later: "
+                                  f"`{again}` fetches it again.") from None  # fmt: skip
+        except requests.RequestException as exc:
+            raise OfflineError(f"The connection to Kaggle broke while downloading the kernel's output "
+                               f"({type(exc).__name__}); the kernel's output stays on Kaggle: `{again}` fetches "
+                               "it.") from None  # fmt: skip
+        except ValueError as exc:  # a 401/403 on the listing, or a file name that would land outside `folder`
+            raise KaggleError(f"kit could not fetch the kernel's output: {exc}") from None
+    raise AssertionError("unreachable")
+
+
+def kernel_log_lines(api: Any, ref: str, version: int) -> Iterator[str]:
+    """The kernel's log as it is written (Kaggle's live log stream; the saved log once it ended), line by line."""
+    for event in api.kernels_logs_stream(_kernel(ref, version)):
+        yield from str(event.get("data", "")).splitlines()

@@ -12,6 +12,7 @@ runs/<run-id>/
   test_probs.npy      float32 (M, 10) mean of the members' test probabilities
   metrics.json        per-fold and overall CV accuracy, images/s, wall time
 A blend (kit blend) is a run too: config.json says {"kind": "blend", ...}, with oof.npy and test_probs.npy.
+A run training in a Kaggle kernel (kit train --kaggle) is config.json {"kind": "kaggle", ...} until it comes home.
 """
 
 from __future__ import annotations
@@ -181,6 +182,14 @@ def _summary(run: Path, row: dict[str, Any]) -> dict[str, Any]:
             row["epochs"] = "/".join(str(f.get("epochs", "?")) for f in families.values())
         if done < total:
             row["members"] = f"{done}/{total} folds"
+        if isinstance(config.get("kaggle"), dict):
+            row["model"] += f", trained on Kaggle ({', '.join(config['kaggle'].get('gpus') or []) or 'its GPU'})"
+    elif row["kind"] == "kaggle":  # training in a Kaggle kernel (kit.kaggle_kernel)
+        kernel = config.get("kaggle") or {}
+        row["model"] = " + ".join(recipe.get("families") or {}) or recipe.get("model", "?")
+        row["members"] = f"on Kaggle: {kernel.get('kernel', '?')} v{kernel.get('version', '?')}"
+        if kernel.get("status") in ("error", "cancel_requested", "cancel_acknowledged"):
+            row["members"] += f" ({kernel['status'].replace('_', ' ')})"
     elif row["kind"] == "predict":
         row["model"] = f"{config.get('source', '?')} ({len(config.get('views') or [])} views)"
     elif row["kind"] == "blend":

@@ -301,7 +301,10 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
     data = {"source": comp.source, "train_rows": len(comp.train_labels), "test_rows": len(comp.test_images)}
     config_path = run_dir / "config.json"
     if config_path.is_file():
-        saved = runs.read_json(config_path)
+        saved = runs.load_config(run_dir)
+        if saved.get("kind") == "kaggle":
+            raise RunError(f"Run '{run_id}' is training on Kaggle; `kit train --kaggle --run-id {run_id}` brings it "
+                           "home (or choose a new --run-id).")  # fmt: skip
         mine = {k: v for k, v in r.to_dict().items() if k != "precision"}
         theirs = {k: v for k, v in config.from_dict(saved.get("recipe", {})).to_dict().items() if k != "precision"}
         diff = [f"{k} {theirs.get(k)!r} vs {v!r}" for k, v in mine.items() if theirs.get(k) != v]

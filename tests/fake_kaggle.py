@@ -7,6 +7,13 @@ server as a proxy, absolute URL and all. Blob uploads (PUT) and file downloads (
 It answers the calls kit makes: downloading the competition files, the submission flow (start upload, the
 blob PUT, create, get, list, limits), scoring a submission against labels it holds, ERROR with a reason
 for a bad file, and a daily limit. Switches on the instance make it fail the way Kaggle fails.
+
+Kernels: a pushed kernel (SaveKernel) really runs: its code file is executed by this Python in a folder of its own,
+with the competition's files attached under input/ (kit's KIT_KAGGLE_INPUT points there, standing in for
+/kaggle/input) and working/ as its working directory (/kaggle/working), Kaggle's KAGGLE_KERNEL_RUN_TYPE set, and no
+credentials or proxy. Its status goes QUEUED, RUNNING, then COMPLETE or ERROR by the code's exit status; its output
+files (signed URLs that can be made to expire), its log (Kaggle's JSON list of events, and the live SSE stream) and
+the GPU quota are served as Kaggle serves them.
 """
 
 from __future__ import annotations
@@ -14,10 +21,18 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
+import time
+import zipfile
 from datetime import datetime, timezone
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 COMPETITION = "digit-recognizer"
@@ -46,6 +61,16 @@ class FakeKaggle:
         self.die_during: str | None = None  # method name whose reply is never sent (it takes effect), then all dropped
         self.dead = False
         self.polls_until_scored = 1  # GetSubmission answers PENDING this many times first
+        # kernels
+        self.push_error: str | None = None  # SaveKernel answers HTTP 200 with this error
+        self.gpu_used_s, self.gpu_allowed_s = 3600.0, 30 * 3600.0
+        self.queued_polls = 1  # GetKernelSessionStatus answers QUEUED this many times first
+        self.expire_urls = 0  # the next N output downloads answer as an expired signed URL does
+        self.attach = True  # attach the competition's files to a pushed kernel
+        self.kernels: dict[str, list[dict]] = {}  # slug -> its versions: {folder, process, polls, log}
+        self.root = Path(tempfile.mkdtemp(prefix="fake-kaggle-"))
+        self.pushes: list[dict] = []  # the SaveKernel requests, as sent
+        self.signed = 0  # output listings so far (each signs its URLs anew)
         self.calls: list[str] = []  # "Service/Method", "PUT /upload/..", "GET /storage/.."
         self.uploads: dict[str, bytes] = {}
         self.submissions: list[dict] = []
@@ -81,6 +106,52 @@ class FakeKaggle:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        for versions in self.kernels.values():
+            for v in versions:
+                if v["process"].poll() is None:
+                    v["process"].kill()
+                    v["process"].wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------------------- kernels
+
+    def _run_kernel(self, slug: str, text: str) -> dict:
+        """Start a pushed kernel's code, as Kaggle would, in root/<slug>/v<N>/{input,working}."""
+        versions = self.kernels.setdefault(slug, [])
+        folder = self.root / slug / f"v{len(versions) + 1}"
+        (folder / "working").mkdir(parents=True)
+        (folder / "input" / COMPETITION).mkdir(parents=True)
+        if self.attach and self.zip_bytes:
+            zipfile.ZipFile(io.BytesIO(self.zip_bytes)).extractall(folder / "input" / COMPETITION)
+        (folder / "script.py").write_text(text, encoding="utf-8")
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(folder), "KAGGLE_KERNEL_RUN_TYPE": "Batch",
+               "KIT_KAGGLE_INPUT": str(folder / "input"), "TF_CPP_MIN_LOG_LEVEL": "3",
+               "KERAS_BACKEND": "tensorflow"}  # fmt: skip
+        log = open(folder / "log.txt", "wb")  # noqa: SIM115 - the process writes it until it ends
+        process = subprocess.Popen([sys.executable, str(folder / "script.py")], cwd=folder / "working", env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        version = {"folder": folder, "process": process, "polls": 0, "started": time.time()}
+        versions.append(version)
+        return version
+
+    def kernel(self, slug: str, version: int | None = None) -> dict:
+        versions = self.kernels[slug]
+        return versions[(version or len(versions)) - 1]
+
+    def _kernel_status(self, v: dict) -> tuple[str, str]:
+        v["polls"] += 1
+        if v["polls"] <= self.queued_polls:
+            return "QUEUED", ""
+        code = v["process"].poll()
+        if code is None:
+            return "RUNNING", ""
+        if code == 0:
+            return "COMPLETE", ""
+        return "ERROR", f"Your notebook hit an unhandled error while executing (exit code {code})."
+
+    def _log_events(self, v: dict) -> list[dict]:
+        text = (v["folder"] / "log.txt").read_text(errors="replace")
+        return [{"stream_name": "stdout", "time": 0.0, "data": line} for line in text.splitlines(keepends=True)]
 
     def methods(self) -> list[str]:
         return [c.split("/")[-1] for c in self.calls]
@@ -154,6 +225,22 @@ class FakeKaggle:
                         "application/zip",
                         {"Last-Modified": formatdate(usegmt=True), "Accept-Ranges": "none"},
                     )
+                elif path.startswith("/kernel-output/"):  # a signed output URL: /kernel-output/<slug>/<N>/<name>
+                    _, _, slug, version, name = path.split("/", 4)
+                    if fake.expire_urls > 0:
+                        fake.expire_urls -= 1
+                        self._send(400, b"<Error><Code>ExpiredToken</Code>Request has expired</Error>", "text/xml")
+                        return
+                    body = (fake.kernel(slug, int(version))["folder"] / "working" / name).read_bytes()
+                    self._send(200, body, "application/octet-stream", {"Last-Modified": formatdate(usegmt=True)})
+                elif path.startswith("/api/v1/kernels/logs/stream/"):  # the live log (SSE), what is written so far
+                    if not self._authorised():
+                        return
+                    slug = path.rstrip("/").rsplit("/", 1)[-1]
+                    label = dict(p.split("=", 1) for p in urlsplit(self.path).query.split("&") if "=" in p)
+                    v = fake.kernel(slug, int(label.get("versionLabel", "v0")[1:] or 0) or None)
+                    lines = [f"data: {json.dumps(e)}\n\n" for e in fake._log_events(v)] + ["data: END_OF_LOG\n\n"]
+                    self._send(200, "".join(lines).encode(), "text/event-stream")
                 else:
                     self._error(404, "Not found")
 
@@ -291,6 +378,56 @@ class FakeKaggle:
                     self._send(
                         200, {"submissions": [self._api_submission(s) for s in newest_first], "nextPageToken": ""}
                     )
+
+            # ----------------------------------------------------------------------------------- kernels
+
+            def _GetAcceleratorQuotaStatistics(self, body):
+                self._send(200, {"gpuQuota": {"timeUsed": f"{fake.gpu_used_s:.0f}s",
+                                              "totalTimeAllowed": f"{fake.gpu_allowed_s:.0f}s"},
+                                 "tpuQuota": {"timeUsed": "0s", "totalTimeAllowed": "72000s"}})  # fmt: skip
+
+            def _SaveKernel(self, body):
+                slug = str(body.get("slug", ""))
+                owner, _, name = slug.partition("/")
+                if fake.push_error:
+                    self._send(200, {"error": fake.push_error})
+                    return
+                if owner != fake.username or not name or not body.get("text"):
+                    self._send(200, {"error": "Notebook not found"})
+                    return
+                fake.pushes.append(body)
+                fake._run_kernel(name, body["text"])
+                number = len(fake.kernels[name])
+                self._send(200, {"ref": f"/code/{owner}/{name}", "url": f"https://www.kaggle.com/code/{owner}/{name}",
+                                 "versionNumber": number, "kernelId": 7000 + len(fake.kernels)})  # fmt: skip
+
+            def _version_of(self, body) -> dict | None:
+                name, label = body.get("kernelSlug", ""), body.get("versionLabel") or ""
+                if body.get("userName") != fake.username or name not in fake.kernels:
+                    self._error(404, "Kernel not found")
+                    return None
+                number = int(label[1:]) if label.startswith("v") and label[1:].isdigit() else None
+                if number is not None and not 1 <= number <= len(fake.kernels[name]):
+                    self._error(404, "Kernel version not found")
+                    return None
+                return fake.kernel(name, number)
+
+            def _GetKernelSessionStatus(self, body):
+                v = self._version_of(body)
+                if v is not None:
+                    status, failure = fake._kernel_status(v)
+                    self._send(200, {"status": status, **({"failureMessage": failure} if failure else {})})
+
+            def _ListKernelSessionOutput(self, body):
+                v = self._version_of(body)
+                if v is None:
+                    return
+                name, number = body["kernelSlug"], fake.kernels[body["kernelSlug"]].index(v) + 1
+                files = sorted(p.name for p in (v["folder"] / "working").iterdir() if p.is_file())
+                fake.signed += 1
+                listed = [{"url": f"http://localhost/kernel-output/{name}/{number}/{f}?sig={fake.signed}",
+                           "fileName": f} for f in files]  # fmt: skip
+                self._send(200, {"files": listed, "log": json.dumps(fake._log_events(v)), "nextPageToken": ""})
 
         return Handler
 

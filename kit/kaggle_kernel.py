@@ -1,0 +1,381 @@
+"""Training on Kaggle's GPU: `kit train --kaggle` pushes a private script kernel that runs the same `kit train` on
+Kaggle's GPU image, waits for it, and brings the run home into runs/<id>/ and submissions/<id>.csv as a local run
+lands there.
+
+kit's own code travels inside the kernel's one code file (a zip, base64-encoded), not as a private dataset: one push,
+nothing to create or keep in step in the user's account, and the kernel runs exactly the kit that pushed it. The
+kernel installs nothing (it runs with the internet off): Kaggle's own TensorFlow and Keras train.
+
+While the kernel runs, runs/<id>/config.json is {"kind": "kaggle", "recipe", "kaggle": {kernel, version, url, args}}:
+`kit runs` lists it, and `kit train --kaggle --run-id ID` re-attaches to that version instead of pushing again (or,
+after the kernel failed, pushes a new version). The run that comes home replaces it, its config.json carrying where
+it trained ("kaggle": kernel, version, GPUs, Python, TensorFlow and Keras versions).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import os
+import re
+import tarfile
+import tempfile
+import threading
+import time
+import zipfile
+import zlib
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import kit
+from kit import kaggle_api, runs, submission
+from kit.config import Recipe
+from kit.errors import Detached, KaggleError, OfflineError, QuotaError, RunError, UsageError
+from kit.paths import runs_dir, submissions_dir
+from kit.train import RunResult
+
+MACHINE = "NvidiaTeslaT4"  # Kaggle's "GPU T4 x2"
+CODE_FILE = "kit_train.py"
+PACKED = "kit-run.tar.gz"  # the run and its submission, one file (a kernel keeps at most 500 output files)
+ABOUT = "kit-kaggle.json"  # where it ran: GPUs, Python, TensorFlow, Keras
+ENDED = ("complete", "error", "cancel_requested", "cancel_acknowledged")
+StatusHook = Callable[[str, float, str], None]  # (status, seconds since the push, the latest epoch line)
+
+# The kernel's code file: the standard library only, until it hands over to `python -m kit`.
+SCRIPT = '''"""kit train on Kaggle's GPU, pushed by `kit train --kaggle` (kit {version}). Unpacks kit, installs the
+attached competition data, runs `kit train`, and packs the run and its submission into {packed} for kit to bring home.
+Nothing is installed: Kaggle's own TensorFlow and Keras train."""
+
+import base64, io, json, os, platform, subprocess, sys, tarfile, tempfile, zipfile
+from importlib import metadata
+from pathlib import Path
+
+RUN_ID = {run_id!r}
+ARGS = {args!r}
+KIT = {kit!r}
+
+
+def version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def gpus():
+    try:
+        found = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in found.stdout.splitlines() if line.strip()]
+
+
+work = Path.cwd()  # /kaggle/working: what the kernel's output keeps
+home = Path(tempfile.mkdtemp(prefix="kit-"))
+zipfile.ZipFile(io.BytesIO(base64.b64decode(KIT))).extractall(home / "src")
+env = dict(os.environ, PYTHONPATH=str(home / "src"), PYTHONUNBUFFERED="1", COLUMNS="160",
+           KIT_DATA_DIR=str(home / "data"), KIT_RUNS_DIR=str(home / "runs"), KIT_SUBMISSIONS_DIR=str(home / "subs"))
+about = dict(python=platform.python_version(), tensorflow=version("tensorflow"), keras=version("keras"), gpus=gpus())
+(work / {about!r}).write_text(json.dumps(about))
+print("kit on Kaggle:", json.dumps(about), flush=True)
+for step in (["download"], ["train", *ARGS, "--run-id", RUN_ID]):
+    code = subprocess.run([sys.executable, "-m", "kit", *step], env=env).returncode
+    if code:
+        sys.exit(f"kit {{step[0]}} failed on Kaggle (exit {{code}}): its error is the line before this one")
+with tarfile.open(work / ({packed!r} + ".part"), "w:gz") as tar:
+    tar.add(home / "runs" / RUN_ID, arcname=RUN_ID)
+    tar.add(home / "subs" / (RUN_ID + ".csv"), arcname=RUN_ID + ".csv")
+os.replace(work / ({packed!r} + ".part"), work / {packed!r})
+print("kit on Kaggle: packed", {packed!r}, flush=True)
+'''
+
+
+# `kit train`'s options as they are spelled on its command line (booleans: (on, off)).
+FLAGS = {"model": "--model", "folds": "--folds", "repeats": "--repeats", "epochs": "--epochs",
+         "batch_size": "--batch-size", "learning_rate": "--lr", "seed": "--seed", "precision": "--precision",
+         "augment": ("--augment", "--no-augment"), "tta": ("--tta", "--no-tta"), "limit": "--limit", "jobs": "--jobs",
+         "mirrored": ("--mirrored", None), "pseudo": "--pseudo", "pseudo_min": "--pseudo-min"}  # fmt: skip
+
+
+def command_line(given: dict[str, Any]) -> list[str]:
+    """The `kit train` options given (None: not given), as the kernel's command line."""
+    args: list[str] = []
+    for name, value in given.items():
+        flag = FLAGS[name]
+        if value is None:
+            continue
+        if isinstance(flag, tuple):
+            chosen = flag[0] if value else flag[1]
+            args += [chosen] if chosen else []
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def result(run_dir: Path) -> RunResult:
+    """A run brought home, as `kit train` reports a finished run."""
+    members = sorted((p for p in run_dir.glob("fold*") if (p / "metrics.json").is_file()),
+                     key=lambda p: int(p.name.removeprefix("fold")))  # fmt: skip
+    csv = submissions_dir() / f"{run_dir.name}.csv"
+    return RunResult(run_dir, [runs.read_json(p / "metrics.json") for p in members], [], runs.load_metrics(run_dir),
+                     csv if csv.is_file() else None)  # fmt: skip
+
+
+def slug(run_id: str) -> str:
+    """The kernel's slug for a run: lower case, digits and hyphens, at most 50 characters."""
+    return ("kit-" + re.sub(r"[^a-z0-9]+", "-", run_id.lower()).strip("-"))[:50].rstrip("-")
+
+
+def _kit_zip() -> bytes:
+    """kit's package (its .py files) as a zip."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(Path(kit.__file__).parent.glob("*.py")):
+            archive.write(path, f"kit/{path.name}")
+    return buffer.getvalue()
+
+
+def write_kernel(folder: Path, owner: str, run_id: str, args: list[str]) -> Path:
+    """The kernel to push, in `folder`: kernel-metadata.json and the code file (kit inside it)."""
+    name = slug(run_id)
+    code = SCRIPT.format(version=kit.__version__, packed=PACKED, about=ABOUT, run_id=run_id, args=args,
+                         kit=base64.b64encode(_kit_zip()).decode())  # fmt: skip
+    (folder / CODE_FILE).write_text(code, encoding="utf-8")
+    meta = {"id": f"{owner}/{name}", "title": name, "code_file": CODE_FILE, "language": "python",
+            "kernel_type": "script", "is_private": True, "enable_gpu": True, "enable_internet": False,
+            "machine_shape": MACHINE, "competition_sources": [kit.COMPETITION], "dataset_sources": [],
+            "kernel_sources": [], "model_sources": []}  # fmt: skip
+    (folder / "kernel-metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return folder
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"
+
+
+def _again(run_id: str) -> str:
+    return f"kit train --kaggle --run-id {run_id}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def pending(run_id: str) -> dict[str, Any] | None:
+    """The kernel a run is training in on Kaggle ({"kernel", "version", "url", "args", "status", ...}), or None
+    when runs/<id>/ does not exist. A run of this machine's, or one already home, is a RunError: its id is taken."""
+    run_dir = runs_dir() / runs.check_id(run_id)
+    if not (run_dir / "config.json").is_file():
+        return None
+    saved = runs.load_config(run_dir)
+    info = saved.get("kaggle")
+    if saved.get("kind") != "kaggle" or not isinstance(info, dict):
+        where = "came home from Kaggle" if isinstance(info, dict) else "exists on this machine"
+        raise RunError(f"Run '{run_id}' {where} already; `kit report {run_id}` shows it. Choose a new --run-id to "
+                       "train again on Kaggle.")  # fmt: skip
+    return info
+
+
+def launch(api: Any, run_id: str, args: list[str], recipe: Recipe) -> dict[str, Any]:
+    """Check the GPU quota, push the kernel, and write runs/<id>/config.json saying which kernel version trains it.
+    Nothing is written when the push fails."""
+    quota = kaggle_api.gpu_quota(api)
+    if quota is not None and quota["used_s"] >= quota["allowed_s"]:
+        raise QuotaError(f"Your Kaggle GPU quota is used up ({_hours(quota['used_s'])} of "
+                         f"{_hours(quota['allowed_s'])} this week); it refreshes weekly (see "
+                         "https://www.kaggle.com/settings): train here meanwhile, or wait.")  # fmt: skip
+    owner = kaggle_api.username(api)
+    with tempfile.TemporaryDirectory(prefix="kit-kernel-") as folder:
+        pushed = kaggle_api.push_kernel(api, write_kernel(Path(folder), owner, run_id, args))
+    if not pushed["version"]:
+        raise KaggleError("Kaggle accepted the kernel but gave no version number; try again.")
+    info = {"kernel": f"{owner}/{slug(run_id)}", "version": pushed["version"], "url": pushed["url"], "args": args,
+            "pushed_utc": _now(), "pushed_at": time.time(), "status": "queued", "gpu_quota": quota}  # fmt: skip
+    run_dir = runs_dir() / run_id
+    runs.write_json(run_dir / "config.json", {"kind": "kaggle", "run_id": run_id, "created_utc": info["pushed_utc"],
+                                              "recipe": recipe.to_dict(), "kaggle": info})  # fmt: skip
+    return info
+
+
+class _LogTail:
+    """The latest epoch line of the kernel's log, read from Kaggle's log stream in a thread; best effort (the status
+    polls go on whatever happens to the stream)."""
+
+    def __init__(self, api: Any, kernel: str, version: int):
+        self.latest = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, args=(api, kernel, version), daemon=True)
+        self._thread.start()
+
+    def _follow(self, api: Any, kernel: str, version: int) -> None:
+        while not self._stop.is_set():
+            try:
+                for line in kaggle_api.kernel_log_lines(api, kernel, version):
+                    if " epoch " in line and line.startswith("fold "):
+                        self.latest = line.strip()
+                    if self._stop.is_set():
+                        return
+            except Exception:  # noqa: BLE001 - no live log is no reason to stop waiting
+                pass
+            self._stop.wait(10)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def wait(api: Any, run_id: str, info: dict[str, Any], on_status: StatusHook | None = None) -> dict[str, str]:
+    """Poll the kernel version until it ends (every 2 s at first, then every 15 s); returns its last status. Losing
+    Kaggle meanwhile is an OfflineError saying the kernel keeps running and how to re-attach."""
+    tail = _LogTail(api, info["kernel"], info["version"])
+    delay = 2.0
+    try:
+        while True:
+            try:
+                state = kaggle_api.kernel_status(api, info["kernel"], info["version"])
+            except OfflineError:
+                where = f"kernel {info['kernel']} version {info['version']}"
+                raise OfflineError(f"Lost Kaggle while waiting for {where}; it keeps running there: "
+                                   f"`{_again(run_id)}` re-attaches to it.") from None  # fmt: skip
+            if on_status is not None:
+                on_status(state["status"], time.time() - float(info.get("pushed_at", time.time())), tail.latest)
+            if state["status"] in ENDED:
+                return state
+            time.sleep(delay)
+            delay = min(15.0, delay * 2)
+    finally:
+        tail.stop()
+
+
+def _log_text(raw: str) -> str:
+    """Kaggle keeps a kernel's log as a JSON list of {stream_name, time, data}; plain text is taken as it is."""
+    try:
+        events = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(events, list):
+        return raw
+    return "".join(str(e.get("data", "")) for e in events if isinstance(e, dict))
+
+
+def _reason(log: str, failure: str) -> str:
+    """Why a kernel failed: kit's own one-line error from its log, else Kaggle's failure message."""
+    errors = [line.strip() for line in log.splitlines() if line.strip().startswith("error:")]
+    if errors:
+        return errors[-1].removeprefix("error:").strip()
+    return failure or "Kaggle gave no reason"
+
+
+def _extract(packed: Path, into: Path, run_id: str) -> None:
+    """The packed run: only regular files and folders under <id>/, and <id>.csv (nothing that lands elsewhere)."""
+    try:
+        with tarfile.open(packed, "r:gz") as tar:
+            for member in tar.getmembers():
+                parts = Path(member.name).parts
+                inside = parts and (parts[0] == run_id or member.name == f"{run_id}.csv") and ".." not in parts
+                if not inside or not (member.isfile() or member.isdir()) or Path(member.name).is_absolute():
+                    raise RunError(f"The kernel's {PACKED} holds {member.name!r}, which kit does not write; it was "
+                                   "not used.")  # fmt: skip
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise RunError(f"The kernel's {PACKED} is damaged ({exc}); `{_again(run_id)}` downloads it again.") from None
+
+
+def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
+    """Download the finished kernel's output, check it, and write runs/<id>/ and submissions/<id>.csv as a local run
+    writes them: every file atomically, the members' metrics.json after their other files, the run's metrics.json
+    after those, and config.json (which says the run is no longer on Kaggle) last. Returns the run directory."""
+    run_dir = runs_dir() / run_id
+    with tempfile.TemporaryDirectory(prefix=f".{run_id}.kaggle-", dir=runs_dir()) as tmp:
+        out, staged = Path(tmp) / "output", Path(tmp) / "staged"
+        files = kaggle_api.kernel_output(api, info["kernel"], info["version"], out, _again(run_id))
+        logs = [f for f in files if f.suffix == ".log"]
+        if logs:
+            runs.write_atomic(run_dir / "kaggle.log", _log_text(logs[0].read_text(errors="replace")).encode())
+        if not (out / PACKED).is_file():
+            raise KaggleError(f"Kernel {info['kernel']} version {info['version']} completed without {PACKED}; its "
+                              f"log is in {run_dir / 'kaggle.log'}.")  # fmt: skip
+        _extract(out / PACKED, staged, run_id)
+        home = staged / run_id
+        config = runs.load_config(home)
+        metrics = runs.load_metrics(home)
+        if config.get("kind") != "train" or metrics is None:
+            raise RunError(f"The kernel's run {run_id} is not a finished training run; it was not used.")
+        csv = staged / f"{run_id}.csv"
+        submission.validate(csv, int(config["data"]["test_rows"]), "the kernel's run was not used")
+        about = runs.read_json(out / ABOUT) if (out / ABOUT).is_file() else {}
+        trained = {k: info[k] for k in ("kernel", "version", "url", "pushed_utc")}
+        config["kaggle"] = {**trained, **(about if isinstance(about, dict) else {}), "home_utc": _now()}
+        order = sorted((p for p in home.rglob("*") if p.is_file() and p.name != "config.json"),
+                       key=lambda p: (p.name == "metrics.json", p.parent == home, str(p)))  # fmt: skip
+        for path in order:
+            target = run_dir / path.relative_to(home)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        runs.write_atomic(submissions_dir() / f"{run_id}.csv", csv.read_bytes())
+        runs.write_json(run_dir / "config.json", config)
+    return run_dir
+
+
+def failed(api: Any, run_id: str, info: dict[str, Any], state: dict[str, str]) -> KaggleError:
+    """The error for a kernel that ended without completing: its log saved as runs/<id>/kaggle.log, kit's own error
+    line (or Kaggle's failure message) as the reason; the run is marked so the next `kit train --kaggle --run-id
+    ID` pushes a new version."""
+    run_dir = runs_dir() / run_id
+    log = ""
+    # the log is worth trying for, not required
+    with (
+        tempfile.TemporaryDirectory(prefix=f".{run_id}.kaggle-", dir=runs_dir()) as tmp,
+        suppress(KaggleError, OfflineError),
+    ):
+        files = kaggle_api.kernel_output(api, info["kernel"], info["version"], Path(tmp), _again(run_id))
+        for f in files:
+            if f.suffix == ".log":
+                log = _log_text(f.read_text(errors="replace"))
+                runs.write_atomic(run_dir / "kaggle.log", log.encode())
+    saved = runs.load_config(run_dir)
+    saved["kaggle"] = {**info, "status": state["status"]}
+    runs.write_json(run_dir / "config.json", saved)
+    how = "was cancelled" if state["status"].startswith("cancel") else "failed"
+    kept = f"; its log is in {run_dir / 'kaggle.log'}" if log else ""
+    return KaggleError(f"Kernel {info['kernel']} version {info['version']} {how}: {_reason(log, state['failure'])}"
+                       f"{kept}. Fix that and run `{_again(run_id)}` to push it again.")  # fmt: skip
+
+
+def train(run_id: str, args: list[str], recipe: Recipe, on_status: StatusHook | None = None,
+          on_push: Callable[[dict[str, Any], bool], None] | None = None) -> Path:  # fmt: skip
+    """`kit train ARGS --run-id ID` on Kaggle's GPU: push it (or re-attach to the version already training that run,
+    given no options or the same ones), wait, and bring the run home; returns runs/<id>/. Ctrl-C stops the waiting,
+    never the kernel (Detached)."""
+    info = pending(run_id)
+    if info is not None and info.get("status") not in ("error", "cancel_requested", "cancel_acknowledged"):
+        if args and info.get("args") != args:
+            raise UsageError(f"Run '{run_id}' is already training on Kaggle as `kit train {' '.join(info['args'])}`; "
+                             f"re-attach with `{_again(run_id)}` alone, or choose a new --run-id.")  # fmt: skip
+        attached = True
+    else:
+        attached = False
+    api = kaggle_api.client()
+    if not attached:
+        info = launch(api, run_id, args, recipe)
+    assert info is not None
+    if on_push is not None:
+        on_push(info, attached)
+    try:
+        state = wait(api, run_id, info, on_status)
+    except KeyboardInterrupt:
+        raise Detached(f"Stopped waiting; kernel {info['kernel']} version {info['version']} keeps running on Kaggle "
+                       f"({info['url']}): `{_again(run_id)}` re-attaches to it and brings the run home, and its "
+                       "page's Cancel button stops it.") from None  # fmt: skip
+    if state["status"] != "complete":
+        raise failed(api, run_id, info, state)
+    try:
+        return bring_home(api, run_id, info)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise RunError(f"Cannot write the run home ({exc}); `{_again(run_id)}` tries again.") from None

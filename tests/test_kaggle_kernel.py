@@ -1,0 +1,213 @@
+"""`kit train --kaggle`: a kernel pushed through the real kaggle client to the fake Kaggle, which runs it for real (in a
+folder standing in for /kaggle/input and /kaggle/working), then the run brought home; and every way that goes wrong."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kit import config, data, kaggle_kernel, runs, submission
+from kit.errors import RunError, UsageError
+from tests.conftest import ROOT, kit_here, run_kit
+from tests.fake_kaggle import FakeKaggle, zip_of
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def full_test_set(tmp_path_factory, tiny) -> bytes:
+    """The sample's training rows and a test set of the real competition's 28,000 rows (the sample's test images,
+    repeated): the zip the fake Kaggle attaches, so the run that comes home can be submitted."""
+    folder = tmp_path_factory.mktemp("full-test")
+    data.write_csvs(folder, tiny.train_x, tiny.train_y, np.resize(tiny.test_x, (submission.REAL_TEST_ROWS, 28, 28, 1)))
+    return zip_of({name: (folder / name).read_bytes() for name in data.FILES})
+
+
+def _server(zip_bytes: bytes):
+    return FakeKaggle(zip_bytes=zip_bytes).start()
+
+
+@pytest.fixture
+def fake(tiny):
+    server = _server(tiny.zip_bytes)
+    yield server
+    server.stop()
+
+
+def _install(env, zip_bytes: bytes, tmp_path: Path) -> None:
+    archive = tmp_path / "digit-recognizer.zip"
+    archive.write_bytes(zip_bytes)
+    assert kit_here(["download", "--from-zip", str(archive)], env).returncode == 0
+
+
+def test_a_run_trained_in_a_kaggle_kernel_comes_home_as_a_local_run(env, full_test_set, tmp_path):
+    server = _server(full_test_set)
+    try:
+        _install(env, full_test_set, tmp_path)  # this machine has the same data (kit report reads its labels)
+        remote = {**env, **server.env()}
+        args = ["train", "--folds", "2", "--limit", "2000", "--epochs", "1", "--no-tta", "--kaggle", "--run-id", "r1"]
+        result = run_kit(args, remote, timeout=900)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "pushed kernel alice/kit-r1 version 1 (GPU T4 x2)" in result.stdout
+        assert "kernel queued" in result.stdout and "kernel complete" in result.stdout
+        assert "CV (OOF)" in result.stdout and "submission:" in result.stdout
+        pushed = server.pushes[0]
+        assert pushed["slug"] == "alice/kit-r1" and pushed["kernelType"] == "script" and pushed["isPrivate"]
+        assert pushed["enableGpu"] and pushed["machineShape"] == "NvidiaTeslaT4" and not pushed["enableInternet"]
+        assert pushed["competitionDataSources"] == ["digit-recognizer"]
+        assert "ARGS = ['--folds', '2', '--epochs', '1', '--no-tta', '--limit', '2000']" in pushed["text"]
+
+        run = runs.runs_dir() / "r1"
+        saved = runs.load_config(run)
+        assert saved["kind"] == "train" and saved["recipe"]["folds"] == 2 and saved["data"]["train_rows"] == 1497
+        where = saved["kaggle"]
+        assert where["kernel"] == "alice/kit-r1" and where["version"] == 1 and where["python"] and where["keras"]
+        assert runs.load_metrics(run)["cv_rows"] == 1497 and runs.member_done(run, 0) and runs.member_done(run, 1)
+        assert "kit on Kaggle:" in (run / "kaggle.log").read_text()
+        assert not list(runs.runs_dir().glob(".r1.kaggle-*"))  # the download's scratch folder is gone
+        csv = Path(env["KIT_SUBMISSIONS_DIR"]) / "r1.csv"
+        submission.validate(csv, submission.REAL_TEST_ROWS)
+
+        dry = run_kit(["submit", "r1", "--dry-run"], remote)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        report = kit_here(["report", "r1"], env)
+        assert report.returncode == 0, report.stderr
+        listed = kit_here(["runs", "--csv"], env)
+        assert listed.returncode == 0 and "trained on Kaggle" in listed.stdout
+        again = run_kit(args, remote)  # the run is home: its id is taken, nothing is pushed
+        assert again.returncode == 8 and "came home from Kaggle already" in again.stderr and len(server.pushes) == 1
+    finally:
+        server.stop()
+
+
+def test_ctrl_c_stops_waiting_not_the_kernel_then_the_same_command_re_attaches(env, fake, tiny, tmp_path):
+    _install(env, tiny.zip_bytes, tmp_path)
+    remote = {**env, **fake.env()}
+    fake.queued_polls = 1_000  # it stays queued until the test lets it run
+    args = ["train", "--folds", "2", "--epochs", "1", "--model", "seed", "--kaggle", "--run-id", "r2"]
+    waiting = subprocess.Popen([sys.executable, "-m", "kit", *args], env=remote, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    try:
+        for line in waiting.stdout:
+            if "kernel queued" in line:
+                break
+        waiting.send_signal(signal.SIGINT)
+        assert waiting.wait(60) == 130
+        stderr = waiting.stderr.read()
+    finally:
+        waiting.kill()
+    assert "Stopped waiting; kernel alice/kit-r2 version 1 keeps running on Kaggle" in stderr, stderr
+    assert "`kit train --kaggle --run-id r2` re-attaches" in stderr and "Traceback" not in stderr
+    listed = kit_here(["runs", "--csv"], env)
+    assert "on Kaggle: alice/kit-r2 v1" in listed.stdout
+
+    other = run_kit([*args[:-2], "--epochs", "3", "--run-id", "r2"], remote)  # other options: not this run
+    assert other.returncode == 2 and "already training on Kaggle" in other.stderr
+    local = kit_here(["train", "--run-id", "r2", "--model", "seed"], env)
+    assert local.returncode == 8 and "is training on Kaggle" in local.stderr
+
+    fake.queued_polls = 0
+    fake.expire_urls = 1  # the first output URL has expired by the time kit fetches it: listed again
+    back = run_kit(["train", "--kaggle", "--run-id", "r2"], remote, timeout=600)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "re-attached to kernel alice/kit-r2 version 1" in back.stdout
+    assert len(fake.pushes) == 1 and fake.methods().count("ListKernelSessionOutput") == 2
+    assert runs.load_metrics(runs.runs_dir() / "r2") is not None
+    submission.validate(Path(env["KIT_SUBMISSIONS_DIR"]) / "r2.csv", len(tiny.test_x))
+
+
+def test_a_kernel_that_fails_saves_its_log_names_kits_error_and_the_next_push_is_a_new_version(env, fake, tiny):
+    remote = {**env, **fake.env()}
+    fake.attach = False  # the kernel finds no competition data
+    args = ["train", "--folds", "2", "--epochs", "1", "--model", "seed", "--kaggle", "--run-id", "r3"]
+    result = run_kit(args, remote)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "Kernel alice/kit-r3 version 1 failed: No digit-recognizer data is attached" in result.stderr
+    log = runs.runs_dir() / "r3" / "kaggle.log"
+    assert str(log) in result.stderr and "No digit-recognizer data is attached" in log.read_text()
+    assert "Traceback" not in result.stderr
+    assert "v1 (error)" in kit_here(["runs", "--csv"], env).stdout
+    fake.queued_polls = 1_000
+    fake.die_after = "GetKernelSessionStatus"  # and then Kaggle goes away while kit waits for the new version
+    lost = run_kit(["train", "--kaggle", "--run-id", "r3"], remote)
+    assert lost.returncode == 5, lost.stdout + lost.stderr
+    assert "Lost Kaggle while waiting for kernel alice/kit-r3 version 2; it keeps running there" in lost.stderr
+    assert len(fake.pushes) == 2
+
+
+@pytest.mark.parametrize(
+    ("setup", "code", "message"),
+    [
+        ("refused", 4, "Kaggle refused the training kernel: Notebook not found"),
+        ("rules", 4, "accept the competition rules at https://www.kaggle.com/competitions/digit-recognizer/rules"),
+        ("quota", 7, "Your Kaggle GPU quota is used up (30.0 h of 30.0 h this week)"),
+        ("credentials", 3, "No Kaggle credentials found"),
+    ],
+)
+def test_a_kernel_kaggle_will_not_run_is_one_line_and_leaves_nothing(env, fake, setup, code, message):
+    remote = {**env, **fake.env()}
+    if setup == "refused":
+        fake.push_error = "Notebook not found"
+    elif setup == "rules":
+        fake.push_error = "You must accept the competition rules before using its data"
+    elif setup == "quota":
+        fake.gpu_used_s = fake.gpu_allowed_s
+    else:
+        remote = {k: v for k, v in remote.items() if k not in ("KAGGLE_USERNAME", "KAGGLE_KEY")}
+    result = run_kit(["train", "--model", "seed", "--kaggle", "--run-id", "r4"], remote)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not runs.runs_dir().exists() or list(runs.runs_dir().iterdir()) == []
+    if setup in ("quota", "credentials"):
+        assert fake.pushes == []
+
+
+# ------------------------------------------------------------------------------------------------ no server
+
+
+def test_the_kernel_runs_the_same_command_and_names_itself_as_kaggle_wants(tmp_path):
+    given = dict(model="leaderboard", folds=5, repeats=None, epochs=None, batch_size=None, learning_rate=0.002,
+                 seed=None, precision=None, augment=False, tta=True, pseudo=None, pseudo_min=None, limit=None,
+                 jobs=2, mirrored=True)  # fmt: skip
+    assert kaggle_kernel.command_line(given) == ["--model", "leaderboard", "--folds", "5", "--lr", "0.002",
+                                                 "--no-augment", "--tta", "--jobs", "2", "--mirrored"]  # fmt: skip
+    assert kaggle_kernel.slug("20261201-120000-Kit_Net.v2") == "kit-20261201-120000-kit-net-v2"
+    assert len(kaggle_kernel.slug("x" * 100)) == 50
+    folder = kaggle_kernel.write_kernel(tmp_path, "alice", "r1", ["--folds", "2"])
+    meta = json.loads((folder / "kernel-metadata.json").read_text())
+    assert meta["id"] == "alice/kit-r1" and meta["title"] == "kit-r1" and meta["code_file"] == "kit_train.py"
+    code = (folder / "kit_train.py").read_text()
+    compile(code, "kit_train.py", "exec")  # the code file is Python that runs by itself
+    assert "RUN_ID = 'r1'" in code and "ARGS = ['--folds', '2']" in code
+
+
+@pytest.mark.parametrize("options", [{"ray": "local"}, {"data_dir": "elsewhere"}, {"fold": 1}, {"pseudo": True}])
+def test_options_that_make_no_sense_in_a_kernel_are_refused(options):
+    r = config.recipe("kitnet", folds=2)
+    if options.pop("pseudo", None):
+        r = config.override(r, pseudo="teacher")
+    kwargs = {"fold": None, "run_id": "r", "limit": None, "jobs": None, "ray": None, "mirrored": False, **options}
+    with pytest.raises(UsageError, match="--kaggle|Kaggle kernel"):
+        config.check_options(r, kaggle=True, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/etc/passwd", "other-run/metrics.json", "link"])
+def test_a_packed_run_holding_anything_but_the_run_is_refused(tmp_path, name):
+    packed = tmp_path / kaggle_kernel.PACKED
+    with tarfile.open(packed, "w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        if name == "link":
+            info.name, info.type, info.linkname = "r1/fold0", tarfile.SYMTYPE, "/etc"
+        info.size = 0 if name == "link" else 2
+        tar.addfile(info, None if name == "link" else io.BytesIO(b"{}"))
+    with pytest.raises(RunError, match="which kit does not write"):
+        kaggle_kernel._extract(packed, tmp_path / "into", "r1")
+    assert not (tmp_path / "into").exists() and not (tmp_path / "evil.txt").exists()
