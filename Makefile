@@ -20,10 +20,10 @@ demo: $(STAMP)
 	KIT_DATA_DIR=data/sample $(BIN)/kit train --epochs 8 --run-id demo-$$(date -u +%Y%m%d-%H%M%S)
 	KIT_DATA_DIR=data/sample $(BIN)/kit validate $$(ls -t submissions/demo-*.csv | head -n 1)
 
-# The suite in one worker process per core (at most 4; loadgroup keeps the Ray tests on one worker).
+# The suite in one worker process per core (at most 4), through pytest-xdist.
 TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
