@@ -46,12 +46,12 @@ test-kaggle-versions:
 		tests/test_train.py::test_holdout_run_and_usage_errors
 
 lint: $(STAMP)
-	$(BIN)/ruff check kit tests
-	$(BIN)/ruff format --check kit tests
+	$(BIN)/ruff check kit tests benchmarks
+	$(BIN)/ruff format --check kit tests benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format kit tests
-	$(BIN)/ruff check --fix kit tests
+	$(BIN)/ruff format kit tests benchmarks
+	$(BIN)/ruff check --fix kit tests benchmarks
 
 download: $(STAMP)
 	$(BIN)/kit download
@@ -63,7 +63,7 @@ submit: $(STAMP)
 	$(BIN)/kit submit
 
 bench: $(STAMP)
-	$(BIN)/python -m kit.bench
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) $(KAGGLE_VENV) build *.egg-info .pytest_cache .ruff_cache

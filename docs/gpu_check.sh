@@ -21,7 +21,7 @@ step 60 python3 -m kit download --from-zip .devdata/digit-recognizer.zip
 for phase in ${@:-settings folds}; do
     case $phase in
     settings) # kit's GPU configuration (model.fit, 16 steps per call, mixed float16) against the alternatives
-        step 150 python3 -m kit.bench_settings --variants kit,fit1,batches,bfloat16,float32 --rounds 4 ;;
+        step 150 python3 benchmarks/bench_settings.py --variants kit,fit1,batches,bfloat16,float32 --rounds 4 ;;
     folds) # the default 5-fold run one fold at a time, then with all five sharing the GPU, each with no compile cache
         rm -rf ~/.cache/kit/jax
         step 200 python3 -m kit train --folds 5 --run-id gpu-5f-jobs1 --jobs 1

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from kit import config
 from kit.errors import KitError
 
 app = typer.Typer(
@@ -106,6 +107,18 @@ def _describe(meta: dict) -> str:
 
 # --------------------------------------------------------------------------------------------------- train
 
+DEFAULT = config.PRESETS[config.DEFAULT_PRESET]  # what `kit train` trains without options; its values fill --help
+
+
+def _default(field: str) -> str:
+    """A `kit train` option's default as --help shows it: the default preset's value of that recipe field."""
+    value = getattr(DEFAULT, field)
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    elif isinstance(value, float):
+        value = f"{value:g}"
+    return f"{config.DEFAULT_PRESET}'s {value}"
+
 
 @app.command()
 def train(
@@ -117,10 +130,14 @@ def train(
             "on the same 5 folds, blended by weights fitted on their OOF rows: the leaderboard run for a GPU); "
             "leaderboard-cpu (kitnet and deotte within the CPU time of one kitnet 5-fold run); the families deotte, "
             "m5 and m3 alone; seed (the seed notebook).",
+            show_default=config.DEFAULT_PRESET,
         ),
     ] = None,
     folds: Annotated[
-        int | None, typer.Option("--folds", help="1: one model on a 90/10 split; K>=2: K-fold ensemble.")
+        int | None,
+        typer.Option(
+            "--folds", help="1: one model on a 90/10 split; K>=2: K-fold ensemble.", show_default=_default("folds")
+        ),
     ] = None,
     repeats: Annotated[
         int | None,
@@ -128,18 +145,28 @@ def train(
             "--repeats",
             help="K-fold: R differently seeded K-fold splits, K x R models; each row's OOF prediction is the mean of "
             "its R out-of-fold models, the test prediction the mean of all.",
+            show_default=_default("repeats"),
         ),
     ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(
             "--epochs",
-            help="Epochs per fold (default: the preset's; kitnet: 36 for one model, 44 per fold with --folds 2+).",
+            help="Epochs (of each fold with --folds 2+).",
+            show_default=f"{_default('epochs')} for one model, {DEFAULT.fold_epochs or DEFAULT.epochs} a fold with "
+            "--folds 2+",
         ),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size (default: the preset's).")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the split and training.")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Batch size.", show_default=_default("batch_size")),
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--lr", help="Peak learning rate.", show_default=_default("learning_rate"))
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed for the split and training.", show_default=_default("seed"))
+    ] = None,
     pseudo: Annotated[
         str | None,
         typer.Option(
@@ -151,18 +178,35 @@ def train(
     ] = None,
     pseudo_min: Annotated[
         float | None,
-        typer.Option("--pseudo-min", help="With --pseudo: only test images whose pseudo-label has this probability."),
+        typer.Option(
+            "--pseudo-min",
+            help="With --pseudo: only test images whose pseudo-label has this probability.",
+            show_default=_default("pseudo_min"),
+        ),
     ] = None,
     precision: Annotated[
         str | None,
-        typer.Option("--precision", help="auto | float32 | bfloat16 | float16 (auto picks the fastest safe one)."),
+        typer.Option(
+            "--precision",
+            help="auto | float32 | bfloat16 | float16 (auto picks the fastest safe one).",
+            show_default=_default("precision"),
+        ),
     ] = None,
     augment: Annotated[
-        bool | None, typer.Option("--augment/--no-augment", help="Random rotation/zoom/shift while training.")
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment",
+            help="Random rotation/zoom/shift while training.",
+            show_default=_default("augment"),
+        ),
     ] = None,
     tta: Annotated[
         bool | None,
-        typer.Option("--tta/--no-tta", help="Predict OOF and test rows as the mean over 7 shifted/rotated views."),
+        typer.Option(
+            "--tta/--no-tta",
+            help=f"Predict OOF and test rows as the mean over {len(config.TTA_VIEWS)} shifted/rotated views.",
+            show_default=_default("tta"),
+        ),
     ] = None,
     fold: Annotated[
         int | None,
@@ -223,7 +267,7 @@ def train(
     overrides = dict(folds=folds, repeats=repeats, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      seed=seed, precision=precision, augment=augment, tta=tta, pseudo=pseudo,
                      pseudo_min=pseudo_min)  # fmt: skip
-    recipe = config.for_run(model, runs.saved_recipe(run_id), **overrides)
+    recipe = config.for_run(model, runs.saved_recipe(run_id, kaggle), **overrides)
     config.check_options(recipe, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored,
                          kaggle=kaggle, data_dir=data_dir)  # fmt: skip
     if kaggle:
@@ -245,9 +289,9 @@ def train(
             ("run", "bold"), f" {run_id}: {_model(recipe)}, {_members(recipe)}, {len(comp.train_labels):,} train "
             f"rows{_extra_rows(recipe, comp)}", note
         ))  # fmt: skip
-        with _fold_progress() as (on_fold_start, on_epoch):
-            result = dispatch.train_run(recipe, comp, run_id, dev, fold, on_epoch, on_fold_start, jobs,
-                                        data.data_dir(data_dir).resolve(), limit, on_ray)  # fmt: skip
+        with _training_progress() as on_progress:
+            result = dispatch.train_run(recipe, comp, run_id=run_id, device=dev, only=fold, jobs=jobs, cluster=on_ray,
+                                        on_progress=on_progress)  # fmt: skip
     _render_result(result, config.member_count(recipe))
 
 
@@ -308,35 +352,69 @@ def _members(recipe) -> str:
     return members + (f" of each of {len(recipe.families)} families" if recipe.families else "")
 
 
-@contextlib.contextmanager
-def _fold_progress() -> Iterator[tuple[Callable, Callable]]:
-    """A rich progress bar per fold: epoch, loss, accuracy, validation accuracy, images/s."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+# Off a terminal (a log file, CI, a Kaggle kernel) progress is plain lines: each member's start, first and last epoch,
+# and the epochs between at most one line this often (seconds).
+PLAIN_EVERY = 5.0
 
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("epochs"),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=out) as progress:
+
+@contextlib.contextmanager
+def _training_progress() -> Iterator[Callable]:
+    """The run's progress: on a terminal a rich bar per member (epoch, loss, accuracy, validation accuracy, images/s)
+    under a line for the run (epochs done, time elapsed and left); elsewhere plain lines with the same figures."""
+    from kit.progress import TimeLeft, clock
+
+    time_left = TimeLeft()
+
+    def run_line() -> str:
+        return (f"run {time_left.epochs_done}/{time_left.epochs_total} epochs, {clock(time_left.elapsed())} elapsed, "
+                f"{clock(time_left.left())} left")  # fmt: skip
+
+    def stats(logs: dict[str, float]) -> str:
+        return (f"loss {logs.get('loss', float('nan')):.4f}  acc {_pct(logs.get('accuracy'))}  "
+                f"val_acc {_pct(logs.get('val_accuracy'))}  {logs.get('images_per_s', 0):,.0f} img/s")  # fmt: skip
+
+    if not out.is_terminal:
+        last = [float("-inf")]
+
+        def plain(event) -> None:
+            time_left.update(event)
+            if not event.started:
+                return
+            name = f"fold {event.member + 1}"
+            if event.epoch == 0:
+                text = f"{name}/{event.members} started" + (f" on {event.where}" if event.where else "")
+            elif event.epoch in (1, event.epochs) or time_left.elapsed() - last[0] >= PLAIN_EVERY:
+                text = f"{name} epoch {event.epoch}/{event.epochs}  {stats(event.logs)}  | {run_line()}"
+            else:
+                return
+            last[0] = time_left.elapsed()
+            out.print(text, highlight=False, soft_wrap=True)
+
+        yield plain
+        return
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+               TextColumn("{task.fields[stats]}"))  # fmt: skip
+    with Progress(*columns, console=out) as bars:
+        run = bars.add_task("run", total=None, stats="")
         tasks: dict[int, int] = {}
 
-        def on_fold_start(fold: int, total: int) -> None:
-            tasks[fold] = progress.add_task(f"fold {fold + 1}/{total}", total=None, stats="")
+        def live(event) -> None:
+            time_left.update(event)
+            text = f"{clock(time_left.elapsed())} elapsed, {clock(time_left.left())} left"
+            bars.update(run, total=time_left.epochs_total, completed=time_left.epochs_done, stats=text)
+            if not event.started:
+                return
+            if event.member not in tasks:
+                where = f" on {event.where}" if event.where else ""
+                tasks[event.member] = bars.add_task(f"fold {event.member + 1}/{event.members}{where}", total=None,
+                                                    stats="")  # fmt: skip
+            if event.epoch:
+                bars.update(tasks[event.member], total=event.epochs, completed=event.epoch, stats=stats(event.logs))
 
-        def on_epoch(fold: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-            stats = (
-                f"loss {logs.get('loss', float('nan')):.4f}  acc {_pct(logs.get('accuracy'))}  "
-                f"val_acc {_pct(logs.get('val_accuracy'))}  {logs['images_per_s']:,.0f} img/s"
-            )
-            progress.update(tasks[fold], total=epochs, completed=epoch, stats=stats)
-            if not out.is_terminal:  # logs and pipes get a line per epoch instead of a live bar
-                progress.console.print(f"fold {fold + 1} epoch {epoch}/{epochs}  {stats}", highlight=False)
-
-        yield on_fold_start, on_epoch
+        yield live
 
 
 def _render_result(result, total_folds: int) -> None:

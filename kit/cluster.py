@@ -1,6 +1,6 @@
 """A run's members as Ray tasks (`kit train --ray ADDRESS`): a local Ray instance, or a cluster of machines.
 
-Each member is one task that trains it with `kit.train.train_fold`, the same function a local fold runs, into a
+Each member is one task that trains it with `kit.train.train_member`, the same function a local fold runs, into a
 temporary folder on whichever node Ray picks, and returns the files it wrote. The driver (`kit train`) writes them
 into runs/<id>/fold<i>/ exactly as a local fold is written (metrics.json last), so no shared filesystem is needed and
 resume, --fold, merge and submit work unchanged. The data reaches the tasks once, through Ray's object store; each
@@ -17,7 +17,7 @@ import contextlib
 import os
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from kit import parallel, runs
 from kit.config import Recipe
 from kit.data import Competition
 from kit.errors import KitError, OfflineError, RunError, UsageError
+from kit.progress import Progress, ProgressHook
 
 INSTALL = "pip install 'kit[ray]'"
 
@@ -115,8 +116,7 @@ def train_members(
     members: list[int],
     run_dir: Path,
     cluster: Cluster,
-    on_start: Callable[[int], None] | None = None,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: ProgressHook | None = None,
 ) -> None:
     """Train `members` as Ray tasks and write each into `run_dir` as it completes. A member that fails, or whose node
     or worker dies, ends the run with a RunError naming it and its node, once the members already running have
@@ -132,7 +132,7 @@ def train_members(
     threads = max(1, int(resources["num_cpus"]))
     comp_ref = ray.put(comp)
     pending = {
-        remote.options(**resources).remote(r.to_dict(), comp_ref, folds, member, events, threads, _train_member): member
+        remote.options(**resources).remote(r.to_dict(), comp_ref, folds, member, events, threads): member
         for member in members
     }
     started: dict[int, str] = {}  # member -> the node it runs on
@@ -144,12 +144,10 @@ def train_members(
                 event = events.get_nowait()
             except (Empty, ray.exceptions.RayError):  # none waiting, or the queue is gone: progress only
                 return
-            if "node" in event:
-                started[event["fold"]] = event["node"]
-                if on_start is not None:
-                    on_start(event["fold"])
-            elif on_event is not None:
-                on_event(event)
+            event = Progress.from_dict(event)
+            started.setdefault(event.member, event.where)
+            if on_progress is not None:
+                on_progress(event)
 
     try:
         while pending:
@@ -195,22 +193,22 @@ def _failed(member: int, node: str | None, exc: Exception) -> str:
 
 
 def _task(
-    recipe: dict[str, Any],
-    comp: Competition,
-    folds: np.ndarray,
-    member: int,
-    events: Any,
-    threads: int,
-    train_member: Callable[..., dict[str, bytes]],
+    recipe: dict[str, Any], comp: Competition, folds: np.ndarray, member: int, events: Any, threads: int
 ) -> dict[str, bytes]:
-    """The Ray task: say which node it runs on, then train the member there with `train_member` (the driver's
-    `_train_member`, passed along so that a test can make one member fail)."""
+    """The Ray task: train the member on this node into a temporary folder with kit.train.train_member (its
+    progress, naming the node, to the driver through `events`) and return its files (metrics.json with the node)."""
     import ray
+
+    from kit import config, train
 
     node = {"id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
             "address": ray.util.get_node_ip_address()}  # fmt: skip
-    _tell(events, {"fold": member, "node": f"{node['host']} ({node['address']})"})
-    return train_member(recipe, comp, folds, member, events, threads, node)
+    where = f"{node['host']} ({node['address']})"
+    with tempfile.TemporaryDirectory(prefix="kit-ray-") as tmp:
+        metrics = train.train_member(config.from_dict(recipe), comp, folds, member, Path(tmp), threads=threads,
+                                     on_progress=lambda event: _tell(events, event.to_dict()), where=where)  # fmt: skip
+        runs.write_json(Path(tmp) / f"fold{member}" / "metrics.json", {**metrics, "node": node})
+        return {path.name: path.read_bytes() for path in (Path(tmp) / f"fold{member}").iterdir()}
 
 
 def _tell(events: Any, event: dict[str, Any]) -> None:
@@ -219,30 +217,3 @@ def _tell(events: Any, event: dict[str, Any]) -> None:
 
     with contextlib.suppress(ray.exceptions.RayError):
         events.put(event, timeout=10)
-
-
-def _train_member(
-    recipe: dict[str, Any],
-    comp: Competition,
-    folds: np.ndarray,
-    member: int,
-    events: Any,
-    threads: int,
-    node: dict[str, str],
-) -> dict[str, bytes]:
-    """Train one member into a temporary folder on this node and return its files (metrics.json with the node)."""
-    from kit import config, train
-    from kit.device import import_keras_quietly, set_threads, setup
-
-    r = config.from_dict(recipe)
-    import_keras_quietly()
-    set_threads(threads)
-    device = setup(r.precision)
-
-    def on_epoch(fold: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-        _tell(events, {"fold": fold, "epoch": epoch, "epochs": epochs, "logs": logs})
-
-    with tempfile.TemporaryDirectory(prefix="kit-ray-") as tmp:
-        metrics = train.train_fold(r, comp, folds, member, Path(tmp), device, on_epoch)
-        runs.write_json(Path(tmp) / f"fold{member}" / "metrics.json", {**metrics, "node": node})
-        return {path.name: path.read_bytes() for path in (Path(tmp) / f"fold{member}").iterdir()}

@@ -14,13 +14,13 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import zipfile
 import zlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,6 @@ CACHE, META = "cache.npz", "kit.json"
 OLD = ".old-"  # `.<data folder>.old-*`: the previous data, aside while an install swaps in the new
 PIXELS = [f"pixel{i}" for i in range(784)]
 COLUMNS = {TRAIN: ["label", *PIXELS], TEST: PIXELS, SAMPLE_SUBMISSION: ["ImageId", "Label"]}
-REAL_ROWS = {TRAIN: 42_000, TEST: 28_000}
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,8 @@ class Competition:
     train_labels: np.ndarray  # uint8 (N,)
     test_images: np.ndarray  # uint8 (M, 28, 28, 1)
     source: str  # "kaggle", "zip", or "sample"
-    path: Path
+    path: Path | None  # the data folder it was loaded from; None: built in memory (a worker process cannot load it)
+    rows: int | None = None  # only the first `rows` training rows (`head`), else all
 
     @property
     def is_sample(self) -> bool:
@@ -213,7 +213,7 @@ def install_folder(src: Path, dest: Path, source: str) -> dict:
         "source": source,
         "train_rows": int(len(train_labels)),
         "test_rows": int(len(test_images)),
-        "installed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "installed_utc": paths.utc_now(),
     }
     (src / META).write_text(json.dumps(meta, indent=2) + "\n")
     for extra in src.iterdir():
@@ -459,4 +459,17 @@ def install_sample(dest: Path) -> dict:
 
 def head(comp: Competition, rows: int) -> Competition:
     """The competition with only its first `rows` training rows (the test set stays whole)."""
-    return dataclasses.replace(comp, train_images=comp.train_images[:rows], train_labels=comp.train_labels[:rows])
+    rows = min(rows, len(comp.train_labels))
+    return dataclasses.replace(comp, train_images=comp.train_images[:rows], train_labels=comp.train_labels[:rows],
+                               rows=rows)  # fmt: skip
+
+
+def where(comp: Competition) -> dict[str, Any] | None:
+    """How another process loads the same data (`load_again`), or None when it was built in memory."""
+    return None if comp.path is None else {"path": str(comp.path), "rows": comp.rows}
+
+
+def load_again(where: dict[str, Any]) -> Competition:
+    """The competition `where` describes: the installed data of that folder, cut to the same rows."""
+    comp = load_competition(Path(where["path"]))
+    return head(comp, where["rows"]) if where["rows"] is not None else comp

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kit.errors import UsageError
+
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 @dataclass
 class Device:
-    backend: str  # keras backend: tensorflow, jax, torch
+    backend: str  # keras backend: tensorflow or jax
     kind: str  # "gpu" or "cpu"
     names: list[str]  # the devices training runs on
     precision: str  # float32, bfloat16 or float16 (resolved from "auto")
@@ -122,11 +124,7 @@ def _accelerators(backend: str) -> tuple[list[str], list[str]]:
         import jax
 
         return [str(d) for d in jax.devices() if d.platform == "gpu"], ["cpu"]
-    if backend == "torch":
-        import torch
-
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())], ["cpu"]
-    return [], ["cpu"]
+    raise UsageError(f"KERAS_BACKEND={backend}: kit trains on Keras' tensorflow (the default) or jax backend.")
 
 
 def setup(precision: str = "auto", mirrored: bool = False) -> Device:

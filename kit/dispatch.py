@@ -1,20 +1,30 @@
-"""How the members of a run get trained: one after another in this process, at once in local worker processes
-(kit.parallel: sharing the GPUs, or the CPU cores), or as Ray tasks on a cluster (kit.cluster). Every way, each
-member is trained by kit.train.train_fold and written into the run directory the same way (metrics.json last), so
-resume, --fold and merge work the same.
+"""A run: create or reopen it, train its members, merge them.
+
+`train_run` is the road from `kit train` to the loop. It creates (or reopens) runs/<id>/ (`prepare_run`), then trains
+every incomplete member with kit.train.train_member: here, one after another; at once in local worker processes
+(kit.parallel: sharing the GPUs, or the CPU cores); or as Ray tasks on a cluster (kit.cluster). Every way writes a
+member into the run directory the same way (metrics.json last), so resume, --fold and merge work the same, and
+reports the same kit.progress.Progress events. Once every member is complete, `collect` merges them (OOF and test
+probabilities, CV, the submission).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import platform
+import subprocess
 from pathlib import Path
+from typing import Any
 
-from kit import config, parallel, runs, train
+import numpy as np
+
+from kit import config, data, ensemble, parallel, paths, pseudo, runs, submission, train
 from kit.cluster import Cluster, train_members
 from kit.config import Recipe
 from kit.data import Competition
 from kit.device import Device
-from kit.train import EpochHook, RunResult
+from kit.errors import RunError
+from kit.progress import Progress, ProgressHook
+from kit.runs import RunResult
 
 
 def placement(
@@ -30,43 +40,145 @@ def placement(
 def train_run(
     r: Recipe,
     comp: Competition,
+    *,
     run_id: str,
     device: Device,
-    only_fold: int | None = None,
-    on_epoch: EpochHook | None = None,
-    on_fold_start: Callable[[int, int], None] | None = None,
+    only: int | None = None,
     jobs: int = 1,
-    data_dir: Path | None = None,
-    limit: int | None = None,
     cluster: Cluster | None = None,
+    on_progress: ProgressHook | None = None,
 ) -> RunResult:
-    """Train every incomplete member (fold; K x R of them with repeats), or just `only_fold`, of run `run_id`, and
-    merge once all are complete. On a Ray `cluster` (kit.cluster.connect) they train as its tasks; else, with `jobs`
-    > 1 and several members to train, at once in worker processes, which load the data from `data_dir` (its first
-    `limit` rows); otherwise here, one after another."""
-    config.check_fold(r, only_fold)
+    """Train every incomplete member of run `run_id` (K folds; K x R with repeats; of each family for a blend), or
+    just member `only`, and merge them once all are complete. On a Ray `cluster` (kit.cluster.connect) they train as
+    its tasks; else, with `jobs` > 1 and several members to train, at once in worker processes (which load `comp`
+    again from its folder: one built in memory trains here); otherwise here, one after another. `on_progress` gets
+    a queued event for every member to train, then each member's own."""
+    config.check_fold(r, only)
     total = config.member_count(r)
-    run_dir, folds = train.prepare_run(r, comp, run_id, device)
-    todo = [k for k in ([only_fold] if only_fold is not None else range(total)) if not runs.member_done(run_dir, k)]
+    run_dir, folds = prepare_run(r, comp, run_id, device)
+    todo = [k for k in ([only] if only is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):
         todo = [k for k in todo if not runs.member_done(run_dir, k)]  # another process may have finished one meanwhile
-        on_start = (lambda fold: on_fold_start(fold, total)) if on_fold_start is not None else None
-        on_event = (lambda e: on_epoch(e["fold"], e["epoch"], e["epochs"], e["logs"])) if on_epoch else None
+        tell = on_progress or (lambda event: None)
+        for k in todo:
+            tell(Progress(k, total, 0, config.member(r, k)[1].epochs, started=False))
+        where = data.where(comp)
         if cluster is not None:
-            train_members(r, comp, folds, todo, run_dir, cluster, on_start, on_event)
-        elif jobs > 1 and len(todo) > 1:
-            parallel.run_workers(
-                lambda fold, threads: parallel.worker_command(run_id, fold, threads, data_dir, limit),
-                todo,
-                jobs,
-                run_dir,
-                on_start=on_start,
-                on_event=on_event,
-                gpus=parallel.worker_gpus(device),
-            )
+            train_members(r, comp, folds, todo, run_dir, cluster, tell)
+        elif jobs > 1 and len(todo) > 1 and where is not None:
+            command = lambda member, threads: train.worker_command(run_id, member, threads, where)  # noqa: E731
+            parallel.run_workers(command, todo, jobs, run_dir, tell, gpus=parallel.worker_gpus(device))
         else:
-            for fold in todo:
-                if on_fold_start is not None:
-                    on_fold_start(fold, total)
-                train.train_fold(r, comp, folds, fold, run_dir, device, on_epoch)
-    return train.collect(r, comp, run_dir, folds, todo)
+            for member in todo:
+                train.train_member(r, comp, folds, member, run_dir, device, on_progress=tell)
+    return collect(r, comp, run_dir, folds, todo)
+
+
+def _environment(device: Device) -> dict[str, Any]:
+    import keras
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
+    if device.backend == "tensorflow":
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    return {"versions": versions, "device": device.describe(), "git_sha": sha or None}
+
+
+def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tuple[Path, np.ndarray]:
+    """Create runs/<id>/ (config.json, folds.npy), or reopen it after checking it is the same recipe."""
+    run_dir = paths.runs_dir() / runs.check_id(run_id)
+    data = {"source": comp.source, "train_rows": len(comp.train_labels), "test_rows": len(comp.test_images)}
+    config_path = run_dir / "config.json"
+    if config_path.is_file():
+        saved = runs.load_config(run_dir)
+        runs.not_on_kaggle(run_id, saved)
+        mine = {k: v for k, v in r.to_dict().items() if k != "precision"}
+        theirs = {k: v for k, v in config.from_dict(saved.get("recipe", {})).to_dict().items() if k != "precision"}
+        diff = [f"{k} {theirs.get(k)!r} vs {v!r}" for k, v in mine.items() if theirs.get(k) != v]
+        if saved.get("data") != data:
+            diff.append(f"data {saved.get('data')} vs {data}")
+        if diff:
+            raise RunError(
+                f"Run '{run_id}' exists with a different recipe ({'; '.join(diff[:3])}); resume it with the "
+                "same options, or choose a new --run-id."
+            )
+        return run_dir, runs.load_folds(run_dir)
+    folds = train.assign_folds(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
+    students = pseudo.prepare(r, folds, len(comp.test_images)) if r.pseudo else {}  # checked before writing
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.save_array(run_dir / "folds.npy", folds)
+    if students:
+        runs.save_array(run_dir / "pseudo.npy", students["pseudo.npy"])
+        runs.write_json(run_dir / "pseudo.json", students["pseudo.json"])
+    runs.write_json(
+        config_path,
+        {
+            "kind": "train",
+            "run_id": run_id,
+            "created_utc": paths.utc_now(),
+            "recipe": r.to_dict(),
+            "data": data,
+            **_environment(device),
+        },
+    )
+    return run_dir, folds
+
+
+def collect(r: Recipe, comp: Competition, run_dir: Path, folds: np.ndarray, trained: list[int]) -> RunResult:
+    """The run's complete members, merged (OOF, test probabilities, CV, submission) once all K x R are there."""
+    total = config.member_count(r)
+    complete = [k for k in range(total) if runs.member_done(run_dir, k)]
+    fold_metrics = [runs.read_json(run_dir / f"fold{k}" / "metrics.json") for k in complete]
+    if len(complete) < total:
+        return RunResult(run_dir, fold_metrics, trained, None, None)
+    metrics, csv = merge(r, run_dir, comp, folds, fold_metrics)
+    return RunResult(run_dir, fold_metrics, trained, metrics, csv)
+
+
+def _weighted(pairs: list[tuple[float, int]]) -> float:
+    return float(sum(a * n for a, n in pairs) / max(1, sum(n for _, n in pairs)))
+
+
+def merge(
+    r: Recipe, run_dir: Path, comp: Competition, folds: np.ndarray, fold_metrics: list[dict[str, Any]]
+) -> tuple[dict[str, Any], Path]:
+    """Combine complete members: OOF probabilities, averaged test probabilities, CV accuracy, submission. A blend's
+    families are assembled each, then blended by weights fitted on their OOF rows (kit.ensemble.fit_blend)."""
+    probs = {}
+    for m in fold_metrics:
+        member = run_dir / f"fold{m['fold']}"
+        rows = int(runs.member_rows(folds, r.folds, m["fold"]).sum())
+        probs[m["fold"]] = (runs.load_array(member / "val_probs.npy", (rows, 10)),
+                            runs.load_array(member / "test_probs.npy", (len(comp.test_images), 10)))  # fmt: skip
+    extra: dict[str, Any] = {}
+    if r.families:
+        combined = ensemble.combine_families(r, folds, probs, comp.train_labels)
+        oof, test, cv = combined.oof, combined.test, combined.cv
+        runs.save_array(run_dir / "family_oof.npy", combined.family_oof)
+        runs.save_array(run_dir / "family_test.npy", combined.family_test)
+        extra = combined.summary
+    else:
+        oof, test, cv = ensemble.assemble(folds, r.folds, probs, comp.train_labels)
+    runs.save_array(run_dir / "oof.npy", oof)
+    runs.save_array(run_dir / "test_probs.npy", test)
+    csv = submission.write(test.argmax(1), paths.submissions_dir() / f"{run_dir.name}.csv")
+    metrics = {
+        **extra,
+        "cv_accuracy": cv,
+        "cv_rows": int((~np.isnan(oof).any(axis=1)).sum()),
+        "members": len(fold_metrics),
+        "folds": [{k: m[k] for k in ("fold", "accuracy", "val_rows", "images_per_s", "seconds")} for m in fold_metrics],
+        "images_per_s": float(np.mean([m["images_per_s"] for m in fold_metrics])),
+        "train_seconds": float(sum(m["seconds"] for m in fold_metrics)),
+        "submission": str(csv),
+    }
+    if folds.ndim == 1 and not r.families:  # without TTA, from each fold's plain accuracy (= cv_accuracy without TTA)
+        plain = [(m.get("accuracy_plain", m["accuracy"]), m["val_rows"]) for m in fold_metrics]
+        metrics["cv_accuracy_plain"] = _weighted(plain)
+    runs.write_json(run_dir / "metrics.json", metrics)
+    return metrics, csv

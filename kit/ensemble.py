@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import math
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,12 @@ from typing import Any
 import numpy as np
 
 from kit import paths, runs, submission
-from kit.config import Recipe, from_dict, member_count
+from kit.config import IDENTITY, TTA_VIEWS, Recipe, from_dict, member_count
 from kit.config import member as member_of
 from kit.data import Competition
 from kit.errors import RunError, UsageError
 
 PREDICT_BATCH = 1024
-IDENTITY = (0, 0, 0)  # the view that leaves the image alone
-# (dx, dy, degrees): the identity, one-pixel shifts in four directions, and +-8 degree rotations.
-TTA_VIEWS: list[tuple[float, float, float]] = [IDENTITY, (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 8),
-                                               (0, 0, -8)]  # fmt: skip
 
 
 def augmented(images: np.ndarray, view: tuple[float, float, float]) -> np.ndarray:
@@ -302,7 +297,7 @@ def _write_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarra
     runs.save_array(target / "test_probs.npy", test)
     csv = submission.write(test.argmax(1), out or paths.submissions_dir() / f"{target.name}.csv")
     runs.write_json(target / "metrics.json", {**metrics, "submission": str(csv)})
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    created = paths.utc_now()
     runs.write_json(target / "config.json", {**config, "run_id": target.name, "created_utc": created})
     return csv
 

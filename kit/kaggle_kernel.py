@@ -35,8 +35,8 @@ import kit
 from kit import kaggle_api, runs, submission
 from kit.config import Recipe
 from kit.errors import Detached, KaggleError, OfflineError, QuotaError, RunError, UsageError
-from kit.paths import runs_dir, submissions_dir
-from kit.train import RunResult
+from kit.paths import runs_dir, submissions_dir, utc_now
+from kit.runs import RunResult
 
 MACHINE = "NvidiaTeslaT4"  # Kaggle's "GPU T4 x2"
 CODE_FILE = "kit_train.py"
@@ -162,10 +162,6 @@ def _again(run_id: str) -> str:
     return f"kit train --kaggle --run-id {run_id}"
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def pending(run_id: str) -> dict[str, Any] | None:
     """The kernel a run is training in on Kaggle ({"kernel", "version", "url", "args", "status", ...}), or None
     when runs/<id>/ does not exist. A run of this machine's, or one already home, is a RunError: its id is taken."""
@@ -195,7 +191,7 @@ def launch(api: Any, run_id: str, args: list[str], recipe: Recipe) -> dict[str, 
     if not pushed["version"]:
         raise KaggleError("Kaggle accepted the kernel but gave no version number; try again.")
     info = {"kernel": f"{owner}/{slug(run_id)}", "version": pushed["version"], "url": pushed["url"], "args": args,
-            "pushed_utc": _now(), "pushed_at": time.time(), "status": "queued", "gpu_quota": quota}  # fmt: skip
+            "pushed_utc": utc_now(), "pushed_at": time.time(), "status": "queued", "gpu_quota": quota}  # fmt: skip
     run_dir = runs_dir() / run_id
     runs.write_json(run_dir / "config.json", {"kind": "kaggle", "run_id": run_id, "created_utc": info["pushed_utc"],
                                               "recipe": recipe.to_dict(), "kaggle": info})  # fmt: skip
@@ -309,7 +305,7 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
         submission.validate(csv, int(config["data"]["test_rows"]), "the kernel's run was not used")
         about = runs.read_json(out / ABOUT) if (out / ABOUT).is_file() else {}
         trained = {k: info[k] for k in ("kernel", "version", "url", "pushed_utc")}
-        config["kaggle"] = {**trained, **(about if isinstance(about, dict) else {}), "home_utc": _now()}
+        config["kaggle"] = {**trained, **(about if isinstance(about, dict) else {}), "home_utc": utc_now()}
         order = sorted((p for p in home.rglob("*") if p.is_file() and p.name != "config.json"),
                        key=lambda p: (p.name == "metrics.json", p.parent == home, str(p)))  # fmt: skip
         for path in order:

@@ -13,7 +13,6 @@ import errno
 import fcntl
 import io
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,16 +80,6 @@ def _clean(fields: dict[str, Any]) -> dict[str, str]:
     return {k: "" if v is None else str(v) for k, v in fields.items()}
 
 
-def append(**fields: Any) -> str:
-    """Add a row (utc_time and id are filled in); returns its id."""
-    row = {c: "" for c in COLUMNS}
-    row.update(id=uuid.uuid4().hex[:12], utc_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    row.update(_clean(fields))
-    with _locked() as target:
-        _write(target, [*_read(target), row])
-    return row["id"]
-
-
 def update(row_id: str, **fields: Any) -> None:
     """Change some fields of the row with this id."""
     with _locked() as target:
@@ -105,7 +94,7 @@ def claim(sha256: str, force: bool, **fields: Any) -> tuple[str | None, dict[str
     """The duplicate check and the pending row as one step under the lock: (new row id, None), or (None, the row
     that already sent this content) when not `force`. Five `kit submit` of one file at once upload it once."""
     row = {c: "" for c in COLUMNS}
-    row.update(id=uuid.uuid4().hex[:12], utc_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    row.update(id=uuid.uuid4().hex[:12], utc_time=paths.utc_now())
     row.update(_clean({**fields, "sha256": sha256}))
     with _locked() as target:
         current = _read(target)

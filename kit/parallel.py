@@ -3,7 +3,7 @@ the CPU cores.
 
 A small convnet cannot keep many cores busy with one batch at a time (two one-thread processes made 1.19x the
 img/s of one process on both of 2 cores). So on CPUs the folds of a K-fold run go to worker processes
-(`python -m kit.parallel`, which calls `kit.train.train_fold`), up to `jobs` at a time. Each worker gets
+(`python -m kit.train`, the member runner kit.train.train_member), up to `jobs` at a time. Each worker gets
 cores // (workers that will run beside it) threads, at least one; by default there are enough workers that
 the last round of folds still fills the cores (`fill_cores`). On GPUs, up to FOLDS_PER_GPU folds train at once on
 each, every worker pinned to one GPU through CUDA_VISIBLE_DEVICES: a 300k-parameter CNN gains nothing from splitting
@@ -16,22 +16,18 @@ runs/<id>/fold<i>.log (removed when empty).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import queue
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from kit import progress
 from kit.device import Device
-from kit.errors import KitError, RunError
-
-EVENT = "KIT-EVENT "  # prefixes a worker's progress lines on stdout; other output is passed over
+from kit.errors import RunError
+from kit.progress import ProgressHook
 
 
 def cores() -> int:
@@ -121,15 +117,14 @@ def run_workers(
     folds: list[int],
     jobs: int,
     log_dir: Path,
-    on_start: Callable[[int], None] | None = None,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: ProgressHook | None = None,
     n_cores: int | None = None,
     gpus: list[str] | None = None,
 ) -> None:
-    """Run `command(fold, threads)` for every fold, at most `jobs` at a time, passing each JSON event line
-    (stdout lines starting with EVENT) to `on_event` in this thread. With `gpus` (CUDA ids), each worker is pinned
-    to the GPU running the fewest workers (`worker_env`). Raises RunError when a worker fails; the workers still
-    running are stopped first (their folds stay incomplete, so a re-run trains them)."""
+    """Run `command(fold, threads)` for every fold, at most `jobs` at a time, passing the Progress of each event
+    line on their stdout (kit.progress.to_line) to `on_progress` in this thread. With `gpus` (CUDA ids), each worker
+    is pinned to the GPU running the fewest workers (`worker_env`). Raises RunError when a worker fails; the workers
+    still running are stopped first (their folds stay incomplete, so a re-run trains them)."""
     n_cores = n_cores or cores()
     pending, running = list(folds), []
     load = {gpu: 0 for gpu in gpus or []}  # workers running on each GPU
@@ -138,9 +133,9 @@ def run_workers(
     def read(worker: Worker) -> None:
         try:
             for line in worker.process.stdout:  # read to the end, so the worker never blocks on a full pipe
-                if line.startswith(EVENT):
-                    with contextlib.suppress(ValueError):  # a garbled line costs one progress update, no more
-                        events.put(("event", worker, json.loads(line[len(EVENT) :])))
+                event = progress.from_line(line)
+                if event is not None:
+                    events.put(("event", worker, event))
         except OSError:
             pass
         finally:
@@ -162,13 +157,11 @@ def run_workers(
                     load[gpu] += 1
                 worker = Worker(fold, process, log, gpu)
                 running.append(worker)
-                if on_start is not None:
-                    on_start(fold)
                 threading.Thread(target=read, args=(worker,), daemon=True).start()
             kind, worker, payload = events.get()
             if kind == "event":
-                if on_event is not None:
-                    on_event(payload)
+                if on_progress is not None:
+                    on_progress(payload)
                 continue
             running.remove(worker)
             if worker.gpu is not None:
@@ -196,56 +189,3 @@ def _last_line(log: Path) -> str:
     except OSError:
         return "no log"
     return lines[-1] if lines else "no output"
-
-
-def worker_command(run_id: str, fold: int, threads: int, data_dir: Path | None, limit: int | None) -> list[str]:
-    """The command line of one fold's worker (this module's `main`)."""
-    spec = {"run_id": run_id, "fold": fold, "threads": threads, "data_dir": str(data_dir) if data_dir else None,
-            "limit": limit}  # fmt: skip
-    return [sys.executable, "-m", "kit.parallel", json.dumps(spec)]
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel sends this worker SIGTERM when the `kit train` that started it dies, even by SIGKILL."""
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def main(argv: list[str]) -> int:
-    """A worker: train one fold of an existing run (its config.json holds the recipe) and report progress.
-    Errors a user can cause end as one line on stderr (the parent quotes it) and exit code 1."""
-    _die_with_parent()
-    try:
-        return _work(json.loads(argv[0]))
-    except KitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-
-
-def _work(spec: dict[str, Any]) -> int:
-    from kit import config, data, paths, runs, train
-    from kit.device import import_keras_quietly, set_threads, setup
-
-    run_dir = paths.runs_dir() / spec["run_id"]
-    recipe = config.from_dict(runs.read_json(run_dir / "config.json")["recipe"])
-    comp = data.load_competition(Path(spec["data_dir"]) if spec["data_dir"] else None)
-    if spec["limit"] is not None:
-        comp = data.head(comp, spec["limit"])
-    import_keras_quietly()
-    set_threads(spec["threads"])
-    device = setup(recipe.precision)  # memory growth on: workers may share a GPU (--jobs above the GPU count)
-    _, folds = train.prepare_run(recipe, comp, spec["run_id"], device)  # checks the data is the run's
-
-    def on_epoch(fold: int, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-        event = {"fold": fold, "epoch": epoch, "epochs": epochs, "logs": logs}
-        print(EVENT + json.dumps(event), flush=True)
-
-    train.train_fold(recipe, comp, folds, spec["fold"], run_dir, device, on_epoch)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,5 +1,6 @@
 """Where kit keeps things: the data, runs and submissions folders, and inside a Kaggle Notebook the attached
-competition data (read-only, under /kaggle/input) and the folder whose files the notebook keeps (/kaggle/working).
+competition data (read-only, under /kaggle/input) and the folder whose files the notebook keeps (/kaggle/working);
+and how the files kit writes there spell a time (`utc_now`).
 
 Each folder's environment variable wins: KIT_DATA_DIR, KIT_RUNS_DIR, KIT_SUBMISSIONS_DIR; KIT_KAGGLE_INPUT stands in
 for /kaggle/input (and marks a Kaggle Notebook, so tests can play one).
@@ -8,6 +9,7 @@ for /kaggle/input (and marks a Kaggle Notebook, so tests can play one).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 KAGGLE_INPUT = Path("/kaggle/input")
@@ -43,3 +45,8 @@ def runs_dir() -> Path:
 
 def submissions_dir() -> Path:
     return Path(os.environ.get("KIT_SUBMISSIONS_DIR") or _home() / "submissions")
+
+
+def utc_now() -> str:
+    """Now, as every file kit writes spells a time: ISO 8601 UTC to the second (2026-12-01T17:38:36Z)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -27,6 +27,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,16 @@ from kit.paths import runs_dir
 
 if TYPE_CHECKING:  # kit.data imports pandas: not needed to read runs
     from kit.data import Competition
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    fold_metrics: list[dict[str, Any]]  # the folds trained or found complete, in order
+    trained: list[int]  # the folds this call trained (the others were already complete)
+    metrics: dict[str, Any] | None  # the merged run metrics, once every fold is complete
+    submission: Path | None
+
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -342,10 +353,23 @@ def resolve(ref: str | None = None) -> Path:
     raise RunError(f"No run '{ref}' in {runs_dir()}; `kit runs` lists the runs.")
 
 
-def saved_recipe(run_id: str | None) -> dict | None:
-    """The recipe in runs/<run_id>/config.json, when that run exists (resuming it); else None."""
+def saved_recipe(run_id: str | None, kaggle: bool = False) -> dict | None:
+    """The recipe in runs/<run_id>/config.json, when that run exists (resuming it); else None. A run still training
+    in a Kaggle kernel is resumed only by `kit train --kaggle` (`kaggle`): here it is a RunError (`not_on_kaggle`)."""
     path = runs_dir() / check_id(run_id) / "config.json" if run_id else None
-    return load_config(path.parent).get("recipe", {}) if path is not None and path.is_file() else None
+    if path is None or not path.is_file():
+        return None
+    saved = load_config(path.parent)
+    if not kaggle:
+        not_on_kaggle(run_id, saved)
+    return saved.get("recipe", {})
+
+
+def not_on_kaggle(run_id: str, saved: dict) -> None:
+    """A run whose config.json says it is training on Kaggle cannot be trained here."""
+    if saved.get("kind") == "kaggle":
+        raise RunError(f"Run '{run_id}' is training on Kaggle; `kit train --kaggle --run-id {run_id}` brings it home "
+                       "(or choose a new --run-id).")  # fmt: skip
 
 
 def load_config(run: Path) -> dict:

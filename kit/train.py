@@ -1,34 +1,30 @@
-"""Training: the split, the model, the training loop, one fold (member) and the run's merged result.
+"""Training: the split, the model, the training loop and one member.
 
 Read top-down: `assign_folds` splits the rows, `compile_model` turns the recipe into a compiled model, `fit` is the
-training loop, `train_fold` trains and saves one member (the one fold runner: kit.dispatch calls it in this
-process, and kit.parallel in worker processes), `prepare_run` creates or reopens the run directory, and `collect`
-merges the run's OOF / test probabilities, metrics and submission once every member is complete.
+training loop, and `train_member` trains and saves one member of a run: the one member runner, which kit.dispatch
+calls in this process, a worker process (`python -m kit.train`, started by kit.parallel) calls in `main`, and a Ray
+task (kit.cluster) calls on its node. The run itself (creating it, its members, merging them) is kit.dispatch's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import platform
-import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kit import config, ensemble, paths, pseudo, runs, submission
+from kit import config, data, ensemble, paths, progress, pseudo, runs
 from kit.config import Recipe
 from kit.data import Competition
 from kit.device import Device
-from kit.errors import RunError, UsageError
-
-# on_epoch(fold, epoch, epochs, logs) is called after every epoch; logs has loss, accuracy, val_accuracy,
-# val_loss and images_per_s. The CLI renders it; stages print nothing.
-EpochHook = Callable[[int, int, int, dict[str, float]], None]
+from kit.errors import KitError, RunError, UsageError
+from kit.progress import Progress, ProgressHook
 
 
 def assign_folds(labels: np.ndarray, folds: int, holdout: float, seed: int, repeats: int = 1) -> np.ndarray:
@@ -80,11 +76,11 @@ def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) ->
         total = steps_per_epoch * r.epochs
         if r.schedule == "onecycle":
             warmup = max(1, int(total * r.warmup))
-            # One cycle: linear warm-up from peak/25 to the peak, then cosine decay to ~0.
+            # One cycle: linear warm-up from the peak x ONECYCLE_START to the peak, then cosine decay to ONECYCLE_END.
             lr = keras.optimizers.schedules.CosineDecay(
-                r.learning_rate / 25,
+                r.learning_rate * config.ONECYCLE_START,
                 decay_steps=max(1, total - warmup),
-                alpha=1e-3,
+                alpha=config.ONECYCLE_END,
                 warmup_target=r.learning_rate,
                 warmup_steps=warmup,
             )
@@ -94,11 +90,7 @@ def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) ->
             )
         else:
             lr = r.learning_rate
-        ema = {"use_ema": r.ema > 0, "ema_momentum": r.ema or 0.99}
-        if r.weight_decay > 0:
-            optimizer = keras.optimizers.AdamW(lr, weight_decay=r.weight_decay, **ema)
-        else:
-            optimizer = keras.optimizers.Adam(lr, **ema)
+        optimizer = keras.optimizers.Adam(lr, use_ema=r.ema > 0, ema_momentum=r.ema or 0.99)
         if r.ema > 0:
             # Keras writes the average into the weights at the end of every fit() call, and a GPU epoch is one call:
             # kit keeps training the live weights and swaps the average in itself (`averaged`, `use_average`).
@@ -160,7 +152,7 @@ def _ema_pairs(model: Any) -> list[tuple[Any, Any]]:
 
 def validate(model: Any, x: np.ndarray, y: np.ndarray, distributed: bool = False) -> dict[str, float]:
     """Loss (the compiled loss) and accuracy on (x, y), predicted by `kit.ensemble.predict`."""
-    probs = ensemble.predict(model, x, [ensemble.IDENTITY], distributed)
+    probs = ensemble.predict(model, x, [config.IDENTITY], distributed)
     return {"val_loss": float(model.loss(y, probs)), "val_accuracy": float((probs.argmax(1) == y.argmax(1)).mean())}
 
 
@@ -202,50 +194,60 @@ def fit(
     return rows
 
 
-# Per-epoch validation (val_acc, history.json) on a fixed sample of this many rows; the fold's accuracy and OOF use
-# all of them (all 8,400 took 19-31 s of each 44-epoch fold).
-EPOCH_VALIDATION_ROWS = 2048
-
-
-def train_fold(
+def train_member(
     r: Recipe,
     comp: Competition,
     folds: np.ndarray,
-    fold: int,
+    member: int,
     run_dir: Path,
-    device: Device,
-    on_epoch: EpochHook | None = None,
+    device: Device | None = None,
+    *,
+    threads: int | None = None,
+    on_progress: ProgressHook | None = None,
+    where: str = "",
 ) -> dict[str, Any]:
-    """Train the model of one fold (member `fold` of the run: of a blend, a fold of one of its families) and save
-    everything it makes; returns its metrics."""
+    """Train member `member` of the run (fold `member` % K; of a blend, a fold of one of its families) and save
+    everything it makes into run_dir/fold<member>/ (metrics.json last: it marks the member complete); returns its
+    metrics. The one member runner: kit.dispatch calls it in this process with its `device`; a worker process
+    (`main`) and a Ray task (kit.cluster) call it without one, and it starts Keras on `threads` threads first."""
+    if device is None:
+        from kit.device import import_keras_quietly, set_threads, setup
+
+        import_keras_quietly()
+        if threads is not None:
+            set_threads(threads)
+        device = setup(r.precision)  # memory growth on: members may share a GPU (--jobs above the GPU count)
     import keras
 
-    family, r = config.member(r, fold)
+    members = config.member_count(r)
+    family, r = config.member(r, member)
+    tell = on_progress or (lambda event: None)
+    tell(Progress(member, members, 0, r.epochs, where=where))
     started = time.perf_counter()
-    keras.utils.set_random_seed(r.seed + fold)
-    train, val = runs.training_rows(folds, r.folds, fold), runs.member_rows(folds, r.folds, fold)
+    keras.utils.set_random_seed(r.seed + member)
+    train, val = runs.training_rows(folds, r.folds, member), runs.member_rows(folds, r.folds, member)
     x_train, y_train = comp.train_images[train], one_hot(comp.train_labels[train])
     x_val, y_val = comp.train_images[val], one_hot(comp.train_labels[val])
     extra = 0
     if r.pseudo:  # a student: the test images its teacher members labelled, their probabilities as targets
-        keep, soft = pseudo.rows_for(run_dir, fold, r.pseudo_min)
+        keep, soft = pseudo.rows_for(run_dir, member, r.pseudo_min)
         x_train, y_train = np.concatenate([x_train, comp.test_images[keep]]), np.concatenate([y_train, soft])
         extra = len(keep)
 
     steps = -(-len(x_train) // r.batch_size)
-    model = compile_model(r, device, steps, seed=r.seed + fold)
-    hook = (lambda epoch, row: on_epoch(fold, epoch, r.epochs, row)) if on_epoch is not None else None
-    watch = np.random.default_rng(r.seed + fold).permutation(len(x_val))[:EPOCH_VALIDATION_ROWS]
-    history = fit(model, x_train, y_train, x_val[watch], y_val[watch], r, device, r.seed + fold, hook)
+    model = compile_model(r, device, steps, seed=r.seed + member)
+    hook = lambda epoch, row: tell(Progress(member, members, epoch, r.epochs, logs=row, where=where))  # noqa: E731
+    watch = np.random.default_rng(r.seed + member).permutation(len(x_val))[: config.EPOCH_VALIDATION_ROWS]
+    history = fit(model, x_train, y_train, x_val[watch], y_val[watch], r, device, r.seed + member, hook)
     use_average(model)  # with `ema`: the averaged weights predict and are saved
     distributed = device.strategy is not None
-    plain = ensemble.predict(model, x_val, [ensemble.IDENTITY], distributed)
-    views = ensemble.TTA_VIEWS if r.tta else [ensemble.IDENTITY]
+    plain = ensemble.predict(model, x_val, [config.IDENTITY], distributed)
+    views = config.TTA_VIEWS if r.tta else [config.IDENTITY]
     val_probs = ensemble.predict(model, x_val, views, distributed) if r.tta else plain
     test_probs = ensemble.predict(model, comp.test_images, views, distributed)
     accuracy = float((val_probs.argmax(1) == comp.train_labels[val]).mean())
 
-    fold_dir = run_dir / f"fold{fold}"
+    fold_dir = run_dir / f"fold{member}"
     fold_dir.mkdir(parents=True, exist_ok=True)
     model.save(fold_dir / ".model.tmp.keras")  # then renamed: a Ctrl-C while saving leaves no torn model.keras
     os.replace(fold_dir / ".model.tmp.keras", fold_dir / "model.keras")
@@ -254,7 +256,7 @@ def train_fold(
     runs.save_array(fold_dir / "test_probs.npy", test_probs)
     rates = [h["images_per_s"] for h in history[1:]] or [history[0]["images_per_s"]]  # epoch 1 traces
     metrics = {
-        "fold": fold,
+        "fold": member,
         "family": family,
         "accuracy": accuracy,  # of the saved OOF probabilities (with TTA when the recipe says so)
         "accuracy_plain": float((plain.argmax(1) == comp.train_labels[val]).mean()),
@@ -267,126 +269,45 @@ def train_fold(
         "seconds": time.perf_counter() - started,
         "device": device.describe(),
     }
-    runs.write_json(fold_dir / "metrics.json", metrics)  # last: its presence marks the fold complete
+    runs.write_json(fold_dir / "metrics.json", metrics)  # last: its presence marks the member complete
     return metrics
 
 
-@dataclass
-class RunResult:
-    run_dir: Path
-    fold_metrics: list[dict[str, Any]]  # the folds trained or found complete, in order
-    trained: list[int]  # the folds this call trained (the others were already complete)
-    metrics: dict[str, Any] | None  # the merged run metrics, once every fold is complete
-    submission: Path | None
+def worker_command(run_id: str, member: int, threads: int, where: dict[str, Any]) -> list[str]:
+    """The command line of a worker process that trains one member of an existing run (`main`)."""
+    spec = {"run_id": run_id, "member": member, "threads": threads, "data": where}
+    return [sys.executable, "-m", "kit.train", json.dumps(spec)]
 
 
-def _environment(device: Device) -> dict[str, Any]:
-    import keras
-
+def main(argv: list[str]) -> int:
+    """A worker process: train one member of an existing run (its config.json holds the recipe, folds.npy the split)
+    and print each Progress as a line on stdout (kit.progress.to_line). Errors a user can cause end as one line on
+    stderr (the parent quotes it) and exit code 1."""
+    _die_with_parent()
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
-    if device.backend == "tensorflow":
-        import tensorflow as tf
-
-        versions["tensorflow"] = tf.__version__
-    return {"versions": versions, "device": device.describe(), "git_sha": sha or None}
-
-
-def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tuple[Path, np.ndarray]:
-    """Create runs/<id>/ (config.json, folds.npy), or reopen it after checking it is the same recipe."""
-    run_dir = paths.runs_dir() / runs.check_id(run_id)
-    data = {"source": comp.source, "train_rows": len(comp.train_labels), "test_rows": len(comp.test_images)}
-    config_path = run_dir / "config.json"
-    if config_path.is_file():
-        saved = runs.load_config(run_dir)
-        if saved.get("kind") == "kaggle":
-            raise RunError(f"Run '{run_id}' is training on Kaggle; `kit train --kaggle --run-id {run_id}` brings it "
-                           "home (or choose a new --run-id).")  # fmt: skip
-        mine = {k: v for k, v in r.to_dict().items() if k != "precision"}
-        theirs = {k: v for k, v in config.from_dict(saved.get("recipe", {})).to_dict().items() if k != "precision"}
-        diff = [f"{k} {theirs.get(k)!r} vs {v!r}" for k, v in mine.items() if theirs.get(k) != v]
-        if saved.get("data") != data:
-            diff.append(f"data {saved.get('data')} vs {data}")
-        if diff:
-            raise RunError(
-                f"Run '{run_id}' exists with a different recipe ({'; '.join(diff[:3])}); resume it with the "
-                "same options, or choose a new --run-id."
-            )
-        return run_dir, runs.load_folds(run_dir)
-    folds = assign_folds(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
-    students = pseudo.prepare(r, folds, len(comp.test_images)) if r.pseudo else {}  # checked before writing
-    run_dir.mkdir(parents=True, exist_ok=True)
-    runs.save_array(run_dir / "folds.npy", folds)
-    if students:
-        runs.save_array(run_dir / "pseudo.npy", students["pseudo.npy"])
-        runs.write_json(run_dir / "pseudo.json", students["pseudo.json"])
-    runs.write_json(
-        config_path,
-        {
-            "kind": "train",
-            "run_id": run_id,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "recipe": r.to_dict(),
-            "data": data,
-            **_environment(device),
-        },
-    )
-    return run_dir, folds
+        spec = json.loads(argv[0])
+        run_dir = paths.runs_dir() / runs.check_id(spec["run_id"])
+        recipe = config.from_dict(runs.load_config(run_dir)["recipe"])
+        comp = data.load_again(spec["data"])
+        folds = runs.load_folds(run_dir)
+        if folds.shape[-1] != len(comp.train_labels):
+            raise RunError(f"The data in {spec['data']['path']} is not the data run {run_dir.name} was split on.")
+        emit = lambda event: print(progress.to_line(event), flush=True)  # noqa: E731
+        train_member(recipe, comp, folds, spec["member"], run_dir, threads=spec["threads"], on_progress=emit)
+    except KitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
-def collect(r: Recipe, comp: Competition, run_dir: Path, folds: np.ndarray, trained: list[int]) -> RunResult:
-    """The run's complete members, merged (OOF, test probabilities, CV, submission) once all K x R are there."""
-    total = config.member_count(r)
-    complete = [k for k in range(total) if runs.member_done(run_dir, k)]
-    fold_metrics = [runs.read_json(run_dir / f"fold{k}" / "metrics.json") for k in complete]
-    if len(complete) < total:
-        return RunResult(run_dir, fold_metrics, trained, None, None)
-    metrics, csv = merge(r, run_dir, comp, folds, fold_metrics)
-    return RunResult(run_dir, fold_metrics, trained, metrics, csv)
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGTERM when the `kit train` that started it dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-def _weighted(pairs: list[tuple[float, int]]) -> float:
-    return float(sum(a * n for a, n in pairs) / max(1, sum(n for _, n in pairs)))
-
-
-def merge(
-    r: Recipe, run_dir: Path, comp: Competition, folds: np.ndarray, fold_metrics: list[dict[str, Any]]
-) -> tuple[dict[str, Any], Path]:
-    """Combine complete members: OOF probabilities, averaged test probabilities, CV accuracy, submission. A blend's
-    families are assembled each, then blended by weights fitted on their OOF rows (kit.ensemble.fit_blend)."""
-    probs = {}
-    for m in fold_metrics:
-        member = run_dir / f"fold{m['fold']}"
-        rows = int(runs.member_rows(folds, r.folds, m["fold"]).sum())
-        probs[m["fold"]] = (runs.load_array(member / "val_probs.npy", (rows, 10)),
-                            runs.load_array(member / "test_probs.npy", (len(comp.test_images), 10)))  # fmt: skip
-    extra: dict[str, Any] = {}
-    if r.families:
-        combined = ensemble.combine_families(r, folds, probs, comp.train_labels)
-        oof, test, cv = combined.oof, combined.test, combined.cv
-        runs.save_array(run_dir / "family_oof.npy", combined.family_oof)
-        runs.save_array(run_dir / "family_test.npy", combined.family_test)
-        extra = combined.summary
-    else:
-        oof, test, cv = ensemble.assemble(folds, r.folds, probs, comp.train_labels)
-    runs.save_array(run_dir / "oof.npy", oof)
-    runs.save_array(run_dir / "test_probs.npy", test)
-    csv = submission.write(test.argmax(1), paths.submissions_dir() / f"{run_dir.name}.csv")
-    metrics = {
-        **extra,
-        "cv_accuracy": cv,
-        "cv_rows": int((~np.isnan(oof).any(axis=1)).sum()),
-        "members": len(fold_metrics),
-        "folds": [{k: m[k] for k in ("fold", "accuracy", "val_rows", "images_per_s", "seconds")} for m in fold_metrics],
-        "images_per_s": float(np.mean([m["images_per_s"] for m in fold_metrics])),
-        "train_seconds": float(sum(m["seconds"] for m in fold_metrics)),
-        "submission": str(csv),
-    }
-    if folds.ndim == 1 and not r.families:  # without TTA, from each fold's plain accuracy (= cv_accuracy without TTA)
-        plain = [(m.get("accuracy_plain", m["accuracy"]), m["val_rows"]) for m in fold_metrics]
-        metrics["cv_accuracy_plain"] = _weighted(plain)
-    runs.write_json(run_dir / "metrics.json", metrics)
-    return metrics, csv
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

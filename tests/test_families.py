@@ -198,10 +198,10 @@ def test_every_family_trains_on_each_backend(env, backend):
 
 
 def test_the_saved_model_holds_the_moving_average_of_the_weights(env, sample, monkeypatch):
-    """EMA, computed here from the live weights after every step, against what train_fold saved."""
+    """EMA, computed here from the live weights after every step, against what train_member saved."""
     import keras
 
-    from kit import device, train
+    from kit import device, dispatch, train
 
     dev = device.configure(keras.backend.backend(), "cpu", ["cpu"], "float32")
     comp = data.head(sample, 300)
@@ -217,8 +217,8 @@ def test_the_saved_model_holds_the_moving_average_of_the_weights(env, sample, mo
         return logs
 
     monkeypatch.setattr(train, "train_epoch", recording)
-    run_dir, folds = train.prepare_run(r, comp, "ema", dev)
-    train.train_fold(r, comp, folds, 0, run_dir, dev)
+    run_dir, folds = dispatch.prepare_run(r, comp, "ema", dev)
+    train.train_member(r, comp, folds, 0, run_dir, dev)
     average = live[0]  # Keras' first step takes the weights as they are, then average <- 0.9 average + 0.1 w
     for step in live[1:]:
         average = [0.9 * a + 0.1 * w for a, w in zip(average, step, strict=True)]
@@ -256,8 +256,9 @@ from kit import config, data, device, dispatch
 
 dev = device.configure(keras.backend.backend(), "gpu", ["cpu"], "auto")
 comp = data.head(data.load_competition(), 200)
-r = config.recipe("leaderboard", epochs=1, batch_size=50, folds=2)
-trained = [dispatch.train_run(r, comp, "gpu-leaderboard", dev, only_fold=m).fold_metrics[-1] for m in (0, 2, 4)]
+r = config.recipe("leaderboard", epochs=1, batch_size=50, folds=2, tta=False)  # TTA: the default recipe's GPU check
+trained = [dispatch.train_run(r, comp, run_id="gpu-leaderboard", device=dev, only=m).fold_metrics[-1]
+           for m in (0, 2, 4)]
 print("RESULT " + json.dumps({"policy": dev.policy, "feed": dev.feed, "members": [m["fold"] for m in trained],
                               "families": [m["family"] for m in trained]}))
 """

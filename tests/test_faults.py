@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from kit import data, ledger
+from kit import data
 from kit.errors import KitError
-from tests.conftest import ROOT, kit_here
+from tests.conftest import ROOT, kit_here, log_row
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def world(tmp_path_factory) -> Path:
         assert done.returncode == 0, done.stderr
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KIT_SUBMISSIONS_DIR", str(root / "subs"))
-        ledger.append(run_id="r1", file="x.csv", sha256="0" * 64, status="complete", public_score="0.99")
+        log_row(run_id="r1", file="x.csv", sha256="0" * 64, status="complete", public_score="0.99")
     return root
 
 

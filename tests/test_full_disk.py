@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import ensemble, ledger, runs, submission
+from kit import ensemble, runs, submission
 from kit.errors import RunError
+from tests.conftest import log_row
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_nothing_half_writt
     with pytest.raises(RunError, match=f"{full / 'subs'} is full"):
         submission.write(np.zeros(28_000, np.int64), full / "subs" / "a.csv")
     with pytest.raises(RunError, match="is full"):
-        ledger.append(run_id="r", file="a.csv", sha256="0" * 64, message="x" * 20_000, status="pending")
+        log_row(run_id="r", file="a.csv", sha256="0" * 64, message="x" * 20_000, status="pending")
     assert _left(full) == [] and not (full / "subs" / "a.csv").exists()
 
 

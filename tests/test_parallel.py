@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from kit import config, parallel
+from kit import config, parallel, train
 from kit.device import Device
 from kit.errors import RunError
+from kit.progress import Progress
 
 
 def test_threads_give_the_last_worker_every_core():
@@ -61,19 +62,18 @@ def test_one_fold_per_gpu(monkeypatch):
 def test_workers_are_pinned_to_their_own_gpu(tmp_path, folds, gpus, jobs):
     """K folds on N GPUs: every worker starts with one CUDA id, and no GPU runs more workers at once than its share
     (one each while jobs <= N; two each with --jobs 4 on 2 GPUs)."""
-    script = f"""
-import json, os, time
-print({parallel.EVENT!r} + json.dumps({{"fold": FOLD, "gpu": os.environ["CUDA_VISIBLE_DEVICES"],
-      "prealloc": os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"], "start": time.time()}}), flush=True)
+    script = """
+import os, time
+tell(0, start=time.time(), gpu=os.environ["CUDA_VISIBLE_DEVICES"], prealloc=os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"])
 time.sleep(0.4)
-print({parallel.EVENT!r} + json.dumps({{"fold": FOLD, "end": time.time()}}), flush=True)
+tell(1, end=time.time())
 """
     ids = [str(i) for i in range(gpus)]
-    events, launched = [], []
-    parallel.run_workers(_fake_worker(script), list(range(folds)), jobs, tmp_path, launched.append, events.append,
-                         n_cores=2, gpus=ids)  # fmt: skip
-    starts = {e["fold"]: e for e in events if "start" in e}
-    ends = {e["fold"]: e["end"] for e in events if "end" in e}
+    events = []
+    parallel.run_workers(_fake_worker(script), list(range(folds)), jobs, tmp_path, events.append, n_cores=2, gpus=ids)
+    launched = [e.member for e in events if e.epoch == 0]
+    starts = {e.member: e.logs for e in events if e.epoch == 0}
+    ends = {e.member: e.logs["end"] for e in events if e.epoch == 1}
     assert sorted(starts) == sorted(ends) == list(range(folds))
     assert {e["gpu"] for e in starts.values()} == set(ids[: min(folds, gpus)])
     assert all(e["prealloc"] == "false" for e in starts.values())
@@ -108,25 +108,34 @@ def _rounds(folds: int, jobs: int) -> list[int]:
     return rounds
 
 
+_TELL = """
+from kit.progress import Progress, to_line
+def tell(epoch, **logs):
+    print(to_line(Progress(FOLD, 3, epoch, 1, logs=logs)), flush=True)
+"""
+
+
 def _fake_worker(script: str):
-    """A worker command running `script` with FOLD and THREADS set."""
-    return lambda fold, threads: [sys.executable, "-c", f"FOLD, THREADS = {fold}, {threads}\n{script}"]
+    """A worker command running `script` with FOLD and THREADS set, and tell(epoch, **logs) printing a Progress."""
+    return lambda fold, threads: [sys.executable, "-c", f"FOLD, THREADS = {fold}, {threads}\n{_TELL}\n{script}"]
 
 
 def test_run_workers_forwards_events_and_keeps_to_the_job_limit(tmp_path):
-    script = f"""
-import json, time
+    script = """
+import time
+from kit.progress import LINE
 print("TensorFlow noise on stdout")
-print({parallel.EVENT!r} + "{{garbled")
-print({parallel.EVENT!r} + json.dumps({{"fold": FOLD, "threads": THREADS, "start": time.time()}}), flush=True)
+print(LINE + "{garbled")
+print(LINE + '{"member": 0}')  # JSON, but not a Progress
+tell(0, threads=THREADS, start=time.time())
 time.sleep(0.5)
-print({parallel.EVENT!r} + json.dumps({{"fold": FOLD, "end": time.time()}}), flush=True)
+tell(1, end=time.time())
 """
-    started, events = [], []
-    parallel.run_workers(_fake_worker(script), [0, 1, 2], 2, tmp_path, started.append, events.append, n_cores=2)
-    assert started == [0, 1, 2]
-    starts = {e["fold"]: e for e in events if "start" in e}
-    ends = {e["fold"]: e["end"] for e in events if "end" in e}
+    events = []
+    parallel.run_workers(_fake_worker(script), [0, 1, 2], 2, tmp_path, events.append, n_cores=2)
+    assert all(isinstance(e, Progress) for e in events) and len(events) == 6  # the garbled lines cost nothing
+    starts = {e.member: e.logs for e in events if e.epoch == 0}
+    ends = {e.member: e.logs["end"] for e in events if e.epoch == 1}
     assert sorted(starts) == sorted(ends) == [0, 1, 2]
     assert [starts[k]["threads"] for k in range(3)] == [1, 1, 2]
     assert starts[2]["start"] >= min(ends[0], ends[1])  # the third waited for a free slot
@@ -150,8 +159,9 @@ time.sleep(30)
 
 def test_worker_reports_user_errors_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KIT_RUNS_DIR", str(tmp_path))
-    spec = {"run_id": "missing", "fold": 0, "threads": 1, "data_dir": str(tmp_path / "nodata"), "limit": None}
     (tmp_path / "missing").mkdir()
     (tmp_path / "missing" / "config.json").write_text(json.dumps({"recipe": config.recipe("seed").to_dict()}))
-    assert parallel.main([json.dumps(spec)]) == 1
+    command = train.worker_command("missing", 0, 1, {"path": str(tmp_path / "nodata"), "rows": None})
+    assert command[1:3] == ["-m", "kit.train"]
+    assert train.main(command[3:]) == 1
     assert "error: No competition data in" in capsys.readouterr().err

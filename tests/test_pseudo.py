@@ -87,7 +87,7 @@ def copies(env):
     """A small competition whose test images are copies of its 600 training images."""
     train_x, train_y, _, _ = data.sample_arrays()
     x, y = train_x[:600], train_y[:600]
-    return data.Competition(x, y, x.copy(), source="sample", path=data.data_dir())
+    return data.Competition(x, y, x.copy(), source="sample", path=None)
 
 
 def _cv(r: config.Recipe, comp, run_id: str) -> float:
@@ -96,7 +96,7 @@ def _cv(r: config.Recipe, comp, run_id: str) -> float:
     from kit import device
 
     dev = device.configure(keras.backend.backend(), "cpu", ["cpu"], "float32")
-    return dispatch.train_run(r, comp, run_id, dev).metrics["cv_accuracy"]
+    return dispatch.train_run(r, comp, run_id=run_id, device=dev).metrics["cv_accuracy"]
 
 
 @pytest.mark.slow

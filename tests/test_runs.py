@@ -10,7 +10,7 @@ import json
 import pytest
 
 from kit import ledger, paths, runs
-from tests.conftest import kit_here
+from tests.conftest import kit_here, log_row
 
 
 def _run(name: str, created: str, config: dict, metrics: dict | None = None, done: int = 0) -> None:
@@ -38,9 +38,9 @@ def _world() -> None:
          {"cv_accuracy": 0.989, "train_seconds": 232.0}, done=1)  # fmt: skip
     (paths.runs_dir() / "torn").mkdir()
     (paths.runs_dir() / "torn" / "config.json").write_text('{"kind": "tr')
-    ledger.append(run_id="big", cv_accuracy="0.99680", status="complete", public_score="0.99700")
-    ledger.append(run_id="big", cv_accuracy="0.99680", status="complete", public_score="0.99750")
-    ledger.append(run_id="old", cv_accuracy="0.98900", status="pending")
+    log_row(run_id="big", cv_accuracy="0.99680", status="complete", public_score="0.99700")
+    log_row(run_id="big", cv_accuracy="0.99680", status="complete", public_score="0.99750")
+    log_row(run_id="old", cv_accuracy="0.98900", status="pending")
 
 
 def test_summaries_list_every_run_newest_first(env):
@@ -69,9 +69,9 @@ def test_kit_runs_table_and_csv(env):
 
 
 def test_leaderboard_table_orders_by_public_score_and_shows_the_gap(env):
-    ledger.append(run_id="a", cv_accuracy="0.99000", status="complete", public_score="0.99100")
-    ledger.append(run_id="b", cv_accuracy="0.99500", status="pending")
-    ledger.append(run_id="c", cv_accuracy="", status="complete", public_score="0.99300")
+    log_row(run_id="a", cv_accuracy="0.99000", status="complete", public_score="0.99100")
+    log_row(run_id="b", cv_accuracy="0.99500", status="pending")
+    log_row(run_id="c", cv_accuracy="", status="complete", public_score="0.99300")
     rows = ledger.table()
     assert [r["run_id"] for r in rows] == ["c", "a", "b"]
     assert [r["gap"] for r in rows] == ["", "+0.00100", ""]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kit import data, ledger, submission
-from tests.conftest import run_kit
+from tests.conftest import log_row, run_kit
 
 
 @pytest.fixture
@@ -201,7 +201,7 @@ def _append_many(folder: str, n: int) -> None:
 
     os.environ["KIT_SUBMISSIONS_DIR"] = folder
     for i in range(n):
-        ledger.append(run_id=f"p{os.getpid()}-{i}", status="pending")
+        log_row(run_id=f"p{os.getpid()}-{i}", status="pending")
 
 
 def test_concurrent_appends_lose_no_row(env):
@@ -286,7 +286,7 @@ def test_a_bad_timeout_is_refused_before_anything_is_sent(env, installed, fake_k
 
 def test_reading_the_log_never_opens_anything_for_writing(env, monkeypatch):
     """`kit leaderboard` and `kit runs` work in a read-only submissions folder: no read takes the writers' lock."""
-    ledger.append(run_id="r1", file="a.csv", sha256="ab" * 32, message="m", cv_accuracy="0.99000", status="complete",
+    log_row(run_id="r1", file="a.csv", sha256="ab" * 32, message="m", cv_accuracy="0.99000", status="complete",
                   public_score="0.99100")  # fmt: skip
 
     def refuse():

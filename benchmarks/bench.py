@@ -1,7 +1,7 @@
 """`make bench`: training throughput of the seed notebook as written vs `kit train --model seed`, and the
 wall time of `kit train` (default recipe) to its holdout accuracy. All in one run, on the installed data.
 
-    python -m kit.bench [--epochs 3] [--skip-full]
+    python benchmarks/bench.py [--epochs 3] [--skip-full]
 
 (a) the notebook as written: plain Keras, float32 inputs scaled in numpy, one-hot labels, batch 100;
 (b) kit's seed recipe through kit's training loop (uint8 in, scaling in the model, the auto precision,

@@ -1,7 +1,8 @@
 """Alternating A/B of training throughput: this checkout (B) against another checkout of kit (A, the baseline:
 for example `git worktree add /tmp/kit-base COMMIT`), on the installed data, in one run.
 
-    python -m kit.bench_ab /tmp/kit-base [--rounds 3] [--epochs 4] [--rows 16384] [--model kitnet] [--set batchnorm=all]
+    python benchmarks/bench_ab.py /tmp/kit-base [--rounds 3] [--epochs 4] [--rows 16384] [--model kitnet]
+        [--set batchnorm=all]
 
 Each measurement is a fresh process training one model of the preset for `--epochs` epochs on `--rows` rows through
 that checkout's own training loop; the images/s of every epoch after the first (which traces) are kept. A and B

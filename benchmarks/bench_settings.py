@@ -1,7 +1,8 @@
 """Alternating A/B of training settings on this machine's device, in one process: how the batches are fed, steps per
 compiled call, and precision, each against kit's own configuration for the device.
 
-    python -m kit.bench_settings [--variants kit,fit1,batches,float32] [--rounds 4] [--rows 33600] [--model kitnet]
+    python benchmarks/bench_settings.py [--variants kit,fit1,batches,float32] [--rounds 4] [--rows 33600]
+        [--model kitnet]
 
 Every variant's model is built and compiled first; then each trains one epoch in turn, `--rounds` times, on the
 installed data's first `--rows` rows, so drift in the machine's speed hits all of them. The first epoch of each

@@ -1,0 +1,99 @@
+"""Training progress: the one event every way of training a member reports (in this process, from a worker process
+as a JSON line, from a Ray task through a queue), and the run's time left estimated from them.
+
+Stages print nothing: they call `on_progress(Progress(...))`; the CLI renders the events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Member `member` (of the run's `members`) has done `epoch` of its `epochs`: 0 when it is queued (`started`
+    False: the run will train it) or has just started; after an epoch `logs` has loss, accuracy, val_loss,
+    val_accuracy, images_per_s and seconds. `where` names the Ray node that trains it."""
+
+    member: int
+    members: int
+    epoch: int
+    epochs: int
+    started: bool = True
+    logs: dict[str, float] = field(default_factory=dict)
+    where: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> Progress:
+        return cls(**{f.name: fields[f.name] for f in dataclasses.fields(cls) if f.name in fields})
+
+
+ProgressHook = Callable[[Progress], None]
+
+LINE = "KIT-EVENT "  # a worker process's Progress on its stdout: this prefix, then the event as JSON
+
+
+def to_line(event: Progress) -> str:
+    return LINE + json.dumps(event.to_dict())
+
+
+def from_line(line: str) -> Progress | None:
+    """The Progress a worker's stdout line carries; None for any other line (or a garbled one: a lost update)."""
+    if not line.startswith(LINE):
+        return None
+    try:
+        return Progress.from_dict(json.loads(line[len(LINE) :]))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+class TimeLeft:
+    """The run's elapsed time and time left, from its members' epochs: the epochs still to train (of every member it
+    was told of) at the pace the run has kept so far (epochs done per second of wall time, whatever number of members
+    train at once). Unknown (None) until an epoch is done."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._start: float | None = None
+        self._done: dict[int, int] = {}
+        self._epochs: dict[int, int] = {}
+
+    def update(self, event: Progress) -> None:
+        if self._start is None:
+            self._start = self._clock()
+        self._epochs[event.member] = event.epochs
+        self._done[event.member] = max(event.epoch, self._done.get(event.member, 0))
+
+    @property
+    def epochs_done(self) -> int:
+        return sum(self._done.values())
+
+    @property
+    def epochs_total(self) -> int:
+        return sum(self._epochs.values())
+
+    def elapsed(self) -> float:
+        return 0.0 if self._start is None else self._clock() - self._start
+
+    def left(self) -> float | None:
+        done, elapsed = self.epochs_done, self.elapsed()
+        if done == 0 or elapsed <= 0:
+            return None
+        return (self.epochs_total - done) * elapsed / done
+
+
+def clock(seconds: float | None) -> str:
+    """`h:mm:ss` (or `m:ss` under an hour); `?` when unknown."""
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(round(max(0.0, seconds))), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
