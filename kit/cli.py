@@ -494,7 +494,9 @@ def report(run: RunArg = None, data_dir: DataDir = None) -> None:
     """Pictures and tables of a run: confusion matrix, worst mistakes, learning curves, per-class scores.
 
     Writes confusion_matrix.png, misclassified.png and learning_curves.png into runs/RUN_ID/report/, from
-    the run's out-of-fold (or holdout) predictions.
+    the run's out-of-fold (or holdout) predictions, and cv_vs_lb.png once the run has public scores; and
+    runs/RUN_ID/report/index.html, all of it on one self-contained page (pictures embedded) to open offline
+    or share.
     """
     from kit import data, runs
     from kit import report as stage
@@ -512,6 +514,9 @@ def report(run: RunArg = None, data_dir: DataDir = None) -> None:
         _blend_table({**result.blend, "cv_accuracy": result.accuracy})
     for picture in result.pictures:
         out.print(f"wrote {picture}")
+    out.print(
+        Text.assemble(("report page", "bold"), f" {result.page} (one file, pictures inside: open it in a browser)")
+    )
 
 
 @app.command()
@@ -626,6 +631,14 @@ def leaderboard(
         bool, typer.Option("--sync", help="Fetch your submissions from Kaggle and fill in scores.")
     ] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the log as CSV instead of a table.")] = False,
+    plot: Annotated[
+        bool,
+        typer.Option(
+            "--plot",
+            help="Also draw each scored submission's CV against its public score, with a fitted line and its "
+            "correlation, the submissions whose LB strays from the line ringed: submissions/cv_vs_lb.png.",
+        ),
+    ] = False,
 ) -> None:
     """Show the leaderboard log (submissions/leaderboard.csv): best public score first, CV next to LB."""
     from kit import ledger
@@ -658,6 +671,27 @@ def leaderboard(
             r["message"],
         )
     out.print(table)
+    if plot:
+        _cv_lb_plot(rows)
+
+
+def _cv_lb_plot(rows: list[dict[str, str]]) -> None:
+    from kit import ledger
+    from kit import report as stage
+
+    found = stage.cv_vs_lb_png(rows, ledger.path().with_name("cv_vs_lb.png"))
+    for row, why in found.others:
+        name = row["run_id"] or row["file"] or f"ref {row['ref']}"
+        when = f" ({row['utc_time'].replace('T', ' ').rstrip('Z')})" if row["utc_time"] else ""
+        out.print(f"not plotted: {name}{when}: {why}")
+    for row in found.strays:
+        out.print(Text.assemble(("strays from the line", "yellow"), f": {row['run_id']} (CV {row['cv_accuracy']}, "
+                                f"public {row['public_score']})"))  # fmt: skip
+    line = ""
+    if found.slope is not None:
+        r = f", r = {found.correlation:.3f}" if found.correlation is not None else ""
+        line = f": LB = {found.slope:.3f} CV {found.intercept:+.4f}{r}"
+    out.print(Text.assemble(("CV against LB", "bold"), f" ({len(found.points)} submission(s){line}) in {found.path}"))
 
 
 @app.command(name="runs")

@@ -169,6 +169,23 @@ def table() -> list[dict[str, str]]:
     return found
 
 
+def cv_and_lb(found: list[dict[str, str]]) -> tuple[list[tuple[dict[str, str], float, float]], list[tuple[dict, str]]]:
+    """The rows with both a CV and a public score, as (row, cv, lb), oldest first; and the others, each with why it
+    has no point on a CV-LB plot."""
+    points, others = [], []
+    for r in sorted(found, key=lambda r: r["utc_time"]):
+        cv, lb = _number(r["cv_accuracy"]), _number(r["public_score"])
+        if cv is not None and lb is not None:
+            points.append((r, cv, lb))
+        elif cv is None:
+            others.append((r, "made outside kit: no CV" if not r["run_id"] else "no CV in its run"))
+        elif r["status"] in ("error", "failed"):
+            others.append((r, "Kaggle could not score it" if r["status"] == "error" else "never reached Kaggle"))
+        else:
+            others.append((r, "no public score yet (`kit leaderboard --sync` fetches it)"))
+    return points, others
+
+
 def best_scores() -> dict[str, str]:
     """Each run's best public score in the log."""
     best: dict[str, str] = {}

@@ -1,14 +1,20 @@
 """Look at a run: confusion matrix, the worst misclassified digits, learning curves (PNG, matplotlib Agg),
-and per-class precision/recall with the most confused pairs (scikit-learn), all from the run directory."""
+per-class precision/recall with the most confused pairs (scikit-learn), all from the run directory, and one
+self-contained HTML page with all of it (`page`); and the leaderboard log's CV against its public scores
+(`cv_vs_lb_png`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from kit import runs
+from kit import ledger, runs
 from kit.data import Competition
 from kit.errors import RunError
 
@@ -22,6 +28,7 @@ class Report:
     per_class: list[tuple[int, float, float, int]]  # digit, precision, recall, support
     confused: list[tuple[int, int, int]]  # (true, predicted, count), most frequent first
     blend: dict | None = None  # a blend run's families, weights and error overlap (its metrics.json), else None
+    page: Path | None = None  # report/index.html
 
 
 def _pyplot():
@@ -140,4 +147,187 @@ def write_report(run_dir: Path, comp: Competition) -> Report:
     confused = sorted(off, key=lambda t: -t[2])[:5]
     metrics = runs.load_metrics(run_dir) or {}
     blend = {k: metrics[k] for k in ("families", "blend", "overlap")} if "families" in metrics else None
-    return Report(folder, pictures, len(rows), float((y_pred == y_true).mean()), per_class, confused, blend)
+    found = Report(folder, pictures, len(rows), float((y_pred == y_true).mean()), per_class, confused, blend)
+    points, _ = ledger.cv_and_lb(ledger.rows())
+    if any(row["run_id"] == run_dir.name for row, _, _ in points):  # the run has scores: where they sit among all
+        found.pictures.append(cv_vs_lb_png(ledger.rows(), folder / "cv_vs_lb.png", highlight=run_dir.name).path)
+    found.page = page(run_dir, found, counts, title)
+    return found
+
+
+# The public leaderboard scores 25 % of the 28,000 test images (7,000; https://marcelojo.org/marcelojoeng/
+# kaggle-mnist-competition/): at accuracy p its own noise is sqrt(p (1 - p) / 7,000), 0.00075 at 0.996.
+PUBLIC_ROWS = 7_000
+STRAY_SD = 3  # a submission whose LB is this many of those from the line strays from it
+
+
+@dataclass
+class CvLb:
+    path: Path
+    points: list[tuple[dict, float, float]]  # (ledger row, CV, public LB), plotted
+    others: list[tuple[dict, str]]  # (ledger row, why it is not plotted)
+    slope: float | None = None  # the line LB = slope * CV + intercept (least squares without the strays;
+    # slope 1 below 3 CVs)
+    intercept: float | None = None
+    correlation: float | None = None  # Pearson's r of CV and LB (from 3 points with different CVs)
+    strays: list[dict] = field(default_factory=list)  # the rows whose LB is off the line by more than its noise
+
+
+def fit_cv_lb(points: list[tuple[dict, float, float]]) -> tuple[float | None, float | None, float | None, list]:
+    """The CV-LB line, its correlation and the rows that stray from it (`CvLb`). The line is fitted again without
+    the strays until they stay the same (one bad submission would otherwise tilt the line and mark the good ones)."""
+    if not points:
+        return None, None, None, []
+    cv = np.array([c for _, c, _ in points])
+    lb = np.array([score for _, _, score in points])
+    keep = np.ones(len(points), bool)
+    for _ in range(len(points)):
+        if keep.sum() >= 3 and np.ptp(cv[keep]) > 0:
+            slope, intercept = (float(v) for v in np.polyfit(cv[keep], lb[keep], 1))
+        else:  # too few to fit a slope: LB = CV + the mean gap
+            slope, intercept = 1.0, float(np.mean((lb - cv)[keep]))
+        line = np.clip(slope * cv + intercept, 1e-4, 1 - 1e-4)
+        stray = np.abs(lb - line) > STRAY_SD * np.sqrt(line * (1 - line) / PUBLIC_ROWS)
+        if np.array_equal(~stray, keep) or (~stray).sum() < 2:
+            break
+        keep = ~stray
+    fitted = len(points) >= 3 and np.ptp(cv) > 0 and np.ptp(lb) > 0
+    correlation = float(np.corrcoef(cv, lb)[0, 1]) if fitted else None
+    return slope, intercept, correlation, [row for (row, _, _), off in zip(points, stray, strict=True) if off]
+
+
+def cv_vs_lb_png(found: list[dict[str, str]], path: Path, highlight: str | None = None) -> CvLb:
+    """Each scored submission of the leaderboard log `found` as CV (x) against public LB (y), named by its run, with
+    the fitted line and LB = CV; strays ringed in red; the runs `highlight` names drawn larger."""
+    points, others = ledger.cv_and_lb(found)
+    slope, intercept, correlation, strays = fit_cv_lb(points)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 6))
+    if points:
+        cv = np.array([c for _, c, _ in points])
+        lb = np.array([score for _, _, score in points])
+        mine = np.array([row["run_id"] == highlight for row, _, _ in points])
+        ax.scatter(cv[~mine], lb[~mine], color="C0", zorder=3, label="submission")
+        if mine.any():
+            ax.scatter(cv[mine], lb[mine], color="C1", s=90, zorder=4, label=highlight)
+        stray = np.array([row in strays for row, _, _ in points])
+        if stray.any():
+            ax.scatter(cv[stray], lb[stray], s=220, facecolors="none", edgecolors="red", linewidths=1.5, zorder=5,
+                       label=f"LB off the line by > {STRAY_SD} sd of its {PUBLIC_ROWS:,}-row noise")  # fmt: skip
+        for row, c, score in points:
+            ax.annotate(row["run_id"] or row["file"] or row["ref"], (c, score), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8)  # fmt: skip
+        low, high = min(cv.min(), lb.min()), max(cv.max(), lb.max())
+        pad = max(1e-3, (high - low) * 0.1)
+        xs = np.array([low - pad, high + pad])
+        ax.plot(xs, xs, color="grey", linestyle=":", label="LB = CV")
+        fitted = "least squares" if len(points) - len(strays) >= 3 and np.ptp(cv) > 0 else "CV + mean gap"
+        ax.plot(xs, slope * xs + intercept, color="C2", label=f"LB = {slope:.3f} CV {intercept:+.4f} ({fitted})")
+        ax.set_xlim(*xs)
+        ax.set_ylim(*xs)
+    else:
+        ax.text(0.5, 0.5, "no submission has both a CV and a public score yet", ha="center", va="center",
+                transform=ax.transAxes)  # fmt: skip
+    r_text = f"r = {correlation:.3f}" if correlation is not None else "r: needs 3 submissions with different CVs"
+    ax.set_title(f"CV against public LB: {len(points)} submission(s), {r_text}")
+    ax.set_xlabel("local CV (OOF accuracy)")
+    ax.set_ylabel("public leaderboard score")
+    ax.grid(alpha=0.3)
+    if points:
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return CvLb(path, points, others, slope, intercept, correlation, strays)
+
+
+# ---------------------------------------------------------------------------------------------------- the page
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.6em 0; } td, th { border: 1px solid #ccc; padding: 3px 9px; }
+th { background: #f3f3f3; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.cv { font-size: 1.6em; font-weight: bold; } img { max-width: 100%; border: 1px solid #eee; }
+.note { color: #666; }
+"""
+
+
+def _pct(x: object) -> str:
+    number = isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x)
+    return f"{100 * x:.3f} %" if number else "-"
+
+
+def _number(x: object) -> str:
+    return f"{x:,.0f}" if isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x) else ""
+
+
+def _table(header: list[str], rows: list[list[object]], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{html.escape(str(v))}</td>'
+                         for i, v in enumerate(row)) + "</tr>"
+        for row in rows
+    )  # fmt: skip
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
+
+
+def page(run_dir: Path, found: Report, counts: np.ndarray, title: str) -> Path:
+    """report/index.html: the run on one page that needs nothing else (pictures embedded, no scripts, no network):
+    recipe, CV per member and overall (with and without TTA), per-class scores, most confused pairs, the confusion
+    matrix, the worst mistakes, learning curves, and the run's rows of the leaderboard log."""
+    config = runs.load_config(run_dir)
+    metrics = runs.load_metrics(run_dir) or {}
+    folders = sorted(run_dir.glob("fold*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name))
+    members = [runs.load_metrics(p.parent) for p in folders]
+    cv = metrics.get("cv_accuracy", found.accuracy)
+    parts = [f"<h1>{html.escape(run_dir.name)}</h1>"]
+    kind = config.get("kind", "train")
+    made = " ".join(str(v) for v in (kind, "run,", "created", config.get("created_utc", "?")))
+    sample = " SAMPLE data: these scores say nothing about the competition." if (config.get("data") or {}).get(
+        "source") == "sample" else ""  # fmt: skip
+    parts.append(f'<p class="note">{html.escape(made)}; {found.rows:,} {title} rows.{sample}</p>')
+    parts.append(f'<p>CV ({html.escape(title)}): <span class="cv" id="cv">{_pct(cv)}</span>'
+                 + (f" &nbsp; without TTA: {_pct(metrics['cv_accuracy_plain'])}" if "cv_accuracy_plain" in metrics
+                    else "") + "</p>")  # fmt: skip
+    if members:
+        rows = [[m.get("fold", ""), m.get("family", ""), _pct(m.get("accuracy")), _pct(m.get("accuracy_plain")),
+                 m.get("val_rows", ""), _number(m.get("images_per_s")), _number(m.get("seconds"))]
+                for m in members]  # fmt: skip
+        parts += ["<h2>Members</h2>", _table(["member", "family", "accuracy", "without TTA", "val rows", "img/s",
+                                              "seconds"], rows, {0, 2, 3, 4, 5, 6})]  # fmt: skip
+    if found.blend:
+        weights = found.blend["blend"]["weights"]
+        rows = [[name, f"{weights[name]:.3f}", _pct(f["cv_accuracy"]), found.blend["overlap"]["errors"][name]]
+                for name, f in found.blend["families"].items()]  # fmt: skip
+        parts += ["<h2>Families and their blend</h2>", _table(["family", "weight", "CV", "errors"], rows, {1, 2, 3}),
+                  f"<p>{html.escape(str(found.blend['blend'].get('why', '')))}</p>"]  # fmt: skip
+    recipe = config.get("recipe") or {k: v for k, v in config.items() if k not in ("versions",)}
+    parts += ["<h2>Recipe</h2>", _table(["field", "value"], [[k, json.dumps(v)] for k, v in recipe.items()])]
+    parts += ["<h2>Per class</h2>", _table(["digit", "precision", "recall", "support"],
+              [[d, _pct(p), _pct(r), f"{n:,}"] for d, p, r, n in found.per_class], {0, 1, 2, 3})]  # fmt: skip
+    pairs = [[t, pr, n] for t, pr, n in found.confused]
+    parts += ["<h2>Most confused (true, predicted)</h2>",
+              _table(["true", "predicted", "count"], pairs, {0, 1, 2}) if pairs else "<p>none</p>"]  # fmt: skip
+    names = {"confusion_matrix.png": "Confusion matrix", "misclassified.png": "Most confident mistakes",
+             "learning_curves.png": "Learning curves", "cv_vs_lb.png": "CV against the public leaderboard"}  # fmt: skip
+    for picture in found.pictures:
+        parts += [f"<h2>{names.get(picture.name, picture.stem)}</h2>", _image(picture, names.get(picture.name, ""))]
+    mine = [r for r in ledger.rows() if r["run_id"] == run_dir.name]
+    if mine:
+        rows = [[r["utc_time"], r["cv_accuracy"], r["public_score"], r["private_score"], r["status"], r["message"]]
+                for r in mine]  # fmt: skip
+        parts += ["<h2>Submissions</h2>", _table(["time (UTC)", "CV", "public LB", "private", "status", "message"],
+                                                  rows, {1, 2, 3})]  # fmt: skip
+    body = "\n".join(parts)
+    head = f'<meta charset="utf-8"><title>kit report: {html.escape(run_dir.name)}</title><style>{_STYLE}</style>'
+    text = f'<!doctype html>\n<html lang="en"><head>{head}</head><body>\n{body}\n</body></html>\n'
+    target = found.folder / "index.html"
+    runs.write_atomic(target, text.encode())
+    return target

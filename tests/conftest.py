@@ -136,3 +136,16 @@ def log_row(**fields) -> str:
 
     row_id, _ = ledger.claim(fields.pop("sha256", uuid.uuid4().hex * 2), True, **fields)
     return row_id
+
+
+BROWSER_TEST = "test_the_report_page_loads_whole_in_a_headless_browser"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say whether the report page was loaded in a real browser (the test skips without Chromium)."""
+    for outcome in ("passed", "failed", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if BROWSER_TEST in getattr(report, "nodeid", "") and report.when in ("call", "setup"):
+                why = f" ({report.longrepr[2]})" if outcome == "skipped" and isinstance(report.longrepr, tuple) else ""
+                terminalreporter.write_line(f"report page in headless Chromium: {outcome}{why}")
+                return

@@ -52,6 +52,60 @@ def test_report_pictures_and_tables(made):
         assert pixels.std() > 0.01  # not a blank image
 
 
+def _browser() -> str | None:
+    import shutil
+
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+# Added to a copy of the page by the test (the page itself has no scripts): once everything has loaded, which images
+# drew (a broken or missing picture has no natural width).
+_PROBE = """<script>window.addEventListener("load", () => { document.body.dataset.images = JSON.stringify(
+  [...document.images].map(i => i.complete && i.naturalWidth > 0)); });</script></body>"""
+
+
+@pytest.mark.skipif(_browser() is None, reason="no Chromium to load the report page in (apt-get install chromium)")
+def test_the_report_page_loads_whole_in_a_headless_browser(made, tmp_path):
+    """The page alone in an empty folder (so nothing it shows can come from beside it), in headless Chromium: every
+    picture loads, the CV figure is on it, and a run with a public score gets its CV-LB picture and its rows."""
+    import re
+    import subprocess
+
+    from tests.conftest import log_row
+
+    env, run = made
+    env = {**env, "KIT_SUBMISSIONS_DIR": str(tmp_path / "subs")}  # this test's own leaderboard log
+    os.environ["KIT_SUBMISSIONS_DIR"] = env["KIT_SUBMISSIONS_DIR"]
+    try:
+        log_row(run_id="r1", cv_accuracy="0.90000", status="complete", public_score="0.91000", message="first <try>")
+        log_row(run_id="other", cv_accuracy="0.95000", status="complete", public_score="0.95500")
+    finally:
+        del os.environ["KIT_SUBMISSIONS_DIR"]
+    result = kit_here(["report", "r1"], env)
+    assert result.returncode == 0, result.stderr
+    page = run / "report" / "index.html"
+    assert f"report page {page}" in result.stdout
+    text = page.read_text()
+    assert "<script" not in text and "first &lt;try&gt;" in text  # no scripts, and what users wrote is escaped
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "index.html").write_text(text.replace("</body>", _PROBE))
+    shown = subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                            "--virtual-time-budget=10000", (alone / "index.html").as_uri()],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    images = json.loads(re.search(r'data-images="([^"]*)"', shown.stdout).group(1).replace("&quot;", '"'))
+    pictures = ("confusion_matrix", "misclassified", "learning_curves", "cv_vs_lb")
+    assert images == [True] * len(pictures), images
+    for name in pictures:
+        assert (run / "report" / f"{name}.png").is_file()
+    cv = json.loads((run / "metrics.json").read_text())["cv_accuracy"]
+    assert re.search(rf'<span class="cv" id="cv">{100 * cv:.3f} %</span>', shown.stdout)
+    for heading in ("Members", "Recipe", "Per class", "Most confused", "Confusion matrix", "Learning curves",
+                    "CV against the public leaderboard", "Submissions"):  # fmt: skip
+        assert f"<h2>{heading}" in shown.stdout, heading
+
+
 def test_confusion_counts_equal_oof_rows(in_env, tmp_path):
     from kit import report
 

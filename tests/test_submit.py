@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kit import data, ledger, submission
-from tests.conftest import log_row, run_kit
+from tests.conftest import kit_here, log_row, run_kit
 
 
 @pytest.fixture
@@ -321,3 +321,43 @@ def test_a_connection_cut_while_the_submission_is_created_says_it_may_exist(env,
     synced = _kit(["leaderboard", "--sync"], env, fake_kaggle)
     assert synced.returncode == 0, synced.stderr
     assert [r["public_score"] for r in ledger.rows()] == [expected]
+
+
+def test_cv_against_lb_plots_the_scored_lists_the_rest_and_rings_the_stray(env):
+    import matplotlib.image
+
+    from kit import report
+
+    for i, cv in enumerate((0.990, 0.992, 0.994, 0.996)):  # LB = CV + 0.001
+        log_row(run_id=f"r{i}", cv_accuracy=f"{cv:.5f}", status="complete", public_score=f"{cv + 0.001:.5f}")
+    log_row(run_id="leaky", cv_accuracy="0.99500", status="complete", public_score="0.98500")  # 11 under the line
+    log_row(run_id="waiting", file="w.csv", cv_accuracy="0.99300", status="pending", ref="51")
+    ledger.merge_remote([{"ref": "77", "status": "complete", "public_score": "0.99000", "file": "by-hand.csv"}])
+    result = kit_here(["leaderboard", "--plot"], env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    picture = Path(env["KIT_SUBMISSIONS_DIR"]) / "cv_vs_lb.png"
+    assert lines[-1].startswith("CV against LB (5 submission(s): LB = 1.000 CV +0.0010, r = ")
+    assert lines[-1].endswith(f"in {picture}")
+    pending = "no public score yet (`kit leaderboard --sync` fetches it)"
+    assert any(line.startswith("not plotted: waiting (") and line.endswith(pending) for line in lines)
+    assert any(line.startswith("not plotted: by-hand.csv") and "made outside kit: no CV" in line for line in lines)
+    assert "strays from the line: leaky (CV 0.99500, public 0.98500)" in result.stdout
+    assert sum("strays from the line" in line for line in lines) == 1  # the good five are not marked
+    pixels = matplotlib.image.imread(picture)
+    assert pixels.shape[:2] == (600, 800) and pixels.std() > 0.01
+
+    found = report.cv_vs_lb_png(ledger.rows(), Path(env["HOME"]) / "again.png")
+    assert [row["run_id"] for row, _, _ in found.points] == ["r0", "r1", "r2", "r3", "leaky"]
+    assert found.slope == pytest.approx(1.0) and found.intercept == pytest.approx(0.001, abs=1e-9)
+    assert -1 <= found.correlation < 0.5  # the stray spoils the correlation of all five: shown as it is
+    # two submissions: no slope to fit, the line is CV + the mean gap, and no correlation
+    two = report.fit_cv_lb([({"id": "a"}, 0.99, 0.991), ({"id": "b"}, 0.995, 0.995)])
+    assert two[0] == 1.0 and two[1] == pytest.approx(0.0005) and two[2] is None and two[3] == []
+
+
+def test_cv_against_lb_with_nothing_scored_says_so(env):
+    log_row(run_id="waiting", cv_accuracy="0.99300", status="pending")
+    result = kit_here(["leaderboard", "--plot"], env)
+    assert result.returncode == 0, result.stderr
+    assert "CV against LB (0 submission(s)) in " in result.stdout and "not plotted: waiting" in result.stdout
