@@ -70,7 +70,7 @@ def sample(env):
 def test_a_two_fold_run_trains_its_folds_on_two_nodes(env, sample, two_nodes):
     address, ray_env, _ = two_nodes
     args = ["train", "--folds", "2", "--epochs", "1", "--limit", "600", "--run-id", "on-ray", "--ray", address]
-    result = run_kit(args, {**env, **ray_env})
+    result = run_kit(args, {**env, **ray_env}, timeout=600)  # a 3-node cluster on cores the other tests share
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Ray cluster" in result.stdout and "3 node(s), 2 CPUs, 0 GPUs" in result.stdout
 
@@ -114,7 +114,7 @@ def test_a_failed_fold_is_one_line_the_other_is_kept_and_the_rerun_completes(env
     hooked = tmp_path / "hooked"
     hooked.mkdir()
     (hooked / "sitecustomize.py").write_text(_FAIL_FOLD_ONE)
-    failed = run_kit(args, {**ray_env, "PYTHONPATH": f"{hooked}:{ray_env['PYTHONPATH']}"})
+    failed = run_kit(args, {**ray_env, "PYTHONPATH": f"{hooked}:{ray_env['PYTHONPATH']}"}, timeout=600)
     assert failed.returncode == 8, failed.stdout + failed.stderr
     message = failed.stderr.strip().splitlines()[-1]
     assert message.startswith("error: Fold 1 failed on ") and "(127.0.0.1): ValueError: the node ran out" in message
@@ -122,7 +122,7 @@ def test_a_failed_fold_is_one_line_the_other_is_kept_and_the_rerun_completes(env
     run = Path(env["KIT_RUNS_DIR"]) / "flaky"
     assert (run / "fold0" / "metrics.json").is_file() and not (run / "fold1").exists()
 
-    again = run_kit(args, ray_env)  # the same command, with the real tasks
+    again = run_kit(args, ray_env, timeout=600)  # the same command, with the real tasks
     assert again.returncode == 0, again.stdout + again.stderr
     assert "fold 2/2" in again.stdout and "fold 1/2" not in again.stdout  # only the missing fold trained
     assert json.loads((run / "metrics.json").read_text())["cv_rows"] == 400

@@ -69,9 +69,13 @@ time.sleep(0.4)
 tell(1, end=time.time())
 """
     ids = [str(i) for i in range(gpus)]
-    events = []
-    parallel.run_workers(_fake_worker(script), list(range(folds)), jobs, tmp_path, events.append, n_cores=2, gpus=ids)
-    launched = [e.member for e in events if e.epoch == 0]
+    events, launched = [], []  # launched: the folds in the order their workers started
+
+    def command(fold, threads):
+        launched.append(fold)
+        return _fake_worker(script)(fold, threads)
+
+    parallel.run_workers(command, list(range(folds)), jobs, tmp_path, events.append, n_cores=2, gpus=ids)
     starts = {e.member: e.logs for e in events if e.epoch == 0}
     ends = {e.member: e.logs["end"] for e in events if e.epoch == 1}
     assert sorted(starts) == sorted(ends) == list(range(folds))
