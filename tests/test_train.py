@@ -665,3 +665,14 @@ def test_an_error_found_after_keras_loads_leaves_no_run_behind(env, sample, args
     result = kit_here(["train", "--run-id", "half", "--epochs", "1", *args], env)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert not (Path(env["KIT_RUNS_DIR"]) / "half").exists()
+
+
+def test_train_help_shows_the_default_presets_values(env):
+    shown = kit_here(["train", "--help"], {**env, "COLUMNS": "250"})
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    kitnet = config.PRESETS[config.DEFAULT_PRESET]
+    for value in (f"kitnet's {kitnet.batch_size}", f"kitnet's {kitnet.learning_rate:g}", f"kitnet's {kitnet.seed}",
+                  f"kitnet's {kitnet.epochs} for one model, {kitnet.fold_epochs} a fold with --folds 2+",
+                  "kitnet's on", f"mean over {len(config.TTA_VIEWS)} shifted/rotated views"):  # fmt: skip
+        assert value in text, value
