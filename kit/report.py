@@ -134,8 +134,11 @@ def write_report(run_dir: Path, comp: Competition) -> Report:
     y_pred = probs.argmax(1)
     folder = run_dir / "report"
     folder.mkdir(exist_ok=True)
-    folds = runs.load_config(run_dir).get("recipe", {}).get("folds", 1)
-    title = "OOF" if folds and folds > 1 else "holdout"
+    if (run_dir / "folds.npy").is_file():  # a derived run (predict, blend) has its source's split and no recipe
+        split = runs.load_folds(run_dir)
+        title = "OOF" if split.ndim > 1 or split.max() > 0 else "holdout"
+    else:
+        title = "OOF" if (runs.load_config(run_dir).get("recipe") or {}).get("folds", 1) > 1 else "holdout"
     pictures = [folder / "confusion_matrix.png", folder / "misclassified.png"]
     counts = confusion_png(y_true, y_pred, pictures[0], f"{run_dir.name} {title}")
     misclassified_png(comp.train_images[rows], y_true, probs, pictures[1])

@@ -174,6 +174,9 @@ def test_blend_cli_records_a_blend_run(made, tmp_path):
     config = json.loads((_run_dir(result.stdout) / "config.json").read_text())
     assert config["kind"] == "blend" and config["inputs"] == ["r1", "r1-predict"]
     assert config["weights"] == pytest.approx([2 / 3, 1 / 3])
+    shown = kit_here(["report", _run_dir(result.stdout).name], env)  # a blend has no recipe: its split says K-fold
+    assert shown.returncode == 0, shown.stderr
+    assert "OOF rows" in (_run_dir(result.stdout) / "report" / "index.html").read_text()
     bad = kit_here(["blend", "r1"], env)
     assert bad.returncode == 2 and "at least two runs" in bad.stderr
 
