@@ -21,7 +21,7 @@ demo: $(STAMP)
 	KIT_DATA_DIR=data/sample $(BIN)/kit validate $$(ls -t submissions/demo-*.csv | head -n 1)
 
 # The suite on pytest-xdist workers: one more than the cores (at most 4): the tests wait on subprocesses, servers and
-# Ray often enough that a third worker on 2 cores ran the suite in 946 s against 1,054 s with two.
+# Ray often enough that a third worker on 2 cores ran the suite in 946 and 1,031 s against 1,054 s with two.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4
