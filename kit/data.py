@@ -466,7 +466,7 @@ def head(comp: Competition, rows: int) -> Competition:
 
 def where(comp: Competition) -> dict[str, Any] | None:
     """How another process loads the same data (`load_again`), or None when it was built in memory."""
-    return None if comp.path is None else {"path": str(comp.path), "rows": comp.rows}
+    return None if comp.path is None else {"path": str(Path(comp.path).resolve()), "rows": comp.rows}
 
 
 def load_again(where: dict[str, Any]) -> Competition:

@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -151,10 +152,11 @@ def write_report(run_dir: Path, comp: Competition) -> Report:
     metrics = runs.load_metrics(run_dir) or {}
     blend = {k: metrics[k] for k in ("families", "blend", "overlap")} if "families" in metrics else None
     found = Report(folder, pictures, len(rows), float((y_pred == y_true).mean()), per_class, confused, blend)
-    points, _ = ledger.cv_and_lb(ledger.rows())
+    logged = ledger.rows()
+    points, _ = ledger.cv_and_lb(logged)
     if any(row["run_id"] == run_dir.name for row, _, _ in points):  # the run has scores: where they sit among all
-        found.pictures.append(cv_vs_lb_png(ledger.rows(), folder / "cv_vs_lb.png", highlight=run_dir.name).path)
-    found.page = page(run_dir, found, counts, title)
+        found.pictures.append(cv_vs_lb_png(logged, folder / "cv_vs_lb.png", highlight=run_dir.name).path)
+    found.page = page(run_dir, found, title, metrics, [r for r in logged if r["run_id"] == run_dir.name])
     return found
 
 
@@ -174,21 +176,31 @@ class CvLb:
     intercept: float | None = None
     correlation: float | None = None  # Pearson's r of CV and LB (from 3 points with different CVs)
     strays: list[dict] = field(default_factory=list)  # the rows whose LB is off the line by more than its noise
+    method: str = ""  # how the line was fitted: "least squares" or "CV + mean gap"
 
 
-def fit_cv_lb(points: list[tuple[dict, float, float]]) -> tuple[float | None, float | None, float | None, list]:
+class Line(NamedTuple):
+    slope: float | None
+    intercept: float | None
+    correlation: float | None
+    strays: list[dict]
+    method: str  # "least squares" or "CV + mean gap"
+
+
+def fit_cv_lb(points: list[tuple[dict, float, float]]) -> Line:
     """The CV-LB line, its correlation and the rows that stray from it (`CvLb`). The line is fitted again without
     the strays until they stay the same (one bad submission would otherwise tilt the line and mark the good ones)."""
     if not points:
-        return None, None, None, []
+        return Line(None, None, None, [], "")
     cv = np.array([c for _, c, _ in points])
     lb = np.array([score for _, _, score in points])
     keep = np.ones(len(points), bool)
     for _ in range(len(points)):
         if keep.sum() >= 3 and np.ptp(cv[keep]) > 0:
             slope, intercept = (float(v) for v in np.polyfit(cv[keep], lb[keep], 1))
+            method = "least squares"
         else:  # too few to fit a slope: LB = CV + the mean gap
-            slope, intercept = 1.0, float(np.mean((lb - cv)[keep]))
+            slope, intercept, method = 1.0, float(np.mean((lb - cv)[keep])), "CV + mean gap"
         line = np.clip(slope * cv + intercept, 1e-4, 1 - 1e-4)
         stray = np.abs(lb - line) > STRAY_SD * np.sqrt(line * (1 - line) / PUBLIC_ROWS)
         if np.array_equal(~stray, keep) or (~stray).sum() < 2:
@@ -196,14 +208,16 @@ def fit_cv_lb(points: list[tuple[dict, float, float]]) -> tuple[float | None, fl
         keep = ~stray
     fitted = len(points) >= 3 and np.ptp(cv) > 0 and np.ptp(lb) > 0
     correlation = float(np.corrcoef(cv, lb)[0, 1]) if fitted else None
-    return slope, intercept, correlation, [row for (row, _, _), off in zip(points, stray, strict=True) if off]
+    return Line(
+        slope, intercept, correlation, [row for (row, _, _), off in zip(points, stray, strict=True) if off], method
+    )
 
 
 def cv_vs_lb_png(found: list[dict[str, str]], path: Path, highlight: str | None = None) -> CvLb:
     """Each scored submission of the leaderboard log `found` as CV (x) against public LB (y), named by its run, with
     the fitted line and LB = CV; strays ringed in red; the runs `highlight` names drawn larger."""
     points, others = ledger.cv_and_lb(found)
-    slope, intercept, correlation, strays = fit_cv_lb(points)
+    slope, intercept, correlation, strays, method = fit_cv_lb(points)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 6))
     if points:
@@ -224,8 +238,7 @@ def cv_vs_lb_png(found: list[dict[str, str]], path: Path, highlight: str | None 
         pad = max(1e-3, (high - low) * 0.1)
         xs = np.array([low - pad, high + pad])
         ax.plot(xs, xs, color="grey", linestyle=":", label="LB = CV")
-        fitted = "least squares" if len(points) - len(strays) >= 3 and np.ptp(cv) > 0 else "CV + mean gap"
-        ax.plot(xs, slope * xs + intercept, color="C2", label=f"LB = {slope:.3f} CV {intercept:+.4f} ({fitted})")
+        ax.plot(xs, slope * xs + intercept, color="C2", label=f"LB = {slope:.3f} CV {intercept:+.4f} ({method})")
         ax.set_xlim(*xs)
         ax.set_ylim(*xs)
     else:
@@ -242,18 +255,20 @@ def cv_vs_lb_png(found: list[dict[str, str]], path: Path, highlight: str | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return CvLb(path, points, others, slope, intercept, correlation, strays)
+    return CvLb(path, points, others, slope, intercept, correlation, strays, method)
 
 
 # ---------------------------------------------------------------------------------------------------- the page
 
+# Every rule under .kit-report, so the page shown inside a notebook's output (IPython's HTML) styles only itself.
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.6em 0; } td, th { border: 1px solid #ccc; padding: 3px 9px; }
-th { background: #f3f3f3; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
-.cv { font-size: 1.6em; font-weight: bold; } img { max-width: 100%; border: 1px solid #eee; }
-.note { color: #666; }
+.kit-report { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+.kit-report h1 { margin-bottom: 0.2em; } .kit-report h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+.kit-report table { border-collapse: collapse; margin: 0.6em 0; }
+.kit-report td, .kit-report th { border: 1px solid #ccc; padding: 3px 9px; } .kit-report th { background: #f3f3f3; }
+.kit-report td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.kit-report .cv { font-size: 1.6em; font-weight: bold; } .kit-report img { max-width: 100%; border: 1px solid #eee; }
+.kit-report .note { color: #666; }
 """
 
 
@@ -281,12 +296,11 @@ def _image(path: Path, alt: str) -> str:
     return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
 
 
-def page(run_dir: Path, found: Report, counts: np.ndarray, title: str) -> Path:
+def page(run_dir: Path, found: Report, title: str, metrics: dict, mine: list[dict[str, str]]) -> Path:
     """report/index.html: the run on one page that needs nothing else (pictures embedded, no scripts, no network):
     recipe, CV per member and overall (with and without TTA), per-class scores, most confused pairs, the confusion
-    matrix, the worst mistakes, learning curves, and the run's rows of the leaderboard log."""
+    matrix, the worst mistakes, learning curves, and `mine`, the run's rows of the leaderboard log."""
     config = runs.load_config(run_dir)
-    metrics = runs.load_metrics(run_dir) or {}
     folders = sorted(run_dir.glob("fold*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name))
     members = [runs.load_metrics(p.parent) for p in folders]
     cv = metrics.get("cv_accuracy", found.accuracy)
@@ -322,13 +336,12 @@ def page(run_dir: Path, found: Report, counts: np.ndarray, title: str) -> Path:
              "learning_curves.png": "Learning curves", "cv_vs_lb.png": "CV against the public leaderboard"}  # fmt: skip
     for picture in found.pictures:
         parts += [f"<h2>{names.get(picture.name, picture.stem)}</h2>", _image(picture, names.get(picture.name, ""))]
-    mine = [r for r in ledger.rows() if r["run_id"] == run_dir.name]
     if mine:
         rows = [[r["utc_time"], r["cv_accuracy"], r["public_score"], r["private_score"], r["status"], r["message"]]
                 for r in mine]  # fmt: skip
         parts += ["<h2>Submissions</h2>", _table(["time (UTC)", "CV", "public LB", "private", "status", "message"],
                                                   rows, {1, 2, 3})]  # fmt: skip
-    body = "\n".join(parts)
+    body = '<div class="kit-report">\n' + "\n".join(parts) + "\n</div>"
     head = f'<meta charset="utf-8"><title>kit report: {html.escape(run_dir.name)}</title><style>{_STYLE}</style>'
     text = f'<!doctype html>\n<html lang="en"><head>{head}</head><body>\n{body}\n</body></html>\n'
     target = found.folder / "index.html"

@@ -50,6 +50,12 @@ def test_report_pictures_and_tables(made):
         pixels = matplotlib.image.imread(picture)
         assert pixels.shape[0] > 300 and pixels.shape[1] > 500, (name, pixels.shape)
         assert pixels.std() > 0.01  # not a blank image
+    # the page styles only itself: shown inside a notebook's output (IPython's HTML) it leaves the notebook alone
+    import re
+
+    style = re.search(r"<style>(.*?)</style>", (run / "report" / "index.html").read_text(), re.S).group(1)
+    selectors = [part.strip() for rule in re.findall(r"([^{}]+)\{", style) for part in rule.split(",")]
+    assert selectors and all(sel.startswith(".kit-report") for sel in selectors), selectors
 
 
 def _browser() -> str | None:

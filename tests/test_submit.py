@@ -353,7 +353,8 @@ def test_cv_against_lb_plots_the_scored_lists_the_rest_and_rings_the_stray(env):
     assert -1 <= found.correlation < 0.5  # the stray spoils the correlation of all five: shown as it is
     # two submissions: no slope to fit, the line is CV + the mean gap, and no correlation
     two = report.fit_cv_lb([({"id": "a"}, 0.99, 0.991), ({"id": "b"}, 0.995, 0.995)])
-    assert two[0] == 1.0 and two[1] == pytest.approx(0.0005) and two[2] is None and two[3] == []
+    assert two.slope == 1.0 and two.intercept == pytest.approx(0.0005) and two.correlation is None
+    assert two.strays == [] and two.method == "CV + mean gap" and found.method == "least squares"
 
 
 def test_cv_against_lb_with_nothing_scored_says_so(env):
