@@ -88,20 +88,37 @@ def test_a_run_trained_in_a_kaggle_kernel_comes_home_as_a_local_run(env, full_te
         server.stop()
 
 
+# `python -m kit` with Ctrl-C as a terminal's foreground process has it. A child inherits a blocked or ignored SIGINT,
+# and twice in `make test` the SIGINT never arrived (faulthandler: kit still polling 60 s later), as if the xdist
+# worker that started it had one so.
+_CTRL_C_ON = """
+import runpy, signal, sys
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.argv = ["kit", *sys.argv[1:]]
+runpy.run_module("kit", run_name="__main__")
+"""
+
+
 def test_ctrl_c_stops_waiting_not_the_kernel_then_the_same_command_re_attaches(env, fake, tiny, tmp_path):
     _install(env, tiny.zip_bytes, tmp_path)
     remote = {**env, **fake.env()}
     fake.queued_polls = 1_000  # it stays queued until the test lets it run
     args = ["train", "--folds", "2", "--epochs", "1", "--model", "seed", "--kaggle", "--run-id", "r2"]
-    waiting = subprocess.Popen([sys.executable, "-m", "kit", *args], env=remote, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    waiting = subprocess.Popen([sys.executable, "-c", _CTRL_C_ON, *args], env={**remote, "PYTHONFAULTHANDLER": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
     try:
         for line in waiting.stdout:
             if "kernel queued" in line:
                 break
         waiting.send_signal(signal.SIGINT)
-        assert waiting.wait(60) == 130
-        stderr = waiting.stderr.read()
+        try:  # both pipes read while it exits: one left full would hold it
+            _, stderr = waiting.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # where every thread of it is stuck (faulthandler, on SIGABRT)
+            waiting.send_signal(signal.SIGABRT)
+            mine = f"this process: SIGINT {signal.getsignal(signal.SIGINT)}, blocked {signal.pthread_sigmask(0, [])}"
+            pytest.fail(f"kit did not stop waiting within 60 s of Ctrl-C ({mine}):\n{waiting.communicate()[1][-6000:]}")
+        assert waiting.returncode == 130, stderr
     finally:
         waiting.kill()
     assert "Stopped waiting; kernel alice/kit-r2 version 1 keeps running on Kaggle" in stderr, stderr
