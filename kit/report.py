@@ -76,21 +76,25 @@ def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str
 
 
 def misclassified_png(images: np.ndarray, y_true, probs: np.ndarray, path: Path, limit: int = 36) -> int:
-    """The wrong predictions the model was most sure of, each titled 'true -> predicted (confidence)'."""
+    """The wrong predictions the model was most sure of, each titled 'true -> predicted (confidence)': one picture
+    of the digits side by side (an axes per digit: 1.0-1.2 s to draw 36 here; the one mosaic 0.3 s)."""
     plt = _pyplot()
     pred = probs.argmax(1)
     wrong = np.flatnonzero(pred != y_true)
     worst = wrong[np.argsort(-probs[wrong, pred[wrong]])][:limit]
-    cols = 6
+    cols, cell, top = 6, 34, 10  # a 28-pixel digit in a 34-pixel cell, 10 pixels above it for its title
     rows = max(1, -(-len(worst) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.8, rows * 2.0), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, worst, strict=False):
-        ax.imshow(images[i, :, :, 0], cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(f"{y_true[i]} -> {pred[i]} ({probs[i, pred[i]]:.2f})", fontsize=9)
+    mosaic = np.zeros((rows * (cell + top), cols * cell), np.float32)
+    fig, ax = plt.subplots(figsize=(cols * 1.8, rows * 2.0 + 0.4))
+    for n, i in enumerate(worst):
+        y0, x0 = (n // cols) * (cell + top) + top + 3, (n % cols) * cell + 3
+        mosaic[y0 : y0 + 28, x0 : x0 + 28] = images[i, :, :, 0]
+        ax.text(x0 + 14, y0 - 2, f"{y_true[i]} -> {pred[i]} ({probs[i, pred[i]]:.2f})", ha="center", va="bottom",
+                fontsize=9)  # fmt: skip
+    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+    ax.axis("off")
     if len(worst) == 0:
-        axes.flat[0].text(0.5, 0.5, "no misclassified digits", ha="center", va="center")
+        ax.text(0.5, 0.5, "no misclassified digits", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle("Most confident mistakes: true -> predicted (confidence)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
