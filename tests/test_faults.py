@@ -6,6 +6,7 @@ that `kit.cli.main` turns into one line), and `kit runs` still lists every run."
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -38,19 +39,33 @@ WRONG = {".json": [b"[]", b'"text"', b'{"recipe": [], "data": 3}'],
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    """A finished 2-fold run r1 on the sample, its re-prediction r1-predict, and a leaderboard row."""
-    root = tmp_path_factory.mktemp("world")
+    """A finished 2-fold run r1 on the sample, its re-prediction r1-predict, and a leaderboard row: made once for the
+    whole session (the first xdist worker to get here makes it, under a lock; the others wait and share it, read
+    only: every case damages a copy)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's folder, all workers'
+    root = shared / "faults-world"
+    with open(shared / "faults-world.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".made").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            _make_world(root)
+            (root / ".made").touch()
+    return root
+
+
+def _make_world(root: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     env.update(HOME=str(root / "home"), KIT_DATA_DIR=str(root / "data"), KIT_RUNS_DIR=str(root / "runs"),
                KIT_SUBMISSIONS_DIR=str(root / "subs"), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))  # fmt: skip
     data.install_sample(root / "data")
-    for args in (["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed"], ["predict", "r1"]):
+    train = ["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed", "--no-tta"]  # TTA: no
+    for args in (train, ["predict", "r1"]):  # file of its own, and seven times the predictions in every case
         done = kit_here(args, env)
         assert done.returncode == 0, done.stderr
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KIT_SUBMISSIONS_DIR", str(root / "subs"))
         log_row(run_id="r1", file="x.csv", sha256="0" * 64, status="complete", public_score="0.99")
-    return root
 
 
 def _files(root: Path) -> list[Path]:

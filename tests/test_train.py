@@ -128,7 +128,8 @@ def test_fit_trains_a_real_model_on_every_batch():
 
 @pytest.mark.slow
 def test_kfold_run_writes_every_artifact(env, sample):
-    args = ["train", "--folds", "3", "--epochs", "1", "--run-id", "k3", "--batch-size", "64", "--jobs", "2", "--no-tta"]
+    args = ["train", "--folds", "3", "--epochs", "1", "--run-id", "k3", "--batch-size", "64", "--jobs", "2", "--no-tta",
+            "--limit", "600"]  # fmt: skip
     result = kit_here(args, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "device" in result.stdout and "CV (OOF)" in result.stdout
@@ -138,7 +139,7 @@ def test_kfold_run_writes_every_artifact(env, sample):
     assert re.search(r"fold \d epoch 1/1 .* \| run [123]/3 epochs, \d+:\d\d elapsed, \d+:\d\d left\n", result.stdout)
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", result.stdout + result.stderr)
     run = Path(env["KIT_RUNS_DIR"]) / "k3"
-    n, m = len(sample.train_labels), len(sample.test_images)
+    n, m = 600, len(sample.test_images)  # the first 600 training rows, every test row
     folds = np.load(run / "folds.npy")
     assert folds.shape == (n,) and set(np.unique(folds)) == {0, 1, 2}
     oof = np.load(run / "oof.npy")
@@ -164,7 +165,7 @@ def test_kfold_run_writes_every_artifact(env, sample):
     test_probs = np.load(run / "test_probs.npy")
     assert test_probs.shape == (m, 10)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["cv_accuracy"] == pytest.approx((oof.argmax(1) == sample.train_labels).mean())
+    assert metrics["cv_accuracy"] == pytest.approx((oof.argmax(1) == sample.train_labels[:n]).mean())
     assert metrics["cv_rows"] == n and len(metrics["folds"]) == 3
     saved = json.loads((run / "config.json").read_text())
     assert saved["recipe"]["folds"] == 3 and saved["recipe"]["epochs"] == 1 and saved["versions"]["keras"]
@@ -182,7 +183,7 @@ def test_training_with_tta_saves_tta_probabilities(env, sample):
     import kit.layers  # noqa: F401
     from kit import ensemble
 
-    args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "t2", "--batch-size", "64", "--tta"]
+    args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "t2", "--batch-size", "64", "--tta", "--limit", "400"]
     result = kit_here(args, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "without TTA" in result.stdout
@@ -192,11 +193,11 @@ def test_training_with_tta_saves_tta_probabilities(env, sample):
     model = keras.saving.load_model(run / "fold0" / "model.keras")
     fold_metrics = json.loads((run / "fold0" / "metrics.json").read_text())
     assert fold_metrics["tta_views"] == len(config.TTA_VIEWS) > 1
-    rows = sample.train_images[folds == 0]
+    rows = sample.train_images[:400][folds == 0]
     tta = ensemble.predict(model, rows, config.TTA_VIEWS)
     np.testing.assert_allclose(np.load(run / "fold0" / "val_probs.npy"), tta, atol=1e-4)
     plain = ensemble.predict(model, rows, [(0, 0, 0)])
-    labels = sample.train_labels[folds == 0]
+    labels = sample.train_labels[:400][folds == 0]
     assert fold_metrics["accuracy_plain"] == pytest.approx((plain.argmax(1) == labels).mean())
     assert fold_metrics["accuracy"] == pytest.approx((tta.argmax(1) == labels).mean())
     test_tta = ensemble.predict(model, sample.test_images, config.TTA_VIEWS)
@@ -205,7 +206,8 @@ def test_training_with_tta_saves_tta_probabilities(env, sample):
 
 @pytest.mark.slow
 def test_single_fold_then_resume_completes_the_run(env, sample):
-    args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "split", "--model", "seed"]
+    args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "split", "--model", "seed", "--no-tta",
+            "--limit", "400"]  # fmt: skip
     first = kit_here([*args, "--fold", "1"], env)
     assert first.returncode == 0, first.stderr
     assert "1/2 folds complete" in first.stdout
@@ -217,7 +219,7 @@ def test_single_fold_then_resume_completes_the_run(env, sample):
     clash = kit_here(["train", "--run-id", "split", "--epochs", "2"], env)
     assert clash.returncode == 8 and "different recipe" in clash.stderr
 
-    resumed = kit_here(["train", "--run-id", "split"], env)  # the saved recipe is reused
+    resumed = kit_here(["train", "--run-id", "split", "--limit", "400"], env)  # the saved recipe is reused
     assert resumed.returncode == 0, resumed.stderr
     assert (run / "fold1" / "metrics.json").stat().st_mtime_ns == stamp  # fold 1 was not retrained
     assert not np.isnan(np.load(run / "oof.npy")).any()
@@ -249,11 +251,12 @@ def test_holdout_run_and_usage_errors(env, sample):
 
 
 _TRAIN_SNIPPET = """
-import sys
+import dataclasses
 from kit import config, data, device, dispatch
 {setup}
 dev = device.setup("float32", mirrored={mirrored})
-comp = data.head(data.load_competition(), 400)
+comp = data.head(data.load_competition(), 200)  # and 50 test images, in memory: trained in this process
+comp = dataclasses.replace(comp, test_images=comp.test_images[:50], path=None)
 # batch norm on, TTA on: kit's fused BatchNorm (TensorFlow) or its Keras fallback (JAX), and the TTA warps
 r = config.recipe("kitnet", epochs=1, batch_size=64, folds=2, batchnorm="all", tta=True)
 res = dispatch.train_run(r, comp, run_id="x", device=dev)
@@ -297,6 +300,7 @@ def test_jax_backend_trains(env, sample):
 # GPU's steps per call), forced on this CPU, with the default recipe (augmentation and TTA on): a few steps of two
 # folds, then the saved fold model reloaded predicts what the run saved. On JAX, XLA compiles everything.
 _GPU_SNIPPET = """
+import dataclasses
 import json
 import keras
 import numpy as np
@@ -304,7 +308,8 @@ import kit.layers
 from kit import config, data, device, dispatch, ensemble
 
 dev = device.configure(keras.backend.backend(), "gpu", ["cpu"], "auto")
-comp = data.head(data.load_competition(), 600)
+comp = data.head(data.load_competition(), 200)  # and 50 test images, in memory: trained in this process
+comp = dataclasses.replace(comp, test_images=comp.test_images[:50], path=None)
 r = config.recipe("kitnet", epochs=2, batch_size=32, folds=2)
 res = dispatch.train_run(r, comp, run_id="gpu", device=dev)
 run = res.run_dir
@@ -334,8 +339,8 @@ def test_gpu_configuration_trains_the_default_recipe_on_the_cpu(env, sample, bac
     assert got["policy"] == "mixed_float16" and got["xla"] is True and got["kind"] == "gpu"
     assert got["augment"] and got["tta"] and got["tta_views"] == 7 and got["warp_xla"] == [True]
     assert got["steps_per_execution"] == 16 and got["feed"] == "fit"
-    assert got["iterations"] == 2 * 10  # 300 training rows, batch 32: 10 steps an epoch, the partial one included
-    assert got["cv"] * 600 == pytest.approx(round(got["cv"] * 600)) and got["reload_diff"] < 1e-2  # OOF: 600 rows
+    assert got["iterations"] == 2 * 4  # 100 training rows, batch 32: 4 steps an epoch, the partial one included
+    assert got["cv"] * 200 == pytest.approx(round(got["cv"] * 200)) and got["reload_diff"] < 1e-2  # OOF: 200 rows
 
 
 @pytest.mark.slow
@@ -415,7 +420,8 @@ def test_stopping_kit_train_stops_its_fold_workers(env, sample, signum):
     import time
 
     run_id = f"stop{signum}"
-    args = ["train", "--folds", "2", "--jobs", "2", "--epochs", "200", "--run-id", run_id, "--model", "seed"]
+    args = ["train", "--folds", "2", "--jobs", "2", "--epochs", "200", "--run-id", run_id, "--model", "seed",
+            "--limit", "200"]  # fmt: skip
     parent = subprocess.Popen([sys.executable, "-m", "kit", *args], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
     try:
@@ -443,7 +449,8 @@ def test_stopping_kit_train_stops_its_fold_workers(env, sample, signum):
 def test_repeated_kfold_averages_every_rows_oof_over_its_repeats(env, sample):
     """--folds 2 --repeats 2: 4 members on two differently seeded splits; each row's OOF is the mean of its two
     out-of-fold members, the test probabilities the mean of all four; resume skips complete members."""
-    args = ["train", "--folds", "2", "--repeats", "2", "--epochs", "1", "--run-id", "rep", "--model", "seed"]
+    args = ["train", "--folds", "2", "--repeats", "2", "--epochs", "1", "--run-id", "rep", "--model", "seed",
+            "--no-tta", "--limit", "400"]  # fmt: skip
     first = kit_here([*args, "--fold", "3"], env)
     assert first.returncode == 0, first.stderr
     assert "1/4 folds complete" in first.stdout and "2 fold(s) x 2 repeats" in first.stdout
@@ -452,11 +459,11 @@ def test_repeated_kfold_averages_every_rows_oof_over_its_repeats(env, sample):
     bad = kit_here(["train", "--run-id", "rep", "--fold", "4"], env)
     assert bad.returncode == 2 and "--fold 4: must be between 0 and 3" in bad.stderr
 
-    rest = kit_here(["train", "--run-id", "rep", "--jobs", "2"], env)
+    rest = kit_here(["train", "--run-id", "rep", "--jobs", "2", "--limit", "400"], env)
     assert rest.returncode == 0, rest.stderr
     assert (run / "fold3" / "metrics.json").stat().st_mtime_ns == stamp  # member 3 was not retrained
     folds = np.load(run / "folds.npy")
-    n = len(sample.train_labels)
+    n = 400
     assert folds.shape == (2, n) and not np.array_equal(folds[0], folds[1])  # two different splits
     oof, expected = np.load(run / "oof.npy"), np.zeros((n, 10))
     seen = np.zeros(n, int)
@@ -470,7 +477,7 @@ def test_repeated_kfold_averages_every_rows_oof_over_its_repeats(env, sample):
     np.testing.assert_allclose(np.load(run / "test_probs.npy"), test, atol=1e-6)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["members"] == 4 and metrics["cv_accuracy"] == pytest.approx(
-        (oof.argmax(1) == sample.train_labels).mean()
+        (oof.argmax(1) == sample.train_labels[:n]).mean()
     )
     submission.validate(Path(env["KIT_SUBMISSIONS_DIR"]) / "rep.csv", len(sample.test_images))
     predicted = kit_here(["predict", "rep"], env)  # the four saved members re-predict the same thing
