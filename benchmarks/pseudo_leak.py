@@ -1,0 +1,50 @@
+"""The pseudo-label leak test's three runs at another size: a teacher, honest students (kit's assignment) and leaky
+students (every teacher member labels every student's test images), on the offline sample's first ROWS training
+images with copies of them as the test set.
+
+    python benchmarks/pseudo_leak.py --rows 600 --epochs 12 [--model seed] [--seed 42]
+
+Prints the three OOF accuracies and the seconds; `tests/test_pseudo.py` asserts on the 600-row, 12-epoch case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=600)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--model", default="seed")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    os.environ["KIT_RUNS_DIR"] = tempfile.mkdtemp(prefix="kit-leak-")
+    import keras
+
+    from kit import config, data, device, dispatch, pseudo
+
+    train_x, train_y, _, _ = data.sample_arrays()
+    x, y = train_x[: args.rows], train_y[: args.rows]
+    comp = data.Competition(x, y, x.copy(), source="sample", path=None)
+    dev = device.configure(keras.backend.backend(), "cpu", ["cpu"], "float32")
+
+    def cv(r: config.Recipe, run_id: str) -> float:
+        return dispatch.train_run(r, comp, run_id=run_id, device=dev).metrics["cv_accuracy"]
+
+    start = time.time()
+    r = config.recipe(args.model, folds=3, epochs=args.epochs, tta=False, seed=args.seed)
+    teacher = cv(r, "teacher")
+    honest = cv(config.override(r, pseudo="teacher"), "honest")
+    real = pseudo.assign
+    pseudo.assign = lambda t, s, f: {m: [0, 1, 2] for m in real(t, s, f)}
+    leaky = cv(config.override(r, pseudo="teacher"), "leaky")
+    print(f"{args.rows} rows, {args.epochs} epochs, {args.model}, seed {args.seed}: teacher {teacher:.4f}, honest "
+          f"{honest:.4f}, leaky {leaky:.4f} in {time.time() - start:.0f} s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
