@@ -276,13 +276,16 @@ _STYLE = """
 """
 
 
+def _real(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x)
+
+
 def _pct(x: object) -> str:
-    number = isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x)
-    return f"{100 * x:.3f} %" if number else "-"
+    return f"{100 * x:.3f} %" if _real(x) else "-"
 
 
 def _number(x: object) -> str:
-    return f"{x:,.0f}" if isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x) else ""
+    return f"{x:,.0f}" if _real(x) else ""
 
 
 def _table(header: list[str], rows: list[list[object]], numeric: set[int] = frozenset()) -> str:

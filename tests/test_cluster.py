@@ -22,8 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_cluster_at_a_time")
 
 # Ray keeps every address of a cluster on 127.0.0.1 with this (meant for Windows and macOS, where multi-node clusters
 # are opt-in); tests talk to loopback only. Ray starts its workers at nice 15: beside the suite's other workers (nice
-# 0) a task got so little CPU that `import keras` took 238 s instead of 7 (a 2-fold run: 196 s against 28 s beside
-# two busy loops), so the tests' Ray workers run at the suite's priority.
+# 0) a task got so little CPU that `import keras` took 238 s instead of 7.5 (the 2-fold run: 196 s beside two busy
+# loops, 28 s idle), so the tests' Ray workers run at the suite's priority.
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
 FOLD_FILES = {"history.json", "metrics.json", "model.keras", "test_probs.npy", "val_probs.npy"}
 

@@ -59,8 +59,9 @@ def _make_world(root: Path) -> None:
     env.update(HOME=str(root / "home"), KIT_DATA_DIR=str(root / "data"), KIT_RUNS_DIR=str(root / "runs"),
                KIT_SUBMISSIONS_DIR=str(root / "subs"), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))  # fmt: skip
     data.install_sample(root / "data")
-    train = ["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed", "--no-tta"]  # TTA: no
-    for args in (train, ["predict", "r1"]):  # file of its own, and seven times the predictions in every case
+    # without TTA: it writes no file of its own, and `predict` would run its 7 views in every case
+    train = ["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed", "--no-tta"]
+    for args in (train, ["predict", "r1"]):
         done = kit_here(args, env)
         assert done.returncode == 0, done.stderr
     with pytest.MonkeyPatch.context() as mp:

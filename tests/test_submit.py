@@ -350,7 +350,9 @@ def test_cv_against_lb_plots_the_scored_lists_the_rest_and_rings_the_stray(env):
     found = report.cv_vs_lb_png(ledger.rows(), Path(env["HOME"]) / "again.png")
     assert [row["run_id"] for row, _, _ in found.points] == ["r0", "r1", "r2", "r3", "leaky"]
     assert found.slope == pytest.approx(1.0) and found.intercept == pytest.approx(0.001, abs=1e-9)
-    assert -1 <= found.correlation < 0.5  # the stray spoils the correlation of all five: shown as it is
+    cvs, lbs = zip(*[(cv, lb) for _, cv, lb in found.points], strict=True)
+    assert found.correlation == pytest.approx(np.corrcoef(cvs, lbs)[0, 1])  # of all five, the stray included
+    assert found.correlation < 0.5  # which it spoils: shown as it is
     # two submissions: no slope to fit, the line is CV + the mean gap, and no correlation
     two = report.fit_cv_lb([({"id": "a"}, 0.99, 0.991), ({"id": "b"}, 0.995, 0.995)])
     assert two.slope == 1.0 and two.intercept == pytest.approx(0.0005) and two.correlation is None
