@@ -1,6 +1,7 @@
 """Pseudo-labels: which teacher members may label each student member's test images, the soft targets, the refusals,
-and the leak test: with test images that are copies of the training images, honest students do not beat their
-teacher's OOF, while students taught by every teacher member do (the leak the assignment prevents)."""
+and the leak test: with test images that are copies of the training images and labels that say nothing about the
+images (permuted), honest students stay at chance like their teacher, while students taught by every teacher member
+learn their own validation rows' labels (the leak the assignment prevents)."""
 
 from __future__ import annotations
 
@@ -84,9 +85,11 @@ def test_a_teacher_that_would_leak_or_cannot_teach_is_refused(env, case, message
 
 @pytest.fixture
 def copies(env):
-    """A small competition whose test images are copies of its 600 training images."""
+    """A small competition whose test images are copies of its 90 training images, whose labels are permuted: a
+    model can only memorise the rows it trained on, and any accuracy above chance (0.1) on a row it never trained on
+    came from that row's label."""
     train_x, train_y, _, _ = data.sample_arrays()
-    x, y = train_x[:600], train_y[:600]
+    x, y = train_x[:90], np.random.default_rng(42).permutation(train_y[:90])
     return data.Competition(x, y, x.copy(), source="sample", path=None)
 
 
@@ -101,20 +104,22 @@ def _cv(r: config.Recipe, comp, run_id: str) -> float:
 
 @pytest.mark.slow
 def test_students_do_not_learn_their_own_validation_labels_through_the_test_images(env, copies, monkeypatch):
-    r = config.recipe("seed", folds=3, epochs=12, tta=False)
+    # small batches and no dropout: the members memorise their 60 rows (python benchmarks/pseudo_leak.py --rows 90
+    # --epochs 20 --batch 10 --dropout 0 --shuffle-labels)
+    r = config.recipe("seed", folds=3, epochs=20, batch_size=10, dropout=0.0, tta=False)
     teacher = _cv(r, copies, "teacher")
     honest = _cv(config.override(r, pseudo="teacher"), copies, "honest")
     book = runs.read_json(runs.runs_dir() / "honest" / "pseudo.json")
     assert book["teacher"] == "teacher" and book["members"] == {"0": [0], "1": [1], "2": [2]}
-    assert runs.read_json(runs.runs_dir() / "honest" / "fold0" / "metrics.json")["pseudo_rows"] == 600
+    assert runs.read_json(runs.runs_dir() / "honest" / "fold0" / "metrics.json")["pseudo_rows"] == 90
     listed = {row["id"]: row["model"] for row in runs.summaries()}
-    assert listed["honest"] == "seed, students of teacher (+600 test rows)"
+    assert listed["honest"] == "seed, students of teacher (+90 test rows)"
 
     # the same students, each taught by every teacher member: two of the three trained on its validation rows
     real_assign = pseudo.assign
     monkeypatch.setattr(pseudo, "assign", lambda t, s, f: {m: [0, 1, 2] for m in real_assign(t, s, f)})
     leaky = _cv(config.override(r, pseudo="teacher"), copies, "leaky")
     print(f"OOF: teacher {teacher:.4f}, honest students {honest:.4f}, leaky students {leaky:.4f}")
-    # measured here: teacher 0.937, honest 0.945, leaky 0.970 (one OOF error is 0.0017; one run's noise ~0.009)
-    assert honest <= teacher + 0.02  # within noise of the teacher
-    assert leaky >= max(teacher, honest) + 0.02  # the leak this test exists to catch shows at this size
+    # measured (seeds 42 and 0): teacher 0.067/0.111, honest 0.067/0.100, leaky 0.733/0.756; chance 0.1 +- 0.032
+    assert teacher <= 0.25 and honest <= 0.25  # chance: nothing learnt about a row from rows it never trained on
+    assert leaky >= 0.5  # the leak this test exists to catch
