@@ -1,14 +1,22 @@
 """Property: damage any one file kit wrote (under runs/, the data directory or submissions/), by cutting it in half,
 overwriting it with random bytes, or (for JSON and arrays) replacing it with one that parses but holds the wrong
-thing (JSON of another type, an array of another shape or dtype), then run every command that reads such files. No
+thing (JSON of another type, an array of another shape or dtype), then run every command that reads that file. No
 command may end in a traceback: each either works on what is intact or stops with one line (a KitError, or an OSError
-that `kit.cli.main` turns into one line), and `kit runs` still lists every run."""
+that `kit.cli.main` turns into one line), and `kit runs` still lists every run.
+
+Which command reads which file is measured, not assumed: each command runs once on an intact copy of the world while
+an audit hook notes every file it opens, and once more with the cache older than the CSVs (a damaged file is newer
+than the others, and kit's one comparison of times, in `kit.data.load_competition`, reads CSVs newer than the cache).
+A command that never opens a file cannot see the damage done to it (one file is damaged at a time, and the commands
+are deterministic), so it is not run in that file's cases."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +58,8 @@ def world(tmp_path_factory) -> Path:
         if not (root / ".made").is_file():
             shutil.rmtree(root, ignore_errors=True)
             _make_world(root)
+            reads = {" ".join(command): _reads(root, command, shared / "faults-probe") for command in COMMANDS}
+            (root / ".reads.json").write_text(json.dumps(reads))
             (root / ".made").touch()
     return root
 
@@ -67,6 +77,41 @@ def _make_world(root: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KIT_SUBMISSIONS_DIR", str(root / "subs"))
         log_row(run_id="r1", file="x.csv", sha256="0" * 64, status="complete", public_score="0.99")
+
+
+_opened: list[str] | None = None  # while `_reads` runs: every path opened in this process
+
+
+def _note_open(event: str, args: tuple) -> None:
+    if _opened is not None and event == "open" and isinstance(args[0], str | bytes | os.PathLike):
+        _opened.append(os.path.abspath(os.fsdecode(args[0])))
+
+
+def _reads(world: Path, command: list[str], probe: Path) -> list[str]:
+    """The world's files that `kit COMMAND` opens when it runs on an intact copy of it, or on one whose CSVs are
+    newer than its cache."""
+    global _opened
+    from kit import cli
+
+    sys.addaudithook(_note_open)  # one hook a process: `_opened` is None outside this function
+    read: set[str] = set()
+    for stale_cache in (False, True):
+        shutil.rmtree(probe, ignore_errors=True)
+        shutil.copytree(world, probe)
+        if stale_cache:
+            os.utime(probe / "data" / data.CACHE, (0, 0))
+        with pytest.MonkeyPatch.context() as mp:
+            for key, sub in (("KIT_DATA_DIR", "data"), ("KIT_RUNS_DIR", "runs"), ("KIT_SUBMISSIONS_DIR", "subs")):
+                mp.setenv(key, str(probe / sub))
+            _opened = []
+            try:
+                CliRunner().invoke(cli.app, [a.replace("{subs}", str(probe / "subs")) for a in command])
+                opened = {Path(p) for p in _opened}
+            finally:
+                _opened = None
+        read |= {str(p.relative_to(probe)) for p in opened & {probe / f for f in _files(world)}}
+    shutil.rmtree(probe)
+    return sorted(read)
 
 
 def _files(root: Path) -> list[Path]:
@@ -93,31 +138,37 @@ def test_damaging_any_file_never_ends_in_a_traceback(world, tmp_path, monkeypatc
     rng = np.random.default_rng(0)
     files = _files(world)
     assert len(files) > 20 and Path("runs/r1/fold1/model.keras") in files and Path("subs/leaderboard.csv") in files
+    reads = json.loads((world / ".reads.json").read_text())
+    assert "runs/r1/fold1/model.keras" in reads["predict r1"] and "subs/leaderboard.csv" in reads["leaderboard"]
+    assert "runs/r1/config.json" in reads["runs"] and "subs/r1.csv" in reads["validate {subs}/r1.csv"]
+    assert "data/test.csv" in reads["predict r1"]  # read when newer than the cache, as a damaged copy is
     failures = []
     cases = [(relative, "damaged") for relative in files]
     typed = [relative for relative in files if relative.suffix in WRONG]  # one wrong-but-parsing variant each, in turn
     cases += [(relative, n % len(WRONG[relative.suffix])) for n, relative in enumerate(typed)]
     for n, (relative, kind) in list(enumerate(cases))[shard::SHARDS]:
-        here = tmp_path / str(n)
-        shutil.copytree(world, here)
-        for key, sub in (("KIT_DATA_DIR", "data"), ("KIT_RUNS_DIR", "runs"), ("KIT_SUBMISSIONS_DIR", "subs")):
-            monkeypatch.setenv(key, str(here / sub))
-        target = here / relative
-        content = target.read_bytes()
+        content = (world / relative).read_bytes()
         if kind != "damaged":
             wrong = WRONG[relative.suffix][kind]
-            if isinstance(wrong, bytes):
+            how = f"parses, holds {wrong[:20] if isinstance(wrong, bytes) else wrong.shape}"
+        elif n % 2:
+            damaged, how = content[: len(content) // 2], "cut in half"
+        else:
+            damaged, how = rng.integers(0, 256, max(1, len(content)), dtype=np.uint8).tobytes(), "random bytes"
+        for c, command in enumerate(COMMANDS):
+            if str(relative) not in reads[" ".join(command)]:
+                continue  # it never opens the file: the damage cannot reach it
+            here = tmp_path / f"{n}-{c}"  # each command on its own copy, the one file damaged
+            shutil.copytree(world, here)
+            for key, sub in (("KIT_DATA_DIR", "data"), ("KIT_RUNS_DIR", "runs"), ("KIT_SUBMISSIONS_DIR", "subs")):
+                monkeypatch.setenv(key, str(here / sub))
+            target = here / relative
+            if kind == "damaged":
+                target.write_bytes(damaged)
+            elif isinstance(wrong, bytes):
                 target.write_bytes(wrong)
             else:
                 np.save(target, wrong)
-            how = f"parses, holds {wrong[:20] if isinstance(wrong, bytes) else wrong.shape}"
-        elif n % 2:
-            target.write_bytes(content[: len(content) // 2])
-            how = "cut in half"
-        else:
-            target.write_bytes(rng.integers(0, 256, max(1, len(content)), dtype=np.uint8).tobytes())
-            how = "random bytes"
-        for command in COMMANDS:
             args = [a.replace("{subs}", str(here / "subs")) for a in command]
             result = runner.invoke(cli.app, args)
             if result.exception is not None and not isinstance(result.exception, SystemExit | KitError | OSError):
