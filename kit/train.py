@@ -102,6 +102,9 @@ def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) ->
             jit_compile=device.jit_compile,
             steps_per_execution=device.steps_per_execution,
         )
+        # Built here, not inside the first traced step (TensorFlow then traces it twice): a member's first step
+        # 1.13 s against 1.35 s (seed net), 1.76 s against 2.16 s (kitnet), medians of 5 alternating, CPU.
+        model.optimizer.build(model.trainable_variables)
     return model
 
 
