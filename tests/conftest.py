@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +42,51 @@ def tiny(tmp_path_factory) -> Tiny:
     data.write_csvs(folder, train_x, train_y, test_x)
     files = {name: (folder / name).read_bytes() for name in data.FILES}
     return Tiny(folder, zip_of(files), train_x, train_y, test_x, test_y)
+
+
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """The folder `name` of this test session, which `make(folder)` fills once for all of it: the first pytest-xdist
+    worker to get here makes it under a lock, the others wait and share it (read only: copy it to change it)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's folder, all workers'
+    root = shared / name
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".made").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            make(root)
+            (root / ".made").touch()
+    return root
+
+
+def world_env(root: Path) -> dict[str, str]:
+    """The environment of kit commands whose data, runs and submissions are root/data, root/runs and root/subs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(HOME=str(root / "home"), KIT_DATA_DIR=str(root / "data"), KIT_RUNS_DIR=str(root / "runs"),
+               KIT_SUBMISSIONS_DIR=str(root / "subs"), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT),
+               COLUMNS="200")  # fmt: skip
+    return env
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory) -> Path:
+    """A folder with the offline sample installed (data/) and a finished 2-fold, 1-epoch seed-net run r1 on it (runs/r1,
+    subs/r1.csv), made once for the session (`made_once`: copy it to change it)."""
+
+    def make(root: Path) -> None:
+        data.install_sample(root / "data")
+        # in this process (--jobs 1): fold workers are the k-fold and stopping tests' subject
+        train = ["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed", "--jobs", "1"]
+        done = kit_here(train, world_env(root))
+        assert done.returncode == 0, done.stderr
+
+    return made_once(tmp_path_factory, "sample-run", make)
+
+
+def copy_world(source: Path, target: Path) -> Path:
+    """A copy of a `made_once` folder to change (times kept: the data cache stays newer than the CSVs)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".made", "*.lock"))
+    return target
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ are deterministic), so it is not run in that file's cases."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from typer.testing import CliRunner
 
 from kit import data
 from kit.errors import KitError
-from tests.conftest import ROOT, kit_here, log_row
+from tests.conftest import copy_world, kit_here, log_row, made_once, world_env
 
 pytestmark = pytest.mark.slow
 
@@ -46,37 +45,22 @@ WRONG = {".json": [b"[]", b'"text"', b'{"recipe": [], "data": 3}'],
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    """A finished 2-fold run r1 on the sample, its re-prediction r1-predict, and a leaderboard row: made once for the
-    whole session (the first xdist worker to get here makes it, under a lock; the others wait and share it, read
-    only: every case damages a copy)."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's folder, all workers'
-    root = shared / "faults-world"
-    with open(shared / "faults-world.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / ".made").is_file():
-            shutil.rmtree(root, ignore_errors=True)
-            _make_world(root)
-            reads = {" ".join(command): _reads(root, command, shared / "faults-probe") for command in COMMANDS}
-            (root / ".reads.json").write_text(json.dumps(reads))
-            (root / ".made").touch()
-    return root
+def world(tmp_path_factory, sample_run) -> Path:
+    """The session's finished 2-fold run r1 on the sample (the seed net, without TTA: `predict` runs one view in
+    every case), its re-prediction r1-predict, and a leaderboard row: made once for the whole session, read only
+    (every case damages a copy)."""
 
-
-def _make_world(root: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
-    env.update(HOME=str(root / "home"), KIT_DATA_DIR=str(root / "data"), KIT_RUNS_DIR=str(root / "runs"),
-               KIT_SUBMISSIONS_DIR=str(root / "subs"), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))  # fmt: skip
-    data.install_sample(root / "data")
-    # without TTA: it writes no file of its own, and `predict` would run its 7 views in every case
-    train = ["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed", "--no-tta"]
-    for args in (train, ["predict", "r1"]):
-        done = kit_here(args, env)
+    def make(root: Path) -> None:
+        copy_world(sample_run, root)
+        done = kit_here(["predict", "r1"], world_env(root))
         assert done.returncode == 0, done.stderr
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KIT_SUBMISSIONS_DIR", str(root / "subs"))
-        log_row(run_id="r1", file="x.csv", sha256="0" * 64, status="complete", public_score="0.99")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("KIT_SUBMISSIONS_DIR", str(root / "subs"))
+            log_row(run_id="r1", file="x.csv", sha256="0" * 64, status="complete", public_score="0.99")
+        reads = {" ".join(command): _reads(root, command, root.parent / "faults-probe") for command in COMMANDS}
+        (root / ".reads.json").write_text(json.dumps(reads))
+
+    return made_once(tmp_path_factory, "faults-world", make)
 
 
 _opened: list[str] | None = None  # while `_reads` runs: every path opened in this process

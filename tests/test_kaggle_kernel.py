@@ -65,7 +65,10 @@ def test_a_run_trained_in_a_kaggle_kernel_comes_home_as_a_local_run(env, full_te
         assert pushed["slug"] == "alice/kit-r1" and pushed["kernelType"] == "script" and pushed["isPrivate"]
         assert pushed["enableGpu"] and pushed["machineShape"] == "NvidiaTeslaT4" and not pushed["enableInternet"]
         assert pushed["competitionDataSources"] == ["digit-recognizer"]
-        assert "ARGS = ['--model', 'seed', '--folds', '2', '--epochs', '1', '--no-tta', '--limit', '2000']" in pushed["text"]
+        assert (
+            "ARGS = ['--model', 'seed', '--folds', '2', '--epochs', '1', '--no-tta', '--limit', '2000']"
+            in pushed["text"]
+        )
 
         run = runs.runs_dir() / "r1"
         saved = runs.load_config(run)

@@ -10,23 +10,16 @@ import numpy as np
 import pytest
 
 from kit import data, submission
-from tests.conftest import ROOT, kit_here
+from tests.conftest import copy_world, kit_here, world_env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    """A 2-fold, 1-epoch run on the sample data, and the environment that finds it."""
-    root = tmp_path_factory.mktemp("made")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
-    env.update(HOME=str(root), KIT_DATA_DIR=str(root / "data"), KIT_RUNS_DIR=str(root / "runs"),
-               KIT_SUBMISSIONS_DIR=str(root / "subs"), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT),
-               COLUMNS="200")  # fmt: skip
-    data.install_sample(Path(env["KIT_DATA_DIR"]))
-    result = kit_here(["train", "--folds", "2", "--epochs", "1", "--run-id", "r1", "--model", "seed"], env)
-    assert result.returncode == 0, result.stderr
-    return env, Path(env["KIT_RUNS_DIR"]) / "r1"
+def made(tmp_path_factory, sample_run):
+    """A copy of the session's 2-fold, 1-epoch run on the sample data, and the environment that finds it."""
+    root = copy_world(sample_run, tmp_path_factory.mktemp("made") / "world")
+    return world_env(root), root / "runs" / "r1"
 
 
 @pytest.fixture

@@ -128,7 +128,7 @@ def test_fit_trains_a_real_model_on_every_batch():
 
 @pytest.mark.slow
 def test_kfold_run_writes_every_artifact(env, sample):
-    args = ["train", "--folds", "3", "--epochs", "1", "--run-id", "k3", "--batch-size", "64", "--jobs", "2", "--no-tta",
+    args = ["train", "--folds", "3", "--epochs", "1", "--run-id", "k3", "--batch-size", "50", "--jobs", "2", "--no-tta",
             "--limit", "600"]  # fmt: skip
     result = kit_here(args, env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -183,7 +183,9 @@ def test_training_with_tta_saves_tta_probabilities(env, sample):
     import kit.layers  # noqa: F401
     from kit import ensemble
 
-    args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "t2", "--batch-size", "64", "--tta", "--limit", "400"]
+    # batch 50 divides a fold's 200 training rows (a partial batch is traced again); in this process (--jobs 1)
+    args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "t2", "--batch-size", "50", "--tta", "--limit", "400",
+            "--jobs", "1"]  # fmt: skip
     result = kit_here(args, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "without TTA" in result.stdout
@@ -255,8 +257,9 @@ import dataclasses
 from kit import config, data, device, dispatch
 {setup}
 dev = device.setup("float32", mirrored={mirrored})
-comp = data.head(data.load_competition(), 200)  # and 50 test images, in memory: trained in this process
-comp = dataclasses.replace(comp, test_images=comp.test_images[:50], path=None)
+comp = data.head(data.load_competition(), 200)  # and 100 test images, in memory: trained in this process
+# (as many as a fold's validation rows: under XLA each shape predicted compiles again)
+comp = dataclasses.replace(comp, test_images=comp.test_images[:100], path=None)
 # batch norm on, TTA on: kit's fused BatchNorm (TensorFlow) or its Keras fallback (JAX), and the TTA warps; batch 50
 # divides each fold's 100 training rows: every batch shape is traced (and on JAX compiled) again
 r = config.recipe("kitnet", epochs=1, batch_size=50, folds=2, batchnorm="all", tta=True)
@@ -309,8 +312,9 @@ import kit.layers
 from kit import config, data, device, dispatch, ensemble
 
 dev = device.configure(keras.backend.backend(), "gpu", ["cpu"], "auto")
-comp = data.head(data.load_competition(), 200)  # and 50 test images, in memory: trained in this process
-comp = dataclasses.replace(comp, test_images=comp.test_images[:50], path=None)
+comp = data.head(data.load_competition(), 200)  # and 100 test images, in memory: trained in this process
+# (as many as a fold's validation rows: under XLA each shape predicted compiles again)
+comp = dataclasses.replace(comp, test_images=comp.test_images[:100], path=None)
 # batch 50 divides each fold's 100 training rows: under XLA a partial batch compiles the step again (a first epoch of
 # 100 rows at batch 32 took 24.1 s, of 96 rows 9.7 s)
 r = config.recipe("kitnet", epochs=2, batch_size=50, folds=2)
@@ -462,7 +466,7 @@ def test_repeated_kfold_averages_every_rows_oof_over_its_repeats(env, sample):
     bad = kit_here(["train", "--run-id", "rep", "--fold", "4"], env)
     assert bad.returncode == 2 and "--fold 4: must be between 0 and 3" in bad.stderr
 
-    rest = kit_here(["train", "--run-id", "rep", "--jobs", "2", "--limit", "400"], env)
+    rest = kit_here(["train", "--run-id", "rep", "--jobs", "1", "--limit", "400"], env)  # in this process
     assert rest.returncode == 0, rest.stderr
     assert (run / "fold3" / "metrics.json").stat().st_mtime_ns == stamp  # member 3 was not retrained
     folds = np.load(run / "folds.npy")
