@@ -53,9 +53,9 @@ def test_a_run_trained_in_a_kaggle_kernel_comes_home_as_a_local_run(env, full_te
     try:
         _install(env, full_test_set, tmp_path)  # this machine has the same data (kit report reads its labels)
         remote = {**env, **server.env()}
-        # the seed net: the kernel predicts 28,000 test images with each fold's model
-        args = ["train", "--model", "seed", "--folds", "2", "--limit", "2000", "--epochs", "1", "--no-tta", "--kaggle",
-                "--run-id", "r1"]  # fmt: skip
+        # the seed net: the kernel predicts 28,000 test images with each fold's model; both in the kernel's process
+        args = ["train", "--model", "seed", "--folds", "2", "--limit", "2000", "--epochs", "1", "--no-tta",
+                "--jobs", "1", "--kaggle", "--run-id", "r1"]  # fmt: skip
         result = run_kit(args, remote, timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "pushed kernel alice/kit-r1 version 1 (GPU T4 x2)" in result.stdout
@@ -66,7 +66,7 @@ def test_a_run_trained_in_a_kaggle_kernel_comes_home_as_a_local_run(env, full_te
         assert pushed["enableGpu"] and pushed["machineShape"] == "NvidiaTeslaT4" and not pushed["enableInternet"]
         assert pushed["competitionDataSources"] == ["digit-recognizer"]
         assert (
-            "ARGS = ['--model', 'seed', '--folds', '2', '--epochs', '1', '--no-tta', '--limit', '2000']"
+            "ARGS = ['--model', 'seed', '--folds', '2', '--epochs', '1', '--no-tta', '--limit', '2000', '--jobs', '1']"
             in pushed["text"]
         )
 
