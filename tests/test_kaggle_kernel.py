@@ -109,7 +109,7 @@ def test_ctrl_c_stops_waiting_not_the_kernel_then_the_same_command_re_attaches(e
     _install(env, tiny.zip_bytes, tmp_path)
     remote = {**env, **fake.env()}
     fake.queued_polls = 1_000  # it stays queued until the test lets it run
-    args = ["train", "--folds", "2", "--epochs", "1", "--model", "seed", "--kaggle", "--run-id", "r2"]
+    args = ["train", "--folds", "2", "--epochs", "1", "--model", "seed", "--jobs", "1", "--kaggle", "--run-id", "r2"]
     waiting = subprocess.Popen([sys.executable, "-c", _CTRL_C_ON, *args], env={**remote, "PYTHONFAULTHANDLER": "1"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
     try:
