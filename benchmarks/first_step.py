@@ -2,11 +2,16 @@
 
     python benchmarks/first_step.py build    # first train_on_batch, optimizer built by compile_model vs in the step
     python benchmarks/first_step.py shapes   # the GPU configuration's first fit epoch: rows a batch divides vs not
+    python benchmarks/first_step.py metrics  # first step, accuracy compiled as a metric object vs by its name
 
 `build`: 12 fresh models a family, alternating, the first two dropped; kit builds the optimizer in
 `train.compile_model`, the other side leaves it to the first traced step (TensorFlow then traces that step twice).
 `shapes`: kitnet in the GPU configuration forced on this CPU (mixed float16, XLA, model.fit, 16 steps a call), one
 fresh model each for 96 and 100 rows at batch 32 (the last batch of 100 is partial: its shape compiles again).
+`metrics`: 8 fresh models a family and configuration (the CPU's train_on_batch; the GPU's, forced on this CPU: mixed
+float16, XLA, one fit epoch of 64 rows), alternating, the first two dropped; kit compiles accuracy as a metric object,
+the other side by its name (Keras then makes the metric's variables inside the first traced step, which TensorFlow
+traces twice).
 """
 
 from __future__ import annotations
@@ -60,6 +65,53 @@ def build() -> None:
         print(f"{name}: first step built {b:.2f} s, unbuilt {u:.2f} s (median of 5), built/unbuilt {b / u:.2f}")
 
 
+@contextlib.contextmanager
+def _named_metric():
+    """compile_model as it was: accuracy compiled by its name."""
+    import keras
+
+    real = keras.Model.compile
+
+    def compile(self, *args, **kwargs):
+        real(self, *args, **{**kwargs, "metrics": ["accuracy"]})
+
+    keras.Model.compile = compile
+    try:
+        yield
+    finally:
+        keras.Model.compile = real
+
+
+def metrics() -> None:
+    import keras
+
+    from kit import config, device, train
+
+    x, y = _data(64)
+    for kind in ("cpu", "gpu"):
+        dev = device.configure(keras.backend.backend(), kind, ["cpu"], "float32" if kind == "cpu" else "auto")
+        for name in ("seed", "kitnet"):
+            r = config.recipe(name, epochs=1, batch_size=32)
+            times: dict[str, list[float]] = {"object": [], "named": []}
+            for i in range(8):
+                side = ("object", "named")[i % 2]
+                with _named_metric() if side == "named" else contextlib.nullcontext():
+                    model = train.compile_model(r, dev, 2, seed=i)
+                start = time.perf_counter()
+                if dev.feed == "fit":
+                    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+                else:
+                    model.train_on_batch(x[:32], y[:32])
+                if i >= 2:
+                    times[side].append(time.perf_counter() - start)
+            o, n = np.median(times["object"]), np.median(times["named"])
+            print(
+                f"{kind} {name}: first step, metric object {o:.2f} s, named {n:.2f} s (median of 3), "
+                f"object/named {o / n:.2f}",
+                flush=True,
+            )
+
+
 def shapes() -> None:
     from kit import config, device, train
 
@@ -77,4 +129,4 @@ def shapes() -> None:
 
 
 if __name__ == "__main__":
-    {"build": build, "shapes": shapes}[sys.argv[1] if len(sys.argv) > 1 else "build"]()
+    {"build": build, "shapes": shapes, "metrics": metrics}[sys.argv[1] if len(sys.argv) > 1 else "build"]()

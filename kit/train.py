@@ -98,7 +98,10 @@ def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) ->
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing),
-            metrics=["accuracy"],
+            # an object, not "accuracy": Keras makes a named metric's variables in the first traced step, which
+            # TensorFlow then traces twice: a member's first step 0.60x (seed net), 0.51x (kitnet), CPU
+            # (benchmarks/first_step.py metrics)
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             jit_compile=device.jit_compile,
             steps_per_execution=device.steps_per_execution,
         )
