@@ -39,6 +39,7 @@ class Cluster:
     nodes: int
     cpus: float
     gpus: float
+    node_cpus: float  # the most CPUs one node has: no task can ask for more
 
     def describe(self) -> str:
         where = "a local Ray instance" if self.address == "local" else f"Ray cluster {self.address}"
@@ -76,8 +77,9 @@ def connect(address: str) -> Iterator[Cluster]:
         ) from None
     try:
         resources = ray.cluster_resources()
-        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-        yield Cluster(address, nodes, float(resources.get("CPU", 0)), float(resources.get("GPU", 0)))
+        alive = [node for node in ray.nodes() if node.get("Alive")]
+        node_cpus = max((float(node.get("Resources", {}).get("CPU", 0)) for node in alive), default=0.0)
+        yield Cluster(address, len(alive), float(resources.get("CPU", 0)), float(resources.get("GPU", 0)), node_cpus)
     finally:
         ray.shutdown()
 
@@ -101,11 +103,12 @@ def _check_reachable(address: str) -> None:
 
 def task_resources(cluster: Cluster, members: int) -> dict[str, float]:
     """One GPU a member where the cluster has GPUs; else a share of the cluster's CPUs such that the last round of
-    members still fills them (`parallel.fill_cores`): 5 members on 2 CPUs run 3 + 2, at 2/3 of a CPU each."""
+    members still fills them (`parallel.fill_cores`): 5 members on 2 CPUs run 3 + 2, at 2/3 of a CPU each; never more
+    than one node has (a task asking for more would wait for ever: one member on two 1-CPU nodes gets 1 CPU)."""
     if cluster.gpus >= 1:
         return {"num_gpus": 1, "num_cpus": 1}
     cpus = max(1, int(cluster.cpus))
-    share = cpus / parallel.fill_cores(max(1, members), cpus)
+    share = min(cpus / parallel.fill_cores(max(1, members), cpus), max(1, int(cluster.node_cpus)))
     return {"num_cpus": float(int(share)) if share >= 1 else round(share, 4)}
 
 

@@ -38,11 +38,31 @@ def one_cluster_at_a_time(tmp_path_factory):
         yield
 
 
+# Every Python process of the test cluster (its nodes' and the tasks' workers, which inherit its environment) starts
+# with this sitecustomize: while the file KIT_TEST_FAIL_FOLD names exists, fold 1 trains for real, then raises. The
+# fault is the test's; kit's tasks carry no hook for it.
+_FAIL_FOLD_ONE = """
+import os
+from kit import train
+_real = train.train_member
+def _failing(r, comp, folds, member, *args, **kwargs):
+    metrics = _real(r, comp, folds, member, *args, **kwargs)
+    if member == 1 and os.path.exists(os.environ["KIT_TEST_FAIL_FOLD"]):
+        raise ValueError("the node ran out of something")
+    return metrics
+train.train_member = _failing
+"""
+
+
 @pytest.fixture(scope="module")
-def two_nodes(one_cluster_at_a_time):
+def two_nodes(one_cluster_at_a_time, tmp_path_factory):
     """A head (no CPUs: it only runs Ray's control plane) and two worker nodes of one CPU each; (address, the
-    environment a driver needs: loopback and the token, the Cluster)."""
-    env = {**LOOPBACK, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), "PYTHONPATH": str(ROOT)}
+    environment a driver needs: loopback and the token, the file whose existence fails fold 1 on the nodes)."""
+    hooked = tmp_path_factory.mktemp("hooked")
+    (hooked / "sitecustomize.py").write_text(_FAIL_FOLD_ONE)
+    fail = hooked / "fail-fold-1"
+    env = {**LOOPBACK, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+           "PYTHONPATH": f"{hooked}:{ROOT}", "KIT_TEST_FAIL_FOLD": str(fail)}  # fmt: skip
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # before Ray is imported: it reads them then
     from ray.cluster_utils import Cluster
@@ -52,7 +72,7 @@ def two_nodes(one_cluster_at_a_time):
         for _ in range(2):
             nodes.add_node(num_cpus=1)
         nodes.wait_for_nodes()
-        yield nodes.address, env, nodes
+        yield nodes.address, env, fail
     finally:
         nodes.shutdown()
         for k, v in saved.items():
@@ -92,31 +112,16 @@ def test_a_two_fold_run_trains_its_folds_on_two_nodes(env, sample, two_nodes):
     assert valid.returncode == 0, valid.stdout + valid.stderr
 
 
-# Every Python process of the test's Ray instance (the driver and the tasks' workers, which inherit its environment)
-# starts with this sitecustomize: fold 1 trains for real, then raises. The fault is the test's; kit's tasks carry
-# no hook for it.
-_FAIL_FOLD_ONE = """
-from kit import train
-_real = train.train_member
-def _failing(r, comp, folds, member, *args, **kwargs):
-    metrics = _real(r, comp, folds, member, *args, **kwargs)
-    if member == 1:
-        raise ValueError("the node ran out of something")
-    return metrics
-train.train_member = _failing
-"""
-
-
 @pytest.mark.slow
-def test_a_failed_fold_is_one_line_the_other_is_kept_and_the_rerun_completes(env, sample, tmp_path):
-    """On a local Ray instance (`--ray local`, started and stopped by each `kit train`)."""
-    ray_env = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")} | LOOPBACK  # not the cluster's token
+def test_a_failed_fold_is_one_line_the_other_is_kept_and_the_rerun_completes(env, sample, two_nodes):
+    address, ray_env, fail = two_nodes
     args = ["train", "--model", "seed", "--folds", "2", "--epochs", "1", "--limit", "400", "--run-id", "flaky",
-            "--ray", "local"]  # fmt: skip
-    hooked = tmp_path / "hooked"
-    hooked.mkdir()
-    (hooked / "sitecustomize.py").write_text(_FAIL_FOLD_ONE)
-    failed = run_kit(args, {**ray_env, "PYTHONPATH": f"{hooked}:{ray_env['PYTHONPATH']}"}, timeout=600)
+            "--ray", address]  # fmt: skip
+    fail.touch()
+    try:
+        failed = run_kit(args, {**env, **ray_env}, timeout=600)
+    finally:
+        fail.unlink()
     assert failed.returncode == 8, failed.stdout + failed.stderr
     message = failed.stderr.strip().splitlines()[-1]
     assert message.startswith("error: Fold 1 failed on ") and "(127.0.0.1): ValueError: the node ran out" in message
@@ -124,7 +129,7 @@ def test_a_failed_fold_is_one_line_the_other_is_kept_and_the_rerun_completes(env
     run = Path(env["KIT_RUNS_DIR"]) / "flaky"
     assert (run / "fold0" / "metrics.json").is_file() and not (run / "fold1").exists()
 
-    again = run_kit(args, ray_env, timeout=600)  # the same command, with the real tasks
+    again = run_kit(args, {**env, **ray_env}, timeout=600)  # the same command, fold 1 no longer failing
     assert again.returncode == 0, again.stdout + again.stderr
     assert "fold 2/2" in again.stdout and "fold 1/2" not in again.stdout  # only the missing fold trained
     assert json.loads((run / "metrics.json").read_text())["cv_rows"] == 400
@@ -135,10 +140,14 @@ def test_the_door_checks(env, monkeypatch):
         cluster.check("nonsense")
     with pytest.raises(OfflineError, match=r"No Ray cluster answers at --ray 127.0.0.1:1 \(Connection refused\)"):
         cluster.check("127.0.0.1:1")
-    # one CPU share per member, such that the last round still fills the CPUs; one GPU a member where there are GPUs
-    assert cluster.task_resources(cluster.Cluster("x", 1, 2, 0), 5) == {"num_cpus": round(2 / 3, 4)}
-    assert cluster.task_resources(cluster.Cluster("x", 2, 2, 0), 2) == {"num_cpus": 1.0}
-    assert cluster.task_resources(cluster.Cluster("x", 4, 64, 8), 5) == {"num_gpus": 1, "num_cpus": 1}
+    # one CPU share per member, such that the last round still fills the CPUs, and fits on a node; one GPU a member
+    # where there are GPUs
+    assert cluster.task_resources(cluster.Cluster("x", 1, 2, 0, 2), 5) == {"num_cpus": round(2 / 3, 4)}
+    assert cluster.task_resources(cluster.Cluster("x", 2, 2, 0, 1), 2) == {"num_cpus": 1.0}
+    assert cluster.task_resources(cluster.Cluster("x", 1, 8, 0, 8), 1) == {"num_cpus": 8.0}
+    assert cluster.task_resources(cluster.Cluster("x", 2, 2, 0, 1), 1) == {"num_cpus": 1.0}  # 2 would never start
+    assert cluster.task_resources(cluster.Cluster("x", 3, 12, 0, 4), 2) == {"num_cpus": 4.0}
+    assert cluster.task_resources(cluster.Cluster("x", 4, 64, 8, 16), 5) == {"num_gpus": 1, "num_cpus": 1}
 
 
 _LOCAL_ADDRESSES = """
