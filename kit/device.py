@@ -137,8 +137,6 @@ def setup(precision: str = "auto", mirrored: bool = False) -> Device:
 
         for gpu in tf.config.list_physical_devices("GPU"):  # before TensorFlow claims every GPU's memory at once
             tf.config.experimental.set_memory_growth(gpu, True)
-    if backend == "jax":
-        _jax_compilation_cache()
     gpus, cpus = _accelerators(backend)
     return configure(backend, "gpu" if gpus else "cpu", gpus or cpus, precision, mirrored)
 
@@ -156,8 +154,12 @@ def _jax_compilation_cache() -> None:
 def configure(backend: str, kind: str, names: list[str], precision: str = "auto", mirrored: bool = False) -> Device:
     """kit's configuration for training on `names`, devices of `kind` ("gpu" or "cpu"): the precision policy (set
     as Keras' global policy), XLA, and with `mirrored` and several devices, one model under MirroredStrategy
-    (TensorFlow). Tests call it with kind="gpu" on the CPU to run exactly what a GPU gets."""
+    (TensorFlow); on JAX, its compiled steps kept on disk. Tests call it with kind="gpu" on the CPU to run exactly what
+    a GPU gets."""
     import keras
+
+    if backend == "jax":
+        _jax_compilation_cache()
 
     if precision == "auto":  # on an H100, mixed float16 ran 1.20x mixed bfloat16 and 1.27x float32
         precision = "float16" if kind == "gpu" else "bfloat16" if cpu_has_bf16() else "float32"
