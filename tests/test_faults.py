@@ -64,6 +64,7 @@ def world(tmp_path_factory, sample_run) -> Path:
 
 
 _opened: list[str] | None = None  # while `_reads` runs: every path opened in this process
+_hooked = False
 
 
 def _note_open(event: str, args: tuple) -> None:
@@ -74,10 +75,12 @@ def _note_open(event: str, args: tuple) -> None:
 def _reads(world: Path, command: list[str], probe: Path) -> list[str]:
     """The world's files that `kit COMMAND` opens when it runs on an intact copy of it, or on one whose CSVs are
     newer than its cache."""
-    global _opened
+    global _opened, _hooked
     from kit import cli
 
-    sys.addaudithook(_note_open)  # one hook a process: `_opened` is None outside this function
+    if not _hooked:  # a hook stays for the process's life: one, idle while `_opened` is None
+        sys.addaudithook(_note_open)
+        _hooked = True
     read: set[str] = set()
     for stale_cache in (False, True):
         shutil.rmtree(probe, ignore_errors=True)
