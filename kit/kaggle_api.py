@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +34,18 @@ def _config_dirs() -> list[Path]:
     home = Path.home()
     xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
     return [home / ".kaggle", xdg / "kaggle"]
+
+
+def client_config_dir() -> Path:
+    """The folder the kaggle client makes at import when it is missing: $KAGGLE_CONFIG_DIR, else ~/.kaggle where it
+    exists, else (Linux) $XDG_CONFIG_HOME/kaggle. Its check-then-make races: of two kit commands started at once
+    with neither there, one died in `import kaggle` (FileExistsError)."""
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(os.environ["KAGGLE_CONFIG_DIR"])
+    home = Path.home() / ".kaggle"
+    if sys.platform.startswith("linux") and not home.exists():
+        return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+    return home
 
 
 def find_credentials() -> str | None:
@@ -86,6 +99,8 @@ def client() -> Any:
         raise CredentialsError(CREDENTIALS_HELP)
     if source.endswith("kaggle.json"):
         check_kaggle_json(Path(source))
+    with contextlib.suppress(OSError):  # made here, race-free; where it cannot be, the client says why
+        client_config_dir().mkdir(parents=True, exist_ok=True)
     with _quiet():
         try:
             import kaggle  # authenticates on import; failures are swallowed there and re-raised below

@@ -236,6 +236,22 @@ def test_the_same_file_submitted_five_times_at_once_is_uploaded_once(env, instal
     assert len(fake_kaggle.submissions) == 1 and len(ledger.rows()) == 1
 
 
+def test_kit_makes_the_kaggle_clients_folder_before_the_client_does(env, monkeypatch, tmp_path):
+    """The client makes it at import with a check-then-make that races: of the five submits above, started at once
+    with no folder, one once died in `import kaggle` (FileExistsError); kit makes it first, where the client looks."""
+    from kit import kaggle_api
+
+    home = Path(env["HOME"])
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert kaggle_api.client_config_dir() == home / ".config" / "kaggle"  # Linux, no ~/.kaggle
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert kaggle_api.client_config_dir() == tmp_path / "xdg" / "kaggle"
+    (home / ".kaggle").mkdir()
+    assert kaggle_api.client_config_dir() == home / ".kaggle"  # where it exists, for the old layout
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "mine"))
+    assert kaggle_api.client_config_dir() == tmp_path / "mine"
+
+
 def test_a_missing_file_and_foreign_digits_are_one_line(env, installed, fake_kaggle, tmp_path):
     missing = _kit(["submit", str(tmp_path / "nope" / "mine.csv")], env, fake_kaggle)
     assert missing.returncode == 6 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
