@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,25 +44,33 @@ def _unbuilt():
         keras.optimizers.Adam.build = real
 
 
+def _alternating(r, dev, steps_per_epoch: int, sides: dict[str, Callable], step: Callable, rounds: int) -> list[float]:
+    """The median first step of each side, in order: `rounds` fresh models of recipe `r`, each compiled by kit inside
+    the context `sides[name]()` of the sides taken in turn, then `step(model)` timed; the first two dropped."""
+    from kit import train
+
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for i in range(rounds):
+        name = list(sides)[i % len(sides)]
+        with sides[name]():
+            model = train.compile_model(r, dev, steps_per_epoch, seed=i)
+        start = time.perf_counter()
+        step(model)
+        if i >= 2:
+            times[name].append(time.perf_counter() - start)
+    return [float(np.median(times[name])) for name in sides]
+
+
 def build() -> None:
     import keras
 
-    from kit import config, device, train
+    from kit import config, device
 
     dev = device.configure(keras.backend.backend(), "cpu", ["cpu"], "float32")
     x, y = _data(100)
     for name in ("seed", "kitnet"):
-        r = config.recipe(name, epochs=1)
-        times: dict[str, list[float]] = {"built": [], "unbuilt": []}
-        for i in range(12):
-            side = ("built", "unbuilt")[i % 2]
-            with _unbuilt() if side == "unbuilt" else contextlib.nullcontext():
-                model = train.compile_model(r, dev, 1, seed=i)
-            start = time.perf_counter()
-            model.train_on_batch(x, y)
-            if i >= 2:
-                times[side].append(time.perf_counter() - start)
-        b, u = np.median(times["built"]), np.median(times["unbuilt"])
+        sides = {"built": contextlib.nullcontext, "unbuilt": _unbuilt}
+        b, u = _alternating(config.recipe(name, epochs=1), dev, 1, sides, lambda m: m.train_on_batch(x, y), 12)
         print(f"{name}: first step built {b:.2f} s, unbuilt {u:.2f} s (median of 5), built/unbuilt {b / u:.2f}")
 
 
@@ -85,31 +94,20 @@ def _named_metric():
 def metrics() -> None:
     import keras
 
-    from kit import config, device, train
+    from kit import config, device
 
     x, y = _data(64)
     for kind in ("cpu", "gpu"):
         dev = device.configure(keras.backend.backend(), kind, ["cpu"], "float32" if kind == "cpu" else "auto")
+        if dev.feed == "fit":
+            step = lambda model: model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # noqa: E731
+        else:
+            step = lambda model: model.train_on_batch(x[:32], y[:32])  # noqa: E731
         for name in ("seed", "kitnet"):
-            r = config.recipe(name, epochs=1, batch_size=32)
-            times: dict[str, list[float]] = {"object": [], "named": []}
-            for i in range(8):
-                side = ("object", "named")[i % 2]
-                with _named_metric() if side == "named" else contextlib.nullcontext():
-                    model = train.compile_model(r, dev, 2, seed=i)
-                start = time.perf_counter()
-                if dev.feed == "fit":
-                    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
-                else:
-                    model.train_on_batch(x[:32], y[:32])
-                if i >= 2:
-                    times[side].append(time.perf_counter() - start)
-            o, n = np.median(times["object"]), np.median(times["named"])
-            print(
-                f"{kind} {name}: first step, metric object {o:.2f} s, named {n:.2f} s (median of 3), "
-                f"object/named {o / n:.2f}",
-                flush=True,
-            )
+            sides = {"object": contextlib.nullcontext, "named": _named_metric}
+            o, n = _alternating(config.recipe(name, epochs=1, batch_size=32), dev, 2, sides, step, 8)
+            print(f"{kind} {name}: first step, metric object {o:.2f} s, named {n:.2f} s (median of 3), "
+                  f"object/named {o / n:.2f}", flush=True)  # fmt: skip
 
 
 def shapes() -> None:

@@ -37,15 +37,11 @@ def _config_dirs() -> list[Path]:
 
 
 def client_config_dir() -> Path:
-    """The folder the kaggle client makes at import when it is missing: $KAGGLE_CONFIG_DIR, else ~/.kaggle where it
-    exists, else (Linux) $XDG_CONFIG_HOME/kaggle. Its check-then-make races: of two kit commands started at once
-    with neither there, one died in `import kaggle` (FileExistsError)."""
-    if os.environ.get("KAGGLE_CONFIG_DIR"):
-        return Path(os.environ["KAGGLE_CONFIG_DIR"])
-    home = Path.home() / ".kaggle"
-    if sys.platform.startswith("linux") and not home.exists():
-        return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
-    return home
+    """The folder of `_config_dirs` the kaggle client makes at import when it is missing: ~/.kaggle where it exists,
+    else (Linux) the XDG one. Its check-then-make races: of two kit commands started at once with neither there, one
+    died in `import kaggle` (FileExistsError)."""
+    first, *xdg = _config_dirs()
+    return xdg[0] if xdg and sys.platform.startswith("linux") and not first.exists() else first
 
 
 def find_credentials() -> str | None:

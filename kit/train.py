@@ -98,15 +98,12 @@ def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) ->
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing),
-            # an object, not "accuracy": Keras makes a named metric's variables in the first traced step, which
-            # TensorFlow then traces twice: a member's first step 0.60x (seed net), 0.51x (kitnet), CPU
-            # (benchmarks/first_step.py metrics)
+            # an object: by name, made in the first traced step, which is traced twice (first step 0.51-0.60x, CPU)
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             jit_compile=device.jit_compile,
             steps_per_execution=device.steps_per_execution,
         )
-        # Built here, not inside the first traced step (TensorFlow then traces it twice): a member's first step
-        # 1.13 s against 1.35 s (seed net), 1.76 s against 2.16 s (kitnet), medians of 5 alternating, CPU.
+        # built here, not in the first traced step, which is then traced twice (first step 0.81-0.84x, CPU)
         model.optimizer.build(model.trainable_variables)
     return model
 

@@ -163,9 +163,8 @@ import json
 import sys
 import numpy as np
 from kit import config, device, train
-import keras
 
-dev = device.configure(keras.backend.backend(), "cpu", ["cpu"], "float32")
+dev = device.setup("float32")  # what `kit train` calls: on this CPU, the CPU configuration
 rng = np.random.default_rng(0)
 x = rng.integers(0, 255, (64, 28, 28, 1)).astype(np.uint8)
 y = train.one_hot(rng.integers(0, 10, 64))
@@ -177,7 +176,7 @@ for name in sys.argv[1:]:
     probs = model.predict_on_batch(x[:16])  # the validation's shape: compiled once
     out[name] = {"params": model.count_params(), "steps": int(model.optimizer.iterations),
                  "sums": np.asarray(probs).sum(1).tolist(), "loss": rows[0]["loss"]}
-print("RESULT " + json.dumps(out))
+print("RESULT " + json.dumps({"kind": dev.kind, "families": out}))
 """
 
 
@@ -196,6 +195,8 @@ def test_every_family_trains_on_each_backend(env, backend):
                             cwd=ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.loads(result.stdout.split("RESULT ", 1)[1])
+    assert got["kind"] == "cpu"
+    got = got["families"]
     assert list(got) == _BACKENDS[backend]
     # An et al.'s M5 and M3 have 1.1 M parameters (their summaries); Deotte's net kitnet's 0.33 M with more norms
     params = {"deotte": 327_242, "m5": 1_129_160, "m3": 1_126_280}
