@@ -211,6 +211,23 @@ def test_the_kernel_runs_the_same_command_and_names_itself_as_kaggle_wants(tmp_p
     assert "RUN_ID = 'r1'" in code and "ARGS = ['--folds', '2']" in code
 
 
+def test_the_kernels_command_line_is_spelled_as_kit_train_parses_it():
+    """kaggle_kernel.FLAGS repeats `kit train`'s spellings: every option, given, comes back from the command's own
+    parser as the value it was given (a renamed flag fails here, not in a kernel on Kaggle)."""
+    import typer.main
+
+    from kit.cli import app
+
+    train = next(c for c in typer.main.get_command(app).commands.values() if c.name == "train")
+    values = dict(model="m5", folds=3, repeats=2, epochs=7, batch_size=64, learning_rate=0.002, seed=5,
+                  precision="float32", pseudo="teacher-run", pseudo_min=0.9, limit=500, jobs=2)  # fmt: skip
+    assert set(kaggle_kernel.FLAGS) == {*values, "augment", "tta", "mirrored"}
+    for on in (True, False):
+        given = {**values, "augment": on, "tta": not on, "mirrored": True if on else None}
+        parsed = train.make_context("train", kaggle_kernel.command_line(given)).params
+        assert {name: parsed[name] for name in kaggle_kernel.FLAGS} == {**given, "mirrored": on}
+
+
 @pytest.mark.parametrize("options", [{"ray": "local"}, {"data_dir": "elsewhere"}, {"fold": 1}, {"pseudo": True}])
 def test_options_that_make_no_sense_in_a_kernel_are_refused(options):
     r = config.recipe("kitnet", folds=2)
