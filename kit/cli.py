@@ -213,7 +213,10 @@ def train(
         typer.Option("--fold", help="Train only fold I of a K-fold run (needs --run-id); with --repeats, member I."),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", help="Use only the first N training rows (quick experiments).")
+        int | None,
+        typer.Option(
+            "--limit", help="Use only the first N training rows (quick experiments); a resumed run keeps its own."
+        ),
     ] = None,
     run_id: Annotated[
         str | None,
@@ -276,8 +279,7 @@ def train(
         return
     if ray:
         cluster.check(ray)
-    comp = data.load_competition(data_dir)
-    comp = data.head(comp, limit) if limit is not None else comp
+    comp = runs.training_data(run_id, data.load_competition(data_dir), limit)
     _quiet_tensorflow()  # after the cheap checks: a usage error should not wait for TensorFlow to load
     dev = device.setup(recipe.precision, mirrored)
     run_id = run_id or runs.new_id(model or recipe.model)

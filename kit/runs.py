@@ -104,6 +104,17 @@ def competition_of(run: Path, comp: Competition) -> Competition:
     return head(comp, rows) if rows < len(comp.train_labels) else comp
 
 
+def training_data(run_id: str | None, comp: Competition, limit: int | None) -> Competition:
+    """What `kit train` trains on: the first `limit` rows; without --limit, the rows of the run being resumed
+    (`competition_of`), so `kit train --run-id ID` finishes a run made with --limit N."""
+    if limit is not None:
+        from kit.data import head
+
+        return head(comp, limit)
+    run = runs_dir() / check_id(run_id) if run_id else None
+    return competition_of(run, comp) if run is not None and (run / "config.json").is_file() else comp
+
+
 @contextlib.contextmanager
 def fold_locks(run_dir: Path, folds: list[int]) -> Iterator[None]:
     """Hold an exclusive lock on each of `folds` while they train: a second `kit train --run-id` of the same run (or

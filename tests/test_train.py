@@ -221,7 +221,7 @@ def test_single_fold_then_resume_completes_the_run(env, sample):
     clash = kit_here(["train", "--run-id", "split", "--epochs", "2"], env)
     assert clash.returncode == 8 and "different recipe" in clash.stderr
 
-    resumed = kit_here(["train", "--run-id", "split", "--limit", "400"], env)  # the saved recipe is reused
+    resumed = kit_here(["train", "--run-id", "split"], env)  # the saved recipe and rows (--limit 400) are reused
     assert resumed.returncode == 0, resumed.stderr
     assert (run / "fold1" / "metrics.json").stat().st_mtime_ns == stamp  # fold 1 was not retrained
     assert not np.isnan(np.load(run / "oof.npy")).any()
