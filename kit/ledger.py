@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import fcntl
 import io
 import os
 import uuid
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kit import paths, runs
+from kit import locks, paths, runs
 from kit.errors import DataError
 
 COLUMNS = [
@@ -37,12 +36,8 @@ def path() -> Path:
 def _locked() -> Iterator[Path]:
     target = path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_name(".leaderboard.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield target
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with locks.exclusive(target.with_name(".leaderboard.lock")):
+        yield target
 
 
 def _read(target: Path) -> list[dict[str, str]]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import io
 import json
 import os
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kit import locks
 from kit.errors import RunError
 from kit.paths import runs_dir
 
@@ -122,26 +122,19 @@ def fold_locks(run_dir: Path, folds: list[int]) -> Iterator[None]:
     held = []
     try:
         for k in folds:
-            handle = open(run_dir / f".fold{k}.lock", "a+")  # noqa: SIM115 (held until the block ends)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                owner = handle.read().strip()
-                handle.close()
+            path = run_dir / f".fold{k}.lock"
+            lock = locks.try_exclusive(path)
+            if lock is None:
+                pid = locks.owner(path)
                 raise RunError(
                     f"Fold {k} of run {run_dir.name} is being trained by another kit process"
-                    f"{f' (pid {owner})' if owner else ''}; wait for it to finish, or choose another --run-id."
-                ) from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-            held.append(handle)
+                    f"{f' (pid {pid})' if pid else ''}; wait for it to finish, or choose another --run-id."
+                )
+            held.append(lock)
         yield
     finally:
-        for handle in held:
-            handle.close()  # closing releases the lock
+        for lock in held:
+            lock.release()
 
 
 def members(folds: np.ndarray, n_folds: int) -> list[int]:

@@ -305,6 +305,8 @@ def main(argv: list[str]) -> int:
 
 def _die_with_parent() -> None:
     """Linux: the kernel sends this worker SIGTERM when the `kit train` that started it dies, even by SIGKILL."""
+    if not sys.platform.startswith("linux"):  # prctl is Linux's alone
+        return
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
         import signal

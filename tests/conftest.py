@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import os
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import data
+from kit import data, locks
 from tests.fake_kaggle import FakeKaggle, zip_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +49,7 @@ def made_once(tmp_path_factory, name: str, make) -> Path:
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's folder, all workers'
     root = shared / name
-    with open(shared / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locks.exclusive(shared / f"{name}.lock"):
         if not (root / ".made").is_file():
             shutil.rmtree(root, ignore_errors=True)
             make(root)

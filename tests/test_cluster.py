@@ -3,7 +3,6 @@ head and two nodes of one CPU each, token authentication on), a fold that fails,
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import cluster, data
+from kit import cluster, data, locks
 from kit.errors import OfflineError, UsageError
 from tests.conftest import ROOT, run_kit
 
@@ -33,8 +32,7 @@ def one_cluster_at_a_time(tmp_path_factory):
     """A lock the pytest-xdist workers share, held while this module's tests run on one of them: two Ray clusters at
     once on 2 cores time out. (xdist's own xdist_group does not group under pytest 9.2, whose node ids it cannot
     change.)"""
-    with open(tmp_path_factory.getbasetemp().parent / "ray-tests.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locks.exclusive(tmp_path_factory.getbasetemp().parent / "ray-tests.lock"):
         yield
 
 
