@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -258,6 +259,16 @@ def train(
             "submissions/. Ctrl-C stops waiting, not the kernel; `kit train --kaggle --run-id ID` re-attaches.",
         ),
     ] = False,
+    kaggle_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--kaggle-timeout",
+            metavar="MINUTES",
+            help="With --kaggle: the kernel's run-time limit, after which Kaggle stops it (a hung kernel spends no "
+            "more of your GPU quota). [default: 180; at most 720]",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Train a CNN (or a K-fold ensemble) and write runs/RUN_ID/ and submissions/RUN_ID.csv.
@@ -272,10 +283,11 @@ def train(
                      pseudo_min=pseudo_min)  # fmt: skip
     recipe = config.for_run(model, runs.saved_recipe(run_id, kaggle), **overrides)
     config.check_options(recipe, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored,
-                         kaggle=kaggle, data_dir=data_dir)  # fmt: skip
+                         kaggle=kaggle, data_dir=data_dir, kaggle_timeout=kaggle_timeout)  # fmt: skip
     if kaggle:
         given = dict(model=model, **overrides, limit=limit, jobs=jobs, mirrored=mirrored or None)
-        _train_on_kaggle(recipe, run_id or runs.new_id(model or recipe.model), given)
+        minutes = kaggle_timeout or config.KAGGLE_MINUTES
+        _train_on_kaggle(recipe, run_id or runs.new_id(model or recipe.model), given, minutes)
         return
     if ray:
         cluster.check(ray)
@@ -297,7 +309,7 @@ def train(
     _render_result(result, config.member_count(recipe))
 
 
-def _train_on_kaggle(recipe, run_id: str, given: dict) -> None:
+def _train_on_kaggle(recipe, run_id: str, given: dict, minutes: int) -> None:
     from kit import config, kaggle_kernel
 
     def on_push(info: dict, attached: bool) -> None:
@@ -307,7 +319,7 @@ def _train_on_kaggle(recipe, run_id: str, given: dict) -> None:
         out.print(Text.assemble(("run", "bold"), f" {run_id}: {_model(recipe)}, {_members(recipe)}"))
 
     with _status_line() as show:
-        run_dir = kaggle_kernel.train(run_id, kaggle_kernel.command_line(given), recipe,
+        run_dir = kaggle_kernel.train(run_id, kaggle_kernel.command_line(given), recipe, minutes * 60,
                                       lambda status, seconds, latest: show(_kernel_line(status, seconds, latest)),
                                       on_push)  # fmt: skip
     _render_result(kaggle_kernel.result(run_dir), config.member_count(recipe))
@@ -731,6 +743,19 @@ def list_runs(
 # ---------------------------------------------------------------------------------------------------- main
 
 
+class _Notices(logging.Handler):
+    """The stages' notices (kit's logger) as one line each on the stderr of when kit started: a stage that hides a
+    library's own output meanwhile does not hide kit's."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.console = Console(file=sys.stderr, markup=False, width=err.width)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.print(Text.assemble(("note:", "yellow"), f" {record.getMessage()}"), highlight=False,
+                           soft_wrap=True)  # fmt: skip
+
+
 def main() -> None:
     """Entry point: runs the app; a KitError becomes one line on stderr and its exit code.
 
@@ -739,6 +764,8 @@ def main() -> None:
     # SIGTERM (kill, a notebook's stop button, a job scheduler) unwinds like Ctrl-C: `kit train` stops its fold
     # workers and leaves no half-written fold.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    notices = _Notices()  # what the stages log while they wait (Kaggle's 429s), one line each on stderr
+    logging.getLogger("kit").addHandler(notices)
     try:
         app()
     except KitError as exc:
@@ -750,3 +777,5 @@ def main() -> None:
                   "writable (or point KIT_DATA_DIR, KIT_RUNS_DIR or KIT_SUBMISSIONS_DIR elsewhere)."),
                   highlight=False, soft_wrap=True)  # fmt: skip
         sys.exit(1)
+    finally:
+        logging.getLogger("kit").removeHandler(notices)

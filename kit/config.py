@@ -277,9 +277,13 @@ def check_fold(r: Recipe, fold: int | None) -> None:
 MIN_ROWS = 20  # --limit: fewer rows cannot hold a stratified holdout of every digit
 
 
+KAGGLE_MINUTES = 180  # `kit train --kaggle`'s default run-time limit: a hung kernel cannot spend more of the quota
+KAGGLE_MAX_MINUTES = 12 * 60
+
+
 def check_options(
     r: Recipe, *, fold: int | None, run_id: str | None, limit: int | None, jobs: int | None, ray: str | None,
-    mirrored: bool, kaggle: bool = False, data_dir: Any = None,
+    mirrored: bool, kaggle: bool = False, data_dir: Any = None, kaggle_timeout: int | None = None,
 ) -> None:  # fmt: skip
     """`kit train`'s options beside the recipe, checked with it at the door (before the data or Keras load)."""
     if run_id is not None and not _RUN_ID.match(run_id):
@@ -295,6 +299,11 @@ def check_options(
         raise UsageError("--pseudo students train here or in local workers for now, not on --ray.")
     if ray and (jobs is not None or mirrored):
         raise UsageError(f"--ray places the folds itself; drop {'--jobs' if jobs is not None else '--mirrored'}.")
+    if kaggle_timeout is not None and not kaggle:
+        raise UsageError("--kaggle-timeout limits a Kaggle kernel's run time; it needs --kaggle.")
+    if kaggle_timeout is not None and not 1 <= kaggle_timeout <= KAGGLE_MAX_MINUTES:
+        raise UsageError(f"--kaggle-timeout {kaggle_timeout}: must be 1 to {KAGGLE_MAX_MINUTES} minutes (Kaggle "
+                         "stops any session at 12 hours).")  # fmt: skip
     if kaggle:
         here = {"--ray": ray, "--data-dir": data_dir, "--fold": fold}
         given = [flag for flag, value in here.items() if value is not None]

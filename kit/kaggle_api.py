@@ -9,16 +9,23 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from kit import COMPETITION
-from kit.errors import CredentialsError, KaggleError, OfflineError, QuotaError
+from kit.errors import CredentialsError, KaggleError, OfflineError, QuotaError, UsageError
 
 T = TypeVar("T")
+log = logging.getLogger("kit")  # notices while kit waits on Kaggle; `kit` prints them on stderr
+
+RATE_LIMIT_WAIT_S = 300.0  # the longest kit waits out Kaggle's 429s (Retry-After) for one call before saying so
+POLL_FIRST_S, POLL_MAX_S = 5.0, 30.0  # the client's own minimum between polls is 5 s
+KERNELS_CLIENT = (2, 2, 5)  # `kit train --kaggle`: quota_view 2.2.1, live logs 2.2.3, version-pinned status 2.2.5
 
 TOKEN_URL = "https://www.kaggle.com/settings/api"
 CREDENTIALS_HELP = (
@@ -26,6 +33,26 @@ CREDENTIALS_HELP = (
     f"{TOKEN_URL} and save it as ~/.kaggle/kaggle.json (or in $KAGGLE_CONFIG_DIR), or set "
     "KAGGLE_USERNAME and KAGGLE_KEY, or put a new-style token in KAGGLE_API_TOKEN or ~/.kaggle/access_token."
 )
+
+
+def client_version() -> tuple[int, ...]:
+    """The installed kaggle client's version, read without importing it (importing authenticates)."""
+    from importlib import metadata
+
+    try:
+        text = metadata.version("kaggle")
+    except metadata.PackageNotFoundError:
+        raise KaggleError("The kaggle package is not installed: pip install -U kaggle") from None
+    parts = [int("".join(c for c in p if c.isdigit()) or 0) for p in text.split(".")[:3]]
+    return tuple(parts)
+
+
+def require_client(need: tuple[int, ...], what: str) -> None:
+    """A one-line UsageError when the installed kaggle client is older than `need` for `what`."""
+    have = client_version()
+    if have < need:
+        wanted, installed = ".".join(map(str, need)), ".".join(map(str, have))
+        raise UsageError(f"{what} needs kaggle >= {wanted} (this is {installed}): pip install -U kaggle")
 
 
 def _config_dirs() -> list[Path]:
@@ -100,7 +127,9 @@ def client() -> Any:
     with _quiet():
         try:
             import kaggle  # authenticates on import; failures are swallowed there and re-raised below
-        except Exception as exc:  # a broken kaggle.json, say
+        except Exception as exc:  # a broken kaggle.json, say; or (kaggle 2.0.x) a token Kaggle rejected at import
+            if "unauthenticated" in str(exc).lower() or "401" in str(exc):
+                raise _rejected("start the Kaggle client") from None
             raise CredentialsError(f"The Kaggle client failed to start ({exc}); check your credentials.") from None
         api = kaggle.api
         if not getattr(api, "_authenticated", False):
@@ -111,49 +140,103 @@ def client() -> Any:
     return api
 
 
-def call(fn: Callable[..., T], what: str, *args: Any, **kwargs: Any) -> T:
-    """Run one kaggle client call, turning HTTP and network failures into kit errors."""
+def call(fn: Callable[..., T], what: str, *args: Any, not_found: Any = KaggleError, **kwargs: Any) -> T:
+    """Run one kaggle client call, turning HTTP and network failures into kit errors. A 429 is waited out as its
+    Retry-After says, by the client's own retry loop, while the wait stays within RATE_LIMIT_WAIT_S; then one line.
+    `not_found`: what a 404 returns instead of raising (KaggleError: raise)."""
     import requests
 
+    deadline = time.monotonic() + RATE_LIMIT_WAIT_S
+
+    def once(*a: Any, **kw: Any) -> T:
+        try:
+            with _quiet():
+                return fn(*a, **kw)
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status == 404 and not_found is not KaggleError:
+                return not_found
+            if status == 429:
+                delay = _retry_after(exc.response)
+                if time.monotonic() + (delay or 0.0) <= deadline:
+                    log.warning(f"Kaggle asked kit to slow down (429) while trying to {what}; waiting "
+                                f"{f'{delay:.0f} s, as it asked' if delay is not None else 'a little'}.")  # fmt: skip
+                    raise  # the client's retry loop waits and asks again
+                raise _rate_limited(what, delay) from None
+            raise _http_error(exc, what) from None
+        except requests.RequestException as exc:  # refused, reset, timed out, cut mid-reply: never a folder problem
+            raise OfflineError(
+                f"Could not reach Kaggle to {what} ({type(exc).__name__}); check your internet connection "
+                "(and any proxy settings), then try again."
+            ) from None
+
+    client_api = getattr(sys.modules.get("kaggle"), "api", None)
+    if client_api is None or not hasattr(client_api, "with_retry"):  # before the client is up (authenticate)
+        return once(*args, **kwargs)
+    try:  # the client's own retry notices are hidden: kit says it in its words
+        with _quiet(), contextlib.redirect_stderr(io.StringIO()):
+            return client_api.with_retry(lambda: once(*args, **kwargs))()  # kaggle 2.0.2's passes no kwargs
+    except requests.HTTPError as exc:  # the client's retries ran out, still 429
+        raise _rate_limited(what, _retry_after(exc.response)) from None
+
+
+def _retry_after(response: Any) -> float | None:
+    """Seconds a 429's Retry-After asks for (a number or an HTTP date), or None."""
+    from email.utils import parsedate_to_datetime
+
+    value = (response.headers.get("Retry-After") or "").strip() if response is not None else ""
+    if not value:
+        return None
     try:
-        with _quiet():
-            return fn(*args, **kwargs)
-    except requests.HTTPError as exc:
-        raise _http_error(exc, what) from None
-    except requests.RequestException as exc:  # refused, reset, timed out, cut mid-reply: never a folder problem
-        raise OfflineError(
-            f"Could not reach Kaggle to {what} ({type(exc).__name__}); check your internet connection "
-            "(and any proxy settings), then try again."
-        ) from None
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _rate_limited(what: str, delay: float | None) -> QuotaError:
+    later = f"in {delay / 60:.0f} minutes" if delay is not None and delay >= 90 else "in a few minutes"
+    return QuotaError(f"Kaggle is rate-limiting you (429) when trying to {what} and kit stopped waiting after "
+                      f"{RATE_LIMIT_WAIT_S:.0f} s; try again {later}.")  # fmt: skip
 
 
 def _http_error(exc: Any, what: str) -> Exception:
     status = exc.response.status_code if exc.response is not None else 0
     detail = str(exc).strip() or f"HTTP {status}"
     if status == 401:
-        source = find_credentials()
-        if source == "KAGGLE_API_TOKEN":
-            which, fix = "the token in KAGGLE_API_TOKEN", "set KAGGLE_API_TOKEN to it"
-        elif source == "KAGGLE_USERNAME/KAGGLE_KEY":
-            which, fix = "KAGGLE_USERNAME and KAGGLE_KEY", "set KAGGLE_USERNAME and KAGGLE_KEY to its values"
-        else:
-            which, fix = f"the credentials in {source}", f"replace {source} with it"
-        return CredentialsError(
-            f"Kaggle rejected {which} (401) when trying to {what}: create a new API token at {TOKEN_URL} and {fix}."
-        )
+        return _rejected(what)
     if status == 403:
         return KaggleError(
             f"Kaggle refused to {what} (403): accept the competition rules at "
             f"https://www.kaggle.com/competitions/{COMPETITION}/rules with your account, then try again."
         )
+    if "allowance" in detail.lower():  # the daily limit, as Kaggle words it
+        return QuotaError(f"Kaggle refused to {what}: {detail}")
     if status == 404:
         return KaggleError(
             f"Kaggle found no competition '{COMPETITION}' (404) when trying to {what}; check the name, or "
             "whether your kaggle package is up to date."
         )
     if status == 429:
-        return QuotaError(f"Kaggle is rate-limiting you (429) when trying to {what}; wait a while and try again.")
+        return _rate_limited(what, _retry_after(exc.response))
     return KaggleError(f"Kaggle could not {what} (HTTP {status}: {detail}); try again later.")
+
+
+def _rejected(what: str) -> CredentialsError:
+    """Kaggle said no to the credentials kit found (401): which ones, and how to replace them."""
+    source = find_credentials()
+    if source == "KAGGLE_API_TOKEN":
+        which, fix = "the token in KAGGLE_API_TOKEN", "set KAGGLE_API_TOKEN to it"
+    elif source == "KAGGLE_USERNAME/KAGGLE_KEY":
+        which, fix = "KAGGLE_USERNAME and KAGGLE_KEY", "set KAGGLE_USERNAME and KAGGLE_KEY to its values"
+    else:
+        which, fix = f"the credentials in {source}", f"replace {source} with it"
+    return CredentialsError(
+        f"Kaggle rejected {which} (401) when trying to {what}: create a new API token at {TOKEN_URL} and {fix}."
+    )
 
 
 def download_competition(folder: Path) -> Path:
@@ -192,45 +275,41 @@ def _submission(item: Any) -> dict[str, Any]:
     }
 
 
-def _ask(api: Any, method: str, request: Any, what: str) -> Any:
-    """One call of the kagglesdk competitions client (no retries: kit decides when to ask again)."""
+def _ask(api: Any, method: str, request: Any, what: str, not_found: Any = KaggleError) -> Any:
+    """One call of the kagglesdk competitions client (`not_found`: as for `call`)."""
 
     def send() -> Any:
         with api.build_kaggle_client() as kaggle:
             return getattr(kaggle.competitions.competition_api_client, method)(request)
 
-    return call(send, what)
+    return call(send, what, not_found=not_found)
 
 
 def remaining_today(api: Any) -> int | None:
-    """Submissions Kaggle still allows today, or None where the server does not say."""
-    from kagglesdk.competitions.types.competition_api_service import ApiGetSubmissionLimitsRequest
-
+    """Submissions Kaggle still allows today, or None where it does not say: a server without the limits call, or a
+    client without it (kaggle 2.0.x, as Kaggle's and Colab's notebooks ship): then the upload itself tells."""
+    try:
+        from kagglesdk.competitions.types.competition_api_service import ApiGetSubmissionLimitsRequest
+    except ImportError:
+        list_submissions(api, pages=1, page_size=1)  # still: the credentials and the rules, before anything is sent
+        return None
     request = ApiGetSubmissionLimitsRequest()
     request.competition_name = COMPETITION
     try:
         limits = _ask(api, "get_submission_limits", request, "check today's submission quota")
     except KaggleError:
-        return None  # a server without the limits call: the upload itself will tell
+        return None
     return int(limits.num_allowed_now)
 
 
 def upload(api: Any, csv_path: Path, message: str) -> int:
     """Upload a submission file and create the submission; returns Kaggle's submission ref."""
-    import requests
-
     try:
-        with _quiet():
-            response = api.competition_submit(str(csv_path), message, COMPETITION, quiet=True)
-    except requests.HTTPError as exc:
-        text = str(exc).lower()
-        if "allowance" in text or "limit" in text:
-            raise QuotaError(f"Kaggle refused the submission: {exc}") from None
-        raise _http_error(exc, "submit") from None
-    except requests.RequestException as exc:
+        response = call(api.competition_submit, "submit", str(csv_path), message, COMPETITION, quiet=True)
+    except OfflineError:
         raise OfflineError(
-            f"The connection to Kaggle broke while submitting ({type(exc).__name__}), so the submission may have "
-            "been created: run `kit leaderboard --sync` (it fills in its ref and score) before submitting again."
+            "The connection to Kaggle broke while submitting, so the submission may have been created: run "
+            "`kit leaderboard --sync` (it fills in its ref and score) before submitting again."
         ) from None
     ref = int(getattr(response, "ref", 0) or 0)
     if not ref:
@@ -241,16 +320,18 @@ def upload(api: Any, csv_path: Path, message: str) -> int:
     return ref
 
 
-def get_submission(api: Any, ref: int) -> dict[str, Any]:
+def get_submission(api: Any, ref: int) -> dict[str, Any] | None:
+    """The submission's state, or None while Kaggle does not know it yet (a 404 right after it was created)."""
     from kagglesdk.competitions.types.competition_api_service import ApiGetSubmissionRequest
 
     request = ApiGetSubmissionRequest()
     request.ref = int(ref)
-    return _submission(_ask(api, "get_submission", request, "check the submission's status"))
+    found = _ask(api, "get_submission", request, "check the submission's status", not_found=None)
+    return None if found is None else _submission(found)
 
 
-def list_submissions(api: Any, pages: int = 10) -> list[dict[str, Any]]:
-    """Your submissions to the competition, newest first (up to `pages` pages of 100)."""
+def list_submissions(api: Any, pages: int = 10, page_size: int = 100) -> list[dict[str, Any]]:
+    """Your submissions to the competition, newest first (up to `pages` pages of `page_size`)."""
     from kagglesdk.competitions.types.competition_api_service import ApiListSubmissionsRequest
 
     found: list[dict[str, Any]] = []
@@ -258,7 +339,7 @@ def list_submissions(api: Any, pages: int = 10) -> list[dict[str, Any]]:
     for _ in range(pages):
         request = ApiListSubmissionsRequest()
         request.competition_name = COMPETITION
-        request.page_size = 100
+        request.page_size = page_size
         request.page_token = token
         response = _ask(api, "list_submissions", request, "list your submissions")
         found += [_submission(s) for s in response.submissions or []]
@@ -268,28 +349,42 @@ def list_submissions(api: Any, pages: int = 10) -> list[dict[str, Any]]:
     return found
 
 
-def wait_for_score(
-    api: Any,
-    ref: int,
-    timeout: float,
-    on_poll: Callable[[dict[str, Any]], None] | None = None,
-    first_delay: float = 1.0,
-    max_delay: float = 20.0,
-) -> dict[str, Any]:
-    """Poll a submission until it is complete or in error (backoff doubling up to `max_delay`), or until
-    `timeout` seconds pass (then the last status, still pending, is returned)."""
-    import time
+UNSEEN_S = 120.0  # how long a new submission may stay unknown to Kaggle (404) before kit stops waiting for it
 
-    deadline = time.monotonic() + timeout
-    delay = first_delay
+
+def poll(ask: Callable[[], T], ended: Callable[[T], bool], timeout: float | None = None,
+         on_poll: Callable[[T], None] | None = None) -> T:  # fmt: skip
+    """Ask until `ended(answer)`, or until `timeout` seconds pass (then the last answer): every POLL_FIRST_S seconds
+    at first, then half as often again after each ask, up to every POLL_MAX_S."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = POLL_FIRST_S
     while True:
-        state = get_submission(api, ref)
+        answer = ask()
         if on_poll is not None:
-            on_poll(state)
-        if state["status"] in ("complete", "error") or time.monotonic() + delay > deadline:
-            return state
+            on_poll(answer)
+        if ended(answer) or (deadline is not None and time.monotonic() + delay > deadline):
+            return answer
         time.sleep(delay)
-        delay = min(max_delay, delay * 2)
+        delay = min(POLL_MAX_S, delay * 1.5)
+
+
+def wait_for_score(api: Any, ref: int, timeout: float,
+                   on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Poll a submission until it is complete or in error, or until `timeout` seconds pass (then the last status,
+    still pending, is returned). Kaggle may not know a submission for a while after creating it (404): it is
+    pending meanwhile, for at most UNSEEN_S seconds; then a KaggleError says what kit knows."""
+    pending = {"ref": ref, "status": "pending", "public_score": "", "private_score": "", "error": ""}
+    first = time.monotonic()
+
+    def ask() -> dict[str, Any]:
+        state = get_submission(api, ref)
+        if state is None and time.monotonic() - first > UNSEEN_S:
+            raise KaggleError(f"Submission {ref} was created, but Kaggle has not shown it for {UNSEEN_S:.0f} s; "
+                              "`kit leaderboard --sync` picks up its score later (do not submit the file "
+                              "again).")  # fmt: skip
+        return pending if state is None else state
+
+    return poll(ask, lambda state: state["status"] in ("complete", "error"), timeout, on_poll)
 
 
 # -------------------------------------------------------------------------------------------------- kernels
@@ -316,12 +411,12 @@ def gpu_quota(api: Any) -> dict[str, float] | None:
             "allowed_s": gpu.total_time_allowed.total_seconds()}  # fmt: skip
 
 
-def push_kernel(api: Any, folder: Path) -> dict[str, Any]:
+def push_kernel(api: Any, folder: Path, timeout_s: int) -> dict[str, Any]:
     """Push the kernel in `folder` (kernel-metadata.json and its code file) as a new version, which Kaggle queues to
-    run; returns {"ref", "url", "version"}. A push Kaggle refuses (an HTTP 200 whose reply carries an error) is a
-    KaggleError with Kaggle's reason."""
+    run and stops after `timeout_s` seconds; returns {"ref", "url", "version"}. A push Kaggle refuses (an HTTP 200
+    whose reply carries an error) is a KaggleError with Kaggle's reason."""
     try:
-        reply = call(api.kernels_push, "push the training kernel", str(folder))
+        reply = call(api.kernels_push, "push the training kernel", str(folder), timeout=str(int(timeout_s)))
     except ValueError as exc:  # the client's own checks of the metadata
         raise KaggleError(
             f"The kaggle client refused the kernel ({exc}); this is a bug in kit: please report it."

@@ -177,9 +177,9 @@ def pending(run_id: str) -> dict[str, Any] | None:
     return info
 
 
-def launch(api: Any, run_id: str, args: list[str], recipe: Recipe) -> dict[str, Any]:
-    """Check the GPU quota, push the kernel, and write runs/<id>/config.json saying which kernel version trains it.
-    Nothing is written when the push fails."""
+def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: int) -> dict[str, Any]:
+    """Check the GPU quota, push the kernel (Kaggle stops it after `timeout_s` seconds), and write
+    runs/<id>/config.json saying which kernel version trains it. Nothing is written when the push fails."""
     quota = kaggle_api.gpu_quota(api)
     if quota is not None and quota["used_s"] >= quota["allowed_s"]:
         raise QuotaError(f"Your Kaggle GPU quota is used up ({_hours(quota['used_s'])} of "
@@ -187,11 +187,12 @@ def launch(api: Any, run_id: str, args: list[str], recipe: Recipe) -> dict[str, 
                          "https://www.kaggle.com/settings): train here meanwhile, or wait.")  # fmt: skip
     owner = kaggle_api.username(api)
     with tempfile.TemporaryDirectory(prefix="kit-kernel-") as folder:
-        pushed = kaggle_api.push_kernel(api, write_kernel(Path(folder), owner, run_id, args))
+        pushed = kaggle_api.push_kernel(api, write_kernel(Path(folder), owner, run_id, args), timeout_s)
     if not pushed["version"]:
         raise KaggleError("Kaggle accepted the kernel but gave no version number; try again.")
     info = {"kernel": f"{owner}/{slug(run_id)}", "version": pushed["version"], "url": pushed["url"], "args": args,
-            "pushed_utc": utc_now(), "pushed_at": time.time(), "status": "queued", "gpu_quota": quota}  # fmt: skip
+            "pushed_utc": utc_now(), "pushed_at": time.time(), "status": "queued", "gpu_quota": quota,
+            "timeout_s": timeout_s}  # fmt: skip
     run_dir = runs_dir() / run_id
     runs.write_json(run_dir / "config.json", {"kind": "kaggle", "run_id": run_id, "created_utc": info["pushed_utc"],
                                               "recipe": recipe.to_dict(), "kaggle": info})  # fmt: skip
@@ -225,24 +226,24 @@ class _LogTail:
 
 
 def wait(api: Any, run_id: str, info: dict[str, Any], on_status: StatusHook | None = None) -> dict[str, str]:
-    """Poll the kernel version until it ends (every 2 s at first, then every 15 s); returns its last status. Losing
-    Kaggle meanwhile is an OfflineError saying the kernel keeps running and how to re-attach."""
+    """Poll the kernel version until it ends (kaggle_api.poll's pace); returns its last status. Losing Kaggle
+    meanwhile is an OfflineError saying the kernel keeps running and how to re-attach."""
     tail = _LogTail(api, info["kernel"], info["version"])
-    delay = 2.0
+
+    def ask() -> dict[str, str]:
+        try:
+            return kaggle_api.kernel_status(api, info["kernel"], info["version"])
+        except OfflineError:
+            where = f"kernel {info['kernel']} version {info['version']}"
+            raise OfflineError(f"Lost Kaggle while waiting for {where}; it keeps running there: "
+                               f"`{_again(run_id)}` re-attaches to it.") from None  # fmt: skip
+
+    def show(state: dict[str, str]) -> None:
+        if on_status is not None:
+            on_status(state["status"], time.time() - float(info.get("pushed_at", time.time())), tail.latest)
+
     try:
-        while True:
-            try:
-                state = kaggle_api.kernel_status(api, info["kernel"], info["version"])
-            except OfflineError:
-                where = f"kernel {info['kernel']} version {info['version']}"
-                raise OfflineError(f"Lost Kaggle while waiting for {where}; it keeps running there: "
-                                   f"`{_again(run_id)}` re-attaches to it.") from None  # fmt: skip
-            if on_status is not None:
-                on_status(state["status"], time.time() - float(info.get("pushed_at", time.time())), tail.latest)
-            if state["status"] in ENDED:
-                return state
-            time.sleep(delay)
-            delay = min(15.0, delay * 2)
+        return kaggle_api.poll(ask, lambda state: state["status"] in ENDED, on_poll=show)
     finally:
         tail.stop()
 
@@ -336,17 +337,23 @@ def failed(api: Any, run_id: str, info: dict[str, Any], state: dict[str, str]) -
     saved = runs.load_config(run_dir)
     saved["kaggle"] = {**info, "status": state["status"]}
     runs.write_json(run_dir / "config.json", saved)
-    how = "was cancelled" if state["status"].startswith("cancel") else "failed"
     kept = f"; its log is in {run_dir / 'kaggle.log'}" if log else ""
+    limit = info.get("timeout_s")
+    ran = time.time() - float(info.get("pushed_at", time.time()))
+    if isinstance(limit, int | float) and ran >= limit:  # queued time counts here, not there: never too early
+        return KaggleError(f"Kaggle stopped kernel {info['kernel']} version {info['version']} at its run-time limit "
+                           f"({limit / 60:.0f} min){kept}. Give it longer with `{_again(run_id)} --kaggle-timeout "
+                           f"MINUTES` (Kaggle's own limit is 720), or train fewer folds or epochs.")  # fmt: skip
+    how = "was cancelled" if state["status"].startswith("cancel") else "failed"
     return KaggleError(f"Kernel {info['kernel']} version {info['version']} {how}: {_reason(log, state['failure'])}"
                        f"{kept}. Fix that and run `{_again(run_id)}` to push it again.")  # fmt: skip
 
 
-def train(run_id: str, args: list[str], recipe: Recipe, on_status: StatusHook | None = None,
+def train(run_id: str, args: list[str], recipe: Recipe, timeout_s: int, on_status: StatusHook | None = None,
           on_push: Callable[[dict[str, Any], bool], None] | None = None) -> Path:  # fmt: skip
     """`kit train ARGS --run-id ID` on Kaggle's GPU: push it (or re-attach to the version already training that run,
-    given no options or the same ones), wait, and bring the run home; returns runs/<id>/. Ctrl-C stops the waiting,
-    never the kernel (Detached)."""
+    given no options or the same ones), wait, and bring the run home; returns runs/<id>/. Kaggle stops the kernel
+    after `timeout_s` seconds; Ctrl-C stops the waiting, never the kernel (Detached)."""
     info = pending(run_id)
     if info is not None and info.get("status") not in ("error", "cancel_requested", "cancel_acknowledged"):
         if args and info.get("args") != args:
@@ -355,9 +362,10 @@ def train(run_id: str, args: list[str], recipe: Recipe, on_status: StatusHook | 
         attached = True
     else:
         attached = False
+    kaggle_api.require_client(kaggle_api.KERNELS_CLIENT, "kit train --kaggle")
     api = kaggle_api.client()
     if not attached:
-        info = launch(api, run_id, args, recipe)
+        info = launch(api, run_id, args, recipe, timeout_s)
     assert info is not None
     if on_push is not None:
         on_push(info, attached)

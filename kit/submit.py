@@ -124,13 +124,17 @@ def submit(
     if wait:
         try:
             state = kaggle_api.wait_for_score(api, ref, timeout, on_poll)
-        except KitError as exc:
+        except KitError as exc:  # the submission exists: say so, never just "try again"
             ledger.update(row, error=f"lost contact while waiting for the score: {exc}")
-            if isinstance(exc, OfflineError):  # the submission exists: say so, never "try again"
+            if isinstance(exc, OfflineError):
                 raise OfflineError(
                     f"Submission {ref} was made, but Kaggle stopped answering while kit waited for its score; "
                     "`kit leaderboard --sync` fills the score in later (do not submit the file again)."
                 ) from None
+            if "--sync" not in str(exc):
+                raise type(exc)(f"Submission {ref} was made, but kit stopped waiting for its score: {exc} "
+                                "`kit leaderboard --sync` fills the score in later (do not submit the file "
+                                "again).") from None  # fmt: skip
             raise
         ledger.update(
             row, status=state["status"], public_score=state["public_score"],

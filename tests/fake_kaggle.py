@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,7 +60,11 @@ class FakeKaggle:
         self.die_after: str | None = None  # method name after which every request is dropped
         self.die_during: str | None = None  # method name whose reply is never sent (it takes effect), then all dropped
         self.dead = False
-        self.polls_until_scored = 1  # GetSubmission answers PENDING this many times first
+        self.polls_until_scored = 0  # GetSubmission answers PENDING this many times first
+        self.unseen_polls = 0  # GetSubmission answers 404 for a new submission this many times first (as Kaggle may)
+        self.throttle: dict[str, int] = {}  # method -> answer 429 this many times first ("*": every method, each)
+        self.retry_after = "1"  # the Retry-After header of those 429s ("": none)
+        self.throttled: list[str] = []  # the methods answered 429
         # kernels
         self.push_error: str | None = None  # SaveKernel answers HTTP 200 with this error
         self.gpu_used_s, self.gpu_allowed_s = 3600.0, 30 * 3600.0
@@ -115,7 +119,7 @@ class FakeKaggle:
 
     # ------------------------------------------------------------------------------------------- kernels
 
-    def _run_kernel(self, slug: str, text: str) -> dict:
+    def _run_kernel(self, slug: str, text: str, timeout_s: float = 0) -> dict:
         """Start a pushed kernel's code, as Kaggle would, in root/<slug>/v<N>/{input,working}."""
         versions = self.kernels.setdefault(slug, [])
         folder = self.root / slug / f"v{len(versions) + 1}"
@@ -130,7 +134,8 @@ class FakeKaggle:
         log = open(folder / "log.txt", "wb")  # noqa: SIM115 - the process writes it until it ends
         process = subprocess.Popen([sys.executable, str(folder / "script.py")], cwd=folder / "working", env=env,
                                    stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        version = {"folder": folder, "process": process, "polls": 0, "started": time.time()}
+        version = {"folder": folder, "process": process, "polls": 0, "started": time.time(), "timeout_s": timeout_s,
+                   "timed_out": False}  # fmt: skip
         versions.append(version)
         return version
 
@@ -143,6 +148,12 @@ class FakeKaggle:
         if v["polls"] <= self.queued_polls:
             return "QUEUED", ""
         code = v["process"].poll()
+        if code is None and v["timeout_s"] and time.time() - v["started"] > v["timeout_s"]:  # the session's limit
+            v["process"].kill()
+            v["process"].wait()
+            v["timed_out"] = True
+        if v["timed_out"]:
+            return "ERROR", "Your notebook was stopped because it exceeded the maximum allowed execution duration."
         if code is None:
             return "RUNNING", ""
         if code == 0:
@@ -265,6 +276,8 @@ class FakeKaggle:
                     return
                 method = service_method.split("/")[-1]
                 handler = getattr(self, f"_{method}", None)
+                if self._throttled(method):
+                    return
                 if handler is None:
                     self._error(404, f"Unknown method {service_method}")
                 elif fake.die_during == method:  # the call takes effect; its reply is lost with the connection
@@ -280,6 +293,19 @@ class FakeKaggle:
                         handler(body)
                 if fake.die_after == method:
                     fake.dead = True
+
+            def _throttled(self, method: str) -> bool:
+                """A 429 with Retry-After, as Kaggle rate-limits: `throttle[method]` times, or once for each method
+                with "*"."""
+                with fake._lock:
+                    left = fake.throttle.get(method, fake.throttle.get("*", 0) if method not in fake.throttled else 0)
+                    if left <= 0:
+                        return False
+                    fake.throttle[method] = left - 1
+                    fake.throttled.append(method)
+                headers = {"Retry-After": fake.retry_after} if fake.retry_after else {}
+                self._send(429, {"code": 429, "message": "Too many requests"}, headers=headers)
+                return True
 
             def _competition_ok(self, body) -> bool:
                 if body.get("competitionName") not in fake.known_competitions:
@@ -336,10 +362,11 @@ class FakeKaggle:
                         "ref": fake._next_ref,
                         "description": body.get("submissionDescription", ""),
                         "fileName": "submission.csv",
-                        "date": datetime.now(timezone.utc).replace(tzinfo=None),
+                        "date": datetime.now(UTC).replace(tzinfo=None),
                         "score": score,
                         "error": error,
                         "polls": 0,
+                        "unseen": fake.unseen_polls,
                         "status": "PENDING",
                     }
                 )
@@ -365,6 +392,9 @@ class FakeKaggle:
             def _GetSubmission(self, body):
                 for s in fake.submissions:
                     if s["ref"] == int(body.get("ref", 0)):
+                        if s["unseen"] > 0:  # created, not yet readable (eventual consistency)
+                            s["unseen"] -= 1
+                            break
                         self._advance(s)
                         self._send(200, self._api_submission(s))
                         return
@@ -396,7 +426,7 @@ class FakeKaggle:
                     self._send(200, {"error": "Notebook not found"})
                     return
                 fake.pushes.append(body)
-                fake._run_kernel(name, body["text"])
+                fake._run_kernel(name, body["text"], float(body.get("sessionTimeoutSeconds") or 0))
                 number = len(fake.kernels[name])
                 self._send(200, {"ref": f"/code/{owner}/{name}", "url": f"https://www.kaggle.com/code/{owner}/{name}",
                                  "versionNumber": number, "kernelId": 7000 + len(fake.kernels)})  # fmt: skip
