@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.kit-installed
 
-.PHONY: venv demo test test-fast kaggle-venv test-kaggle-versions lint format download train submit bench clean
+.PHONY: venv demo test test-fast kaggle-venv test-kaggle-image floors-venv test-floors lint format download train submit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,29 +29,53 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Kaggle's GPU image (where `kit train --kaggle` runs) has TensorFlow 2.20 and Keras 3.13, and the typer and rich of
-# Kaggle/docker-python's installed_cpu_packages.txt: kit never needs newer. A second environment with exactly those:
-# every family trains a step; the GPU configuration forced on the CPU (XLA, model.fit, 16 steps a call, EMA) trains;
-# a tiny training through the CLI. (The default recipe's GPU check, mixed float16 on the CPU, stays in `make test`:
-# under TensorFlow 2.20 its epochs took minutes here; see docs/benchmarks.md.)
+# Kaggle's GPU image (Colab's runtime plus Kaggle's extras: where a Kaggle or Colab notebook runs kit, and where
+# `kit train --kaggle` trains) as it comes, from Kaggle/docker-python's package lists: TensorFlow 2.20, Keras 3.13,
+# the kaggle client 2.0.2 with kagglesdk 0.1.23, typer 0.24, rich 13.9, on this machine's Python. kit is not installed
+# in it: the README's notebook cells install it (tests/test_notebook_cells.py runs them as written, and checks that
+# the install changes none of the image's packages); every family trains a step, the GPU configuration forced on the
+# CPU trains, and a tiny training runs through the CLI. (The default recipe's GPU check, mixed float16 on the CPU,
+# stays in `make test`: under TensorFlow 2.20 its epochs took minutes here; see docs/benchmarks.md.)
 KAGGLE_VENV ?= .venv-kaggle
-KAGGLE_PINS  = 'tensorflow==2.20.*' 'keras==3.13.*' 'typer==0.24.*' 'rich==13.9.*'
-KAGGLE_STAMP = $(KAGGLE_VENV)/.kit-installed
-$(KAGGLE_STAMP): pyproject.toml Makefile
+KAGGLE_IMAGE = 'tensorflow==2.20.*' 'keras==3.13.*' 'kaggle==2.0.2' 'kagglesdk==0.1.23' 'typer==0.24.*' \
+	'rich==13.9.*' 'pandas==2.3.3' 'scikit-learn==1.6.1' 'matplotlib==3.10.0' 'filelock==3.25.2' 'requests==2.32.4' \
+	'click==8.3.2' 'six' 'pytest==8.4.2'
+KAGGLE_STAMP = $(KAGGLE_VENV)/.image-installed
+$(KAGGLE_STAMP): Makefile
 	test -x $(KAGGLE_VENV)/bin/python || $(PYTHON) -m venv $(KAGGLE_VENV)
 	$(KAGGLE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(KAGGLE_VENV)/bin/python -m pip install --quiet $(KAGGLE_PINS) 'pytest>=8' -e .
+	$(KAGGLE_VENV)/bin/python -m pip install --quiet $(KAGGLE_IMAGE)
 	touch $(KAGGLE_STAMP)
 
-# The second environment alone: .ci/run builds it while `make test` runs (a fresh build: 89 s, 75 of them CPU).
+# The second environment alone: .ci/run builds it while `make test` runs.
 kaggle-venv: $(KAGGLE_STAMP)
 
-test-kaggle-versions: $(KAGGLE_STAMP)
-	$(KAGGLE_VENV)/bin/python -c "import keras, tensorflow as tf; print('kaggle versions: tensorflow', tf.__version__, 'keras', keras.__version__)"
+test-kaggle-image: $(KAGGLE_STAMP)
+	KIT_TEST_NOTEBOOK_CELLS=1 $(KAGGLE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_notebook_cells.py
+	$(KAGGLE_VENV)/bin/python -c "from importlib.metadata import version as v; print('Kaggle image:', ', '.join(p + ' ' + v(p) for p in ('tensorflow', 'keras', 'kaggle', 'kagglesdk', 'typer', 'rich')))"
 	$(KAGGLE_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 		"tests/test_families.py::test_every_family_trains_on_each_backend[tensorflow]" \
 		tests/test_families.py::test_model_fit_keeps_training_the_live_weights_under_ema \
-		tests/test_train.py::test_holdout_run_and_usage_errors
+		tests/test_train.py::test_holdout_run_and_usage_errors tests/test_submit.py
+
+# Every dependency at its declared floor (uv's --resolution lowest-direct: each of kit's own requirements at its lower
+# bound), so each bound in pyproject.toml is a version kit is tested on: the mission end to end (tests/test_mission.py),
+# the Kaggle paths, and the locks.
+FLOORS_VENV ?= .venv-floors
+FLOORS_STAMP = $(FLOORS_VENV)/.kit-installed
+$(FLOORS_STAMP): pyproject.toml Makefile
+	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install --quiet uv
+	$(FLOORS_VENV)/bin/uv pip install --quiet --python $(FLOORS_VENV)/bin/python --resolution lowest-direct -e .
+	$(FLOORS_VENV)/bin/uv pip install --quiet --python $(FLOORS_VENV)/bin/python 'pytest>=8' 'pytest-xdist>=3'
+	touch $(FLOORS_STAMP)
+
+floors-venv: $(FLOORS_STAMP)
+
+test-floors: $(FLOORS_STAMP)
+	$(FLOORS_VENV)/bin/python -c "from importlib.metadata import version as v; print('floors:', ', '.join(p + ' ' + v(p) for p in ('tensorflow', 'keras', 'numpy', 'pandas', 'scikit-learn', 'kaggle', 'kagglesdk', 'typer', 'rich', 'filelock')))"
+	$(FLOORS_VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) tests/test_mission.py \
+		tests/test_submit.py tests/test_download.py tests/test_portable.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check kit tests benchmarks
@@ -74,4 +98,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
 clean:
-	rm -rf $(VENV) $(KAGGLE_VENV) build *.egg-info .pytest_cache .ruff_cache .ci-kaggle-venv.log
+	rm -rf $(VENV) $(KAGGLE_VENV) $(FLOORS_VENV) build *.egg-info .pytest_cache .ruff_cache .ci-*.log

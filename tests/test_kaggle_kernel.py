@@ -65,6 +65,7 @@ def test_a_run_trained_in_a_kaggle_kernel_comes_home_as_a_local_run(env, full_te
         assert pushed["slug"] == "alice/kit-r1" and pushed["kernelType"] == "script" and pushed["isPrivate"]
         assert pushed["enableGpu"] and pushed["machineShape"] == "NvidiaTeslaT4" and not pushed["enableInternet"]
         assert pushed["competitionDataSources"] == ["digit-recognizer"]
+        assert pushed["sessionTimeoutSeconds"] == config.KAGGLE_MINUTES * 60  # a hung kernel cannot spend the week
         assert (
             "ARGS = ['--model', 'seed', '--folds', '2', '--epochs', '1', '--no-tta', '--limit', '2000', '--jobs', '1']"
             in pushed["text"]
@@ -250,3 +251,46 @@ def test_a_packed_run_holding_anything_but_the_run_is_refused(tmp_path, name):
     with pytest.raises(RunError, match="which kit does not write"):
         kaggle_kernel._extract(packed, tmp_path / "into", "r1")
     assert not (tmp_path / "into").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_a_kernel_stopped_at_its_run_time_limit_says_so(env, monkeypatch):
+    """Ended in error once its --kaggle-timeout has passed since the push: the limit is named, with how to give it
+    longer; before that, the same ending is an ordinary failure."""
+    import time
+
+    from kit import kaggle_api
+    from kit.errors import KaggleError
+
+    monkeypatch.setattr(kaggle_api, "kernel_output", lambda *a, **k: [])  # no log to fetch
+    run_dir = runs.runs_dir() / "r9"
+    run_dir.mkdir(parents=True)
+    runs.write_json(run_dir / "config.json", {"kind": "kaggle", "run_id": "r9"})
+    info = {"kernel": "alice/kit-r9", "version": 1, "url": "u", "pushed_at": time.time() - 3700, "timeout_s": 3600}
+    state = {"status": "error", "failure": "Your notebook was stopped."}
+    stopped = kaggle_kernel.failed(None, "r9", info, state)
+    assert isinstance(stopped, KaggleError)
+    assert "Kaggle stopped kernel alice/kit-r9 version 1 at its run-time limit (60 min)" in str(stopped)
+    assert "--kaggle-timeout MINUTES" in str(stopped)
+    early = kaggle_kernel.failed(None, "r9", {**info, "pushed_at": time.time() - 60}, state)
+    assert "failed: Your notebook was stopped." in str(early) and "run-time limit" not in str(early)
+    assert runs.load_config(run_dir)["kaggle"]["status"] == "error"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--kaggle-timeout", "30"], "it needs --kaggle"),
+        (["--kaggle", "--kaggle-timeout", "721"], "must be 1 to 720 minutes"),
+    ],
+)
+def test_a_bad_kaggle_timeout_is_one_line(env, args, needle):
+    result = kit_here(["train", "--model", "seed", *args], env)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_kit_train_kaggle_on_an_older_kaggle_client_is_one_line(monkeypatch):
+    from kit import kaggle_api
+
+    monkeypatch.setattr(kaggle_api, "client_version", lambda: (2, 0, 2))
+    with pytest.raises(UsageError, match=r"kit train --kaggle needs kaggle >= 2.2.5 \(this is 2.0.2\): pip install"):
+        kaggle_api.require_client(kaggle_api.KERNELS_CLIENT, "kit train --kaggle")
