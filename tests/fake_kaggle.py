@@ -71,6 +71,7 @@ class FakeKaggle:
         self.queued_polls = 1  # GetKernelSessionStatus answers QUEUED this many times first
         self.expire_urls = 0  # the next N output downloads answer as an expired signed URL does
         self.attach = True  # attach the competition's files to a pushed kernel
+        self.hang = False  # a pushed kernel hangs (sleeps) instead of running its code, until its session's limit
         self.kernels: dict[str, list[dict]] = {}  # slug -> its versions: {folder, process, polls, log}
         self.root = Path(tempfile.mkdtemp(prefix="fake-kaggle-"))
         self.pushes: list[dict] = []  # the SaveKernel requests, as sent
@@ -132,7 +133,8 @@ class FakeKaggle:
                "KIT_KAGGLE_INPUT": str(folder / "input"), "TF_CPP_MIN_LOG_LEVEL": "3",
                "KERAS_BACKEND": "tensorflow"}  # fmt: skip
         log = open(folder / "log.txt", "wb")  # noqa: SIM115 - the process writes it until it ends
-        process = subprocess.Popen([sys.executable, str(folder / "script.py")], cwd=folder / "working", env=env,
+        code = ["-c", "import time; time.sleep(3600)"] if self.hang else [str(folder / "script.py")]
+        process = subprocess.Popen([sys.executable, *code], cwd=folder / "working", env=env,
                                    stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         version = {"folder": folder, "process": process, "polls": 0, "started": time.time(), "timeout_s": timeout_s,
                    "timed_out": False}  # fmt: skip

@@ -253,6 +253,17 @@ def test_a_packed_run_holding_anything_but_the_run_is_refused(tmp_path, name):
     assert not (tmp_path / "into").exists() and not (tmp_path / "evil.txt").exists()
 
 
+def test_a_hung_kernel_is_stopped_by_kaggle_at_its_limit_and_kit_says_so(env, fake):
+    """The kernel is pushed with --kaggle-timeout's limit; Kaggle (the fake) stops a kernel that outruns it."""
+    fake.hang = True
+    args = ["train", "--model", "seed", "--kaggle", "--kaggle-timeout", "1", "--run-id", "r8"]
+    result = run_kit(args, {**env, **fake.env()}, timeout=300)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert fake.pushes[0]["sessionTimeoutSeconds"] == 60 and fake.kernel("kit-r8")["timed_out"]
+    assert "Kaggle stopped kernel alice/kit-r8 version 1 at its run-time limit (1 min)" in result.stderr
+    assert "--kaggle-timeout MINUTES" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_kernel_stopped_at_its_run_time_limit_says_so(env, monkeypatch):
     """Ended in error once its --kaggle-timeout has passed since the push: the limit is named, with how to give it
     longer; before that, the same ending is an ordinary failure."""
