@@ -7,11 +7,11 @@ recipe as `runs/<id>/config.json`. The measurements behind the defaults are in d
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from kit.errors import RunError, UsageError
+from kit.paths import RUN_ID_RULE, is_run_id
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
@@ -228,12 +228,11 @@ _RULES: list[tuple[str, str, Any, str]] = [
     (
         "pseudo",
         "--pseudo",
-        lambda v: isinstance(v, str) and (v == "" or _RUN_ID.match(v) is not None),
-        "must be a run id (letters, digits, '.', '_' and '-')",
+        lambda v: v == "" or is_run_id(v),
+        f"must be a run id: {RUN_ID_RULE}",
     ),
     ("pseudo_min", "--pseudo-min", lambda v: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
 ]
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # as kit.runs.RUN_ID
 
 
 def _int(v: Any) -> bool:
@@ -286,8 +285,8 @@ def check_options(
     mirrored: bool, kaggle: bool = False, data_dir: Any = None, kaggle_timeout: int | None = None,
 ) -> None:  # fmt: skip
     """`kit train`'s options beside the recipe, checked with it at the door (before the data or Keras load)."""
-    if run_id is not None and not _RUN_ID.match(run_id):
-        raise UsageError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' (up to 100 characters).")
+    if run_id is not None and not is_run_id(run_id):
+        raise UsageError(f"--run-id {run_id!r}: {RUN_ID_RULE}.")
     if fold is not None and run_id is None:
         raise UsageError("--fold needs --run-id, so the folds trained separately end up in the same run.")
     check_fold(r, fold)

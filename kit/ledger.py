@@ -47,11 +47,22 @@ def _read(target: Path) -> list[dict[str, str]]:
         return []
     try:
         with open(target, newline="", encoding="utf-8") as f:
-            rows = [{c: str(row.get(c) or "") for c in COLUMNS} for row in csv.DictReader(f)]
+            reader = csv.DictReader(f)
+            found = list(reader)
+            header = reader.fieldnames or []
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{target} cannot be read ({type(exc).__name__}: {exc}); fix it or move it aside (kit starts "
-                        "a new log).") from None  # fmt: skip
-    return rows
+        raise _damaged(target, f"{type(exc).__name__}: {str(exc)[:80]}") from None
+    if header and header != COLUMNS:  # another CSV (a blend's output, an edited log): never rewritten over
+        raise _damaged(target, f"its header is not kit's: {','.join(header)[:80]}")
+    for line, row in enumerate(found, start=2):
+        if None in row or None in row.values():
+            raise _damaged(target, f"row {line} has {'more' if None in row else 'fewer'} fields than the header")
+    return [{c: str(row.get(c) or "") for c in COLUMNS} for row in found]
+
+
+def _damaged(target: Path, what: str) -> DataError:
+    return DataError(f"{target} is not kit's leaderboard log ({what}); move it aside and kit starts a new one (it is "
+                     "never rewritten as it is).")  # fmt: skip
 
 
 def _write(target: Path, rows: list[dict[str, str]]) -> None:

@@ -9,8 +9,18 @@ for /kaggle/input (and marks a Kaggle Notebook, so tests can play one).
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
+
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a run's folder name, matched whole
+RUN_ID_RULE = "use letters, digits, '.', '_' and '-' (up to 100 characters)"
+
+
+def is_run_id(text: object) -> bool:
+    """Whether `text` can name a run (its folder under runs/): RUN_ID, the whole string (no trailing newline)."""
+    return isinstance(text, str) and RUN_ID.fullmatch(text) is not None
+
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")

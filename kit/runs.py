@@ -22,7 +22,6 @@ import errno
 import io
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ import numpy as np
 
 from kit import locks
 from kit.errors import RunError
-from kit.paths import runs_dir
+from kit.paths import RUN_ID_RULE, is_run_id, runs_dir
 
 if TYPE_CHECKING:  # kit.data imports pandas: not needed to read runs
     from kit.data import Competition
@@ -49,19 +48,14 @@ class RunResult:
     submission: Path | None
 
 
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
 def new_id(label: str) -> str:
     """A fresh, sortable run id: UTC time plus a label (the model name, 'blend', ...)."""
     return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{label}"
 
 
 def check_id(run_id: str) -> str:
-    if not RUN_ID.match(run_id):
-        raise RunError(
-            f"'{run_id}' is not a valid run id; use letters, digits, '.', '_' and '-' (up to 100 characters)."
-        )
+    if not is_run_id(run_id):
+        raise RunError(f"{run_id[:120]!r} is not a valid run id; {RUN_ID_RULE}.")
     return run_id
 
 

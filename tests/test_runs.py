@@ -104,3 +104,13 @@ def test_a_submission_needs_the_installed_test_sets_rows(env, tmp_path):
     data.write_csvs(tmp_path / "csvs", x, y, test_x)
     data.install_folder(tmp_path / "csvs", tmp_path / "d", "test")
     assert submission.expected_rows(tmp_path / "d") == 30
+
+
+@pytest.mark.parametrize("name", ["r1\n", "r1\n\n", "", "-r", "a/b", "x" * 101])
+def test_a_run_id_is_matched_whole(name):
+    from kit import paths, runs
+    from kit.errors import RunError
+
+    assert not paths.is_run_id(name)
+    with pytest.raises(RunError, match="is not a valid run id"):
+        runs.check_id(name)

@@ -262,12 +262,26 @@ def test_a_missing_file_and_foreign_digits_are_one_line(env, installed, fake_kag
     assert fake_kaggle.calls == [] and ledger.rows() == []
 
 
-def test_a_ledger_in_another_encoding_is_one_line(env, installed, fake_kaggle):
+@pytest.mark.parametrize(
+    "content",
+    [
+        ",".join(ledger.COLUMNS).encode() + b"\nabc,2026,run\xe9,f,s,m,,,,,,\n",  # another encoding
+        b"ImageId,Label\n1,2\n2,7\n",  # a submission (kit blend -o) written there
+        ",".join(ledger.COLUMNS).encode() + b"\nabc,2026,run,f,s,m,,,,,,,extra\n",  # a row past the header
+    ],
+    ids=["encoding", "foreign-header", "extra-field"],
+)
+def test_a_log_that_is_not_kits_is_one_line_and_never_rewritten(env, installed, fake_kaggle, tmp_path, content):
     log = ledger.path()
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_bytes(",".join(ledger.COLUMNS).encode() + b"\nabc,2026,run\xe9,f,s,m,,,,,,\n")
+    log.write_bytes(content)
     result = _kit(["leaderboard"], env, fake_kaggle)
-    assert result.returncode == 6 and "cannot be read" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 6 and "is not kit's leaderboard log" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    path, _ = _good(tmp_path, fake_kaggle)
+    submitted = _kit(["submit", str(path)], env, fake_kaggle)
+    assert submitted.returncode == 6 and "is not kit's leaderboard log" in submitted.stderr
+    assert log.read_bytes() == content and fake_kaggle.submissions == []
 
 
 def test_a_submissions_folder_that_is_a_file_is_one_line(env, tmp_path):
@@ -318,7 +332,7 @@ def test_leaderboard_csv_of_a_log_in_another_encoding_is_one_line(env, installed
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(",".join(ledger.COLUMNS).encode() + b"\nabc,2026,run\xe9,f,s,m,,,,,,\n")
     result = _kit(["leaderboard", "--csv"], env, fake_kaggle)
-    assert result.returncode == 6 and "cannot be read" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 6 and "not kit's leaderboard log" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_connection_cut_while_the_submission_is_created_says_it_may_exist(env, installed, fake_kaggle, tmp_path):

@@ -610,6 +610,7 @@ def test_the_models_config_knows_are_the_architectures_and_a_foreign_config_is_n
         (dict(mirrored=True, ray="auto"), "--ray places the folds itself; drop --mirrored."),
         (dict(run_id=""), "--run-id '': use letters, digits"),
         (dict(run_id="../x"), "--run-id '../x': use letters, digits"),
+        (dict(run_id="r1\n"), "--run-id 'r1\\n': use letters, digits"),  # matched whole: no trailing newline
     ],
 )
 def test_train_options_are_checked_with_the_recipe(options, message):
