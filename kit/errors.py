@@ -36,6 +36,10 @@ class OfflineError(KitError):
     exit_code = 5
 
 
+class NothingSent(OfflineError):
+    """The connection failed before Kaggle created anything (a submission's upload that did not complete)."""
+
+
 class DataError(KitError):
     """A corrupt zip, a malformed CSV, missing data files, an invalid submission."""
 

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kit import COMPETITION
-from kit.errors import CredentialsError, KaggleError, OfflineError, QuotaError, UsageError
+from kit.errors import CredentialsError, KaggleError, NothingSent, OfflineError, QuotaError, UsageError
 
 T = TypeVar("T")
 log = logging.getLogger("kit")  # notices while kit waits on Kaggle; `kit` prints them on stderr
@@ -164,6 +165,9 @@ def call(fn: Callable[..., T], what: str, *args: Any, not_found: Any = KaggleErr
                     raise  # the client's retry loop waits and asks again
                 raise _rate_limited(what, delay) from None
             raise _http_error(exc, what) from None
+        except requests.JSONDecodeError:  # a 200 that is not Kaggle's API: a proxy's, a captive portal's page
+            raise KaggleError(f"Kaggle's answer when trying to {what} was not JSON (a proxy's or a sign-in page?); "
+                              "check your network, then try again.") from None  # fmt: skip
         except requests.RequestException as exc:  # refused, reset, timed out, cut mid-reply: never a folder problem
             raise OfflineError(
                 f"Could not reach Kaggle to {what} ({type(exc).__name__}); check your internet connection "
@@ -259,28 +263,70 @@ def download_competition(folder: Path) -> Path:
 # ---------------------------------------------------------------------------------------------- submissions
 
 
+STATUSES = ("pending", "complete", "error")
+
+
 def _submission(item: Any) -> dict[str, Any]:
-    """A kagglesdk ApiSubmission as a plain dict with the ledger's names."""
+    """A kagglesdk ApiSubmission as a plain dict with the ledger's names, checked: a positive ref, a known status, a
+    finite score once complete (else a KaggleError in one line)."""
+    ref = _ref(getattr(item, "ref", None))
+    if not ref:
+        raise KaggleError(f"Kaggle named a submission {_excerpt(item.ref)}, not a submission number; try again later.")
     status = getattr(item.status, "name", str(item.status or "PENDING")).lower()
+    status = status.removeprefix("submission_status_")
+    if status not in STATUSES:
+        raise KaggleError(f"Kaggle gave submission {ref} a status kit does not know ({_excerpt(status)}); "
+                          "`pip install -U kaggle kit` may know it.")  # fmt: skip
+    public = str(item.public_score or "").strip()
+    if status == "complete" and not _is_score(public):
+        raise KaggleError(f"Kaggle says submission {ref} is scored but its public score is {_excerpt(public)}; "
+                          "`kit leaderboard --sync` reads it again later.")  # fmt: skip
     date = item.date.strftime("%Y-%m-%dT%H:%M:%SZ") if getattr(item, "date", None) else ""
     return {
-        "ref": int(item.ref),
+        "ref": ref,
         "status": status,
-        "public_score": item.public_score or "",
-        "private_score": item.private_score or "",
-        "error": (item.error_description or "").strip() if status == "error" else "",
+        "public_score": public,
+        "private_score": str(item.private_score or "").strip() if _is_score(item.private_score) else "",
+        "error": (item.error_description or "").strip()[:500] if status == "error" else "",
         "message": item.description or "",
         "file": item.file_name or "",
         "utc_time": date,
     }
 
 
+def _ref(value: Any) -> int:
+    """A submission ref as Kaggle sends it (a number, or its digits as a string), or 0 where it is none."""
+    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    return int(text) if text.isdigit() and len(text) < 19 else 0
+
+
+def _is_score(text: Any) -> bool:
+    try:
+        return math.isfinite(float(str(text).strip()))
+    except ValueError:
+        return False
+
+
+def _excerpt(value: Any, limit: int = 40) -> str:
+    """A value from outside, quoted short: an error message never carries more than `limit` characters of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _ask(api: Any, method: str, request: Any, what: str, not_found: Any = KaggleError) -> Any:
-    """One call of the kagglesdk competitions client (`not_found`: as for `call`)."""
+    """One call of the kagglesdk competitions client (`not_found`: as for `call`); an answer the client cannot parse
+    (a field of the wrong type, an unknown value) is a KaggleError in one line."""
 
     def send() -> Any:
         with api.build_kaggle_client() as kaggle:
-            return getattr(kaggle.competitions.competition_api_client, method)(request)
+            try:
+                return getattr(kaggle.competitions.competition_api_client, method)(request)
+            except json.JSONDecodeError:  # kagglesdk's own parse of a 200 that is not Kaggle's API
+                raise KaggleError(f"Kaggle's answer when trying to {what} was not JSON (a proxy's or a sign-in "
+                                  "page?); check your network, then try again.") from None  # fmt: skip
+            except (KeyError, TypeError, ValueError) as exc:  # a field kagglesdk does not expect, an unknown value
+                raise KaggleError(f"Kaggle's answer when trying to {what} could not be read ({type(exc).__name__}: "
+                                  f"{_excerpt(str(exc))}); try again later.") from None  # fmt: skip
 
     return call(send, what, not_found=not_found)
 
@@ -302,8 +348,12 @@ def remaining_today(api: Any) -> int | None:
     return int(limits.num_allowed_now)
 
 
-def upload(api: Any, csv_path: Path, message: str) -> int:
-    """Upload a submission file and create the submission; returns Kaggle's submission ref."""
+UPLOAD_FAILED = "Could not submit to competition"  # the client's reply when its upload of the file did not complete
+
+
+def upload(api: Any, csv_path: Path, message: str) -> int | None:
+    """Upload a submission file and create the submission; returns Kaggle's submission ref, or None when Kaggle
+    created it without saying its ref (`kit leaderboard --sync` matches it by its message)."""
     try:
         response = call(api.competition_submit, "submit", str(csv_path), message, COMPETITION, quiet=True)
     except OfflineError:
@@ -311,13 +361,17 @@ def upload(api: Any, csv_path: Path, message: str) -> int:
             "The connection to Kaggle broke while submitting, so the submission may have been created: run "
             "`kit leaderboard --sync` (it fills in its ref and score) before submitting again."
         ) from None
-    ref = int(getattr(response, "ref", 0) or 0)
-    if not ref:
-        raise KaggleError(
-            f"Kaggle did not accept the upload ({getattr(response, 'message', '') or 'no reason given'}); "
-            "try again later."
-        )
-    return ref
+    said = str(getattr(response, "message", "") or "").strip()
+    if said == UPLOAD_FAILED:  # the blob upload gave up (after the client's own retries): nothing was created
+        raise NothingSent(f"The upload of {csv_path.name} to Kaggle did not complete (the connection dropped?); "
+                          "nothing was submitted: check your connection and try again.")  # fmt: skip
+    ref = _ref(getattr(response, "ref", None))
+    if ref:
+        return ref
+    if "success" in said.lower():
+        return None
+    raise KaggleError(f"Kaggle did not accept the upload ({_excerpt(said, 200) if said else 'no reason given'}); "
+                      "try again later.")  # fmt: skip
 
 
 def get_submission(api: Any, ref: int) -> dict[str, Any] | None:

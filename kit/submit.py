@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import kaggle_api, ledger, paths, runs, submission
-from kit.errors import DataError, KaggleError, KitError, OfflineError, QuotaError, UsageError
+from kit.errors import DataError, KaggleError, KitError, NothingSent, OfflineError, QuotaError, UsageError
 
 
 @dataclass
@@ -114,11 +114,16 @@ def submit(
     except KitError as exc:
         # The upload or the create call failed. If Kaggle said no, nothing was created; if the network
         # failed, it may have been: keep the row pending so `kit leaderboard --sync` can settle it.
-        if isinstance(exc, OfflineError):
+        if isinstance(exc, OfflineError) and not isinstance(exc, NothingSent):
             ledger.update(row, error=f"connection lost during upload: {exc}")
         else:
             ledger.update(row, status="failed", error=str(exc))
         raise
+    if ref is None:  # created, its ref unsaid: pending; --sync matches it by its message
+        ledger.update(row, error="Kaggle created it without saying its ref")
+        raise KaggleError("Kaggle accepted the submission but did not say its number, so kit cannot wait for its "
+                          "score: `kit leaderboard --sync` fills in its ref and score (do not submit the file "
+                          "again).")  # fmt: skip
     ledger.update(row, ref=ref)
     state: dict[str, Any] = {"ref": ref, "status": "pending", "public_score": "", "private_score": "", "error": ""}
     if wait:

@@ -65,6 +65,10 @@ class FakeKaggle:
         self.throttle: dict[str, int] = {}  # method -> answer 429 this many times first ("*": every method, each)
         self.retry_after = "1"  # the Retry-After header of those 429s ("": none)
         self.throttled: list[str] = []  # the methods answered 429
+        self.submission_fields: dict = {}  # merged into every submission Kaggle describes (damaged answers)
+        self.create_reply: dict | None = None  # CreateSubmission's reply instead of the real one (it still creates)
+        self.html: set[str] = set()  # methods that answer 200 with an HTML page (a proxy's, a sign-in page)
+        self.fail_uploads = False  # the blob PUT of a submission's file fails
         # kernels
         self.push_error: str | None = None  # SaveKernel answers HTTP 200 with this error
         self.gpu_used_s, self.gpu_allowed_s = 3600.0, 30 * 3600.0
@@ -263,6 +267,9 @@ class FakeKaggle:
                 path = urlsplit(self.path).path
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 fake.calls.append(f"PUT {path}")
+                if fake.fail_uploads:  # the storage refuses the blob: the client gives up on the upload
+                    self._send(400, b"<Error><Code>UploadFailed</Code></Error>", "text/xml")
+                    return
                 token = path.rsplit("/", 1)[-1]
                 fake.uploads[token] = body
                 self._send(200, {})
@@ -279,6 +286,9 @@ class FakeKaggle:
                 method = service_method.split("/")[-1]
                 handler = getattr(self, f"_{method}", None)
                 if self._throttled(method):
+                    return
+                if method in fake.html:
+                    self._send(200, b"<html><body>Sign in</body></html>", "text/html")
                     return
                 if handler is None:
                     self._error(404, f"Unknown method {service_method}")
@@ -372,7 +382,8 @@ class FakeKaggle:
                         "status": "PENDING",
                     }
                 )
-                self._send(200, {"message": "Successfully submitted to Digit Recognizer", "ref": fake._next_ref})
+                reply = {"message": "Successfully submitted to Digit Recognizer", "ref": fake._next_ref}
+                self._send(200, reply if fake.create_reply is None else fake.create_reply)
 
             def _api_submission(self, s: dict) -> dict:
                 return {
@@ -384,6 +395,7 @@ class FakeKaggle:
                     "publicScore": s["score"] if s["status"] == "COMPLETE" else "",
                     "privateScore": "",
                     "errorDescription": s["error"] or "",
+                    **fake.submission_fields,
                 }
 
             def _advance(self, s: dict) -> None:

@@ -455,3 +455,57 @@ def test_a_submission_kaggle_never_shows_is_pending_then_one_line_with_its_ref(m
     with pytest.raises(KaggleError, match=r"Submission 42 was created, but Kaggle has not shown it .* --sync"):
         kaggle_api.wait_for_score(Api(), 42, timeout=60, on_poll=seen.append)
     assert len(seen) >= 2 and all(s["status"] == "pending" and s["ref"] == 42 for s in seen)
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ({"status": "WEIRD"}, "could not be read (KeyError: \"'WEIRD'\")"),
+        ({"status": "COMPLETE", "publicScore": "abc"}, "is scored but its public score is 'abc'"),
+        ({"status": "COMPLETE", "publicScore": "NaN"}, "is scored but its public score is 'NaN'"),
+        ({"status": "COMPLETE", "publicScore": ""}, "is scored but its public score is ''"),
+        ({"ref": "abc"}, "Kaggle named a submission 'abc', not a submission number"),
+        ("html", "was not JSON (a proxy's or a sign-in page?)"),
+    ],
+    ids=["status", "score-abc", "score-nan", "score-missing", "ref", "html"],
+)
+def test_kaggles_answers_are_checked_and_the_submission_is_never_called_scored(
+    env, installed, fake_kaggle, tmp_path, damage, needle
+):
+    if damage == "html":
+        fake_kaggle.html = {"GetSubmission"}
+    else:
+        fake_kaggle.submission_fields = damage
+    path, _ = _good(tmp_path, fake_kaggle)
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr and "Scored" not in result.stdout
+    ref = fake_kaggle.submissions[0]["ref"]
+    assert f"ubmission {ref}" in result.stderr and "kit leaderboard --sync" in result.stderr
+    [row] = ledger.rows()
+    assert row["status"] == "pending" and row["ref"] == str(ref) and row["public_score"] == ""
+
+
+def test_a_submission_created_without_its_ref_is_pending_and_sync_settles_it_once(
+    env, installed, fake_kaggle, tmp_path
+):
+    fake_kaggle.create_reply = {"message": "Successfully submitted to Digit Recognizer", "ref": 0}
+    path, expected = _good(tmp_path, fake_kaggle)
+    result = _kit(["submit", str(path), "-m", "no ref"], env, fake_kaggle)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "did not say its number" in result.stderr and "kit leaderboard --sync" in result.stderr
+    assert [r["status"] for r in ledger.rows()] == ["pending"] and len(fake_kaggle.submissions) == 1
+    synced = _kit(["leaderboard", "--sync"], env, fake_kaggle)
+    assert synced.returncode == 0, synced.stderr
+    [row] = ledger.rows()
+    assert row["ref"] == str(fake_kaggle.submissions[0]["ref"]) and row["public_score"] == expected
+
+
+def test_an_upload_that_never_completes_is_a_network_error_and_sends_nothing(env, installed, fake_kaggle, tmp_path):
+    fake_kaggle.fail_uploads = True
+    path, _ = _good(tmp_path, fake_kaggle)
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "did not complete" in result.stderr and "nothing was submitted" in result.stderr
+    assert "Traceback" not in result.stderr and fake_kaggle.submissions == []
+    assert [r["status"] for r in ledger.rows()] == ["failed"]
