@@ -14,9 +14,10 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kit import paths
+from kit import locks, paths
 from kit.errors import DataError, UsageError
 from kit.paths import data_dir
 
@@ -33,6 +34,7 @@ TRAIN, TEST, SAMPLE_SUBMISSION = "train.csv", "test.csv", "sample_submission.csv
 FILES = (TRAIN, TEST, SAMPLE_SUBMISSION)
 CACHE, META = "cache.npz", "kit.json"
 OLD = ".old-"  # `.<data folder>.old-*`: the previous data, aside while an install swaps in the new
+PARTIAL, IN_USE = ".partial-", ".in-use.lock"  # `.<data folder>.partial-*`: an install's scratch folder, and its lock
 PIXELS = [f"pixel{i}" for i in range(784)]
 COLUMNS = {TRAIN: ["label", *PIXELS], TEST: PIXELS, SAMPLE_SUBMISSION: ["ImageId", "Label"]}
 
@@ -81,11 +83,13 @@ def read_csv_checked(path: Path, kind: str) -> np.ndarray:
     """
     expected = COLUMNS[kind]
     try:
-        frame = pd.read_csv(path)  # the C parser types clean columns as int64; only bad columns need a look
+        with warnings.catch_warnings():  # mixed types in a column (a DtypeWarning) are named below, cell by cell
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            frame = pd.read_csv(path)  # the C parser types clean columns as int64; only bad columns need a look
     except FileNotFoundError:
         raise DataError(f"{path} is missing; run `kit download` to fetch the competition data.") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        first = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
         raise DataError(
             f"{path.name} is not a valid CSV ({first}); re-download it with `kit download --force`."
         ) from None
@@ -123,12 +127,13 @@ def read_csv_checked(path: Path, kind: str) -> np.ndarray:
             continue  # whole numbers in range, also when written as floats ("12.0")
         row = int(np.argmax((unusable | outside).to_numpy()))
         cell = str(series.iloc[row]).strip()
+        cell = cell if len(cell) <= 24 else cell[:21] + "..."  # an excerpt of the cell, never the whole of it
         if outside.iloc[row]:
             message = f"{what} {cell} is outside {low}..{high}"
         elif pd.isna(series.iloc[row]) or cell == "":
             message = "the cell is empty or NaN"
         elif pd.isna(numeric.iloc[row]):
-            message = f"'{cell[:20]}' is not a number"
+            message = f"'{cell}' is not a number"
         else:
             message = f"{cell} is not a whole number"
         problems.append((row, col, message))
@@ -244,7 +249,7 @@ def install_folder(src: Path, dest: Path, source: str) -> dict:
 
 def recover(dest: Path) -> None:
     """Finish a swap that was killed (`install_folder`): the previous data moved aside while `dest` is missing goes
-    back; aside copies of data that `dest` has replaced are removed."""
+    back; aside copies of data that `dest` has replaced are removed, and so are scratch folders no install holds."""
     dest = Path(os.path.abspath(dest))
     with contextlib.suppress(OSError):
         for aside in sorted(dest.parent.glob(f".{dest.name}{OLD}*")):
@@ -252,6 +257,11 @@ def recover(dest: Path) -> None:
             if previous.is_dir() and not dest.exists() and _is_kit_meta(previous / META):
                 os.replace(previous, dest)
             shutil.rmtree(aside, ignore_errors=True)
+        for partial in sorted(dest.parent.glob(f".{dest.name}{PARTIAL}*")):  # a killed install's scratch folder
+            unused = locks.try_exclusive(partial / IN_USE) if partial.is_dir() else None
+            if unused is not None:  # no install holds it: its process is gone
+                unused.release()
+                shutil.rmtree(partial, ignore_errors=True)
 
 
 def _unwritable(dest: Path, exc: OSError) -> DataError:
@@ -260,14 +270,26 @@ def _unwritable(dest: Path, exc: OSError) -> DataError:
     )
 
 
-def scratch_dir(dest: Path) -> tempfile.TemporaryDirectory:
-    """A temporary directory on the same filesystem as `dest` (so the final move is an atomic rename)."""
+@contextlib.contextmanager
+def scratch_dir(dest: Path) -> Iterator[str]:
+    """A temporary directory on the same filesystem as `dest` (so the final move is an atomic rename), locked while it
+    is in use: one left by a killed install (`.<name>.partial-*`) is removed by the next `recover`."""
     dest = Path(os.path.abspath(dest))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.TemporaryDirectory(prefix=f".{dest.name}.partial-", dir=dest.parent)
+        tmp = tempfile.mkdtemp(prefix=f".{dest.name}{PARTIAL}", dir=dest.parent)
+        held = locks.try_exclusive(Path(tmp) / IN_USE)
     except OSError as exc:
         raise _unwritable(dest, exc) from None
+    try:
+        yield tmp
+    finally:
+        if held is not None:
+            held.release()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+MAX_MEMBER = 512 << 20  # bytes: the competition's largest file (train.csv) is 73 MB; a zip bomb stops here
 
 
 def install_zip(zip_path: Path, dest: Path, source: str = "zip") -> dict:
@@ -289,14 +311,37 @@ def install_zip(zip_path: Path, dest: Path, source: str = "zip") -> dict:
                         "data: download it again with `kit download`."
                     )
                 for name in FILES:
-                    with archive.open(names[name]) as src, open(work / name, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)  # a CRC or truncation error raises here
+                    _extract(archive, names[name], work / name, zip_path)
         except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise DataError(
-                f"{zip_path.name} is corrupt or truncated ({exc}); delete it and download it again "
+                f"{zip_path.name} is corrupt or truncated ({str(exc)[:120]}); delete it and download it again "
                 "(`kit download --force`)."
             ) from None
         return install_folder(work, dest, source)
+
+
+def _extract(archive: zipfile.ZipFile, member: str, target: Path, zip_path: Path) -> None:
+    """One member to `target`, bounded: checked before (encryption, compression method, declared size) and while
+    (at most MAX_MEMBER bytes written, whatever the member declares)."""
+    info = archive.getinfo(member)
+    what = f"{zip_path.name}: {member[:80]}"
+    if info.flag_bits & 0x1:
+        raise DataError(f"{what} is encrypted; kit reads the competition's own zip: download it again with `kit "
+                        "download --force`.")  # fmt: skip
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        raise DataError(f"{what} is compressed in a way Python cannot read (method {info.compress_type}); zip it "
+                        "again with the usual Deflate, or download it again with `kit download --force`.")  # fmt: skip
+    if info.file_size > MAX_MEMBER:
+        raise DataError(f"{what} says it unpacks to {info.file_size / 2**20:,.0f} MB, far more than the competition's "
+                        "files; it is not the digit-recognizer data: download it again.")  # fmt: skip
+    written = 0
+    with archive.open(info) as src, open(target, "wb") as out:
+        while chunk := src.read(1 << 20):  # a CRC or truncation error raises here
+            written += len(chunk)
+            if written > MAX_MEMBER:
+                raise DataError(f"{what} unpacks to more than {MAX_MEMBER >> 20} MB; it is not the digit-recognizer "
+                                "data: download it again.")  # fmt: skip
+            out.write(chunk)
 
 
 def attached_competition(root: Path) -> Path | None:

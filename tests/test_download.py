@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 
 import numpy as np
@@ -336,3 +337,73 @@ def test_a_rejected_api_token_is_named_as_the_token(env, fake_kaggle):
     result = run_kit(["download"], {**env, **server, "KAGGLE_API_TOKEN": "KGAT_not_a_real_token"})
     assert result.returncode == 3, result.stderr
     assert "the token in KAGGLE_API_TOKEN" in result.stderr and "kaggle.json" not in result.stderr
+
+
+def _patched(zip_bytes: bytes, member: str, offset: int, value: bytes) -> bytes:
+    """The zip with `value` written at `offset` of `member`'s central directory entry (its flags: 8, its method: 10)."""
+    raw = bytearray(zip_bytes)
+    at = raw.find(b"PK\x01\x02")
+    while at != -1:
+        name_len = int.from_bytes(raw[at + 28 : at + 30], "little")
+        if raw[at + 46 : at + 46 + name_len].decode() == member:
+            raw[at + offset : at + offset + len(value)] = value
+        at = raw.find(b"PK\x01\x02", at + 4)
+    return bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("encrypted", "train.csv is encrypted"),
+        ("deflate64", "train.csv is compressed in a way Python cannot read (method 9)"),
+        ("bomb", "train.csv says it unpacks to"),
+    ],
+)
+def test_a_zip_member_kit_cannot_or_should_not_unpack_is_one_line_and_writes_nothing(
+    env, tiny, tmp_path, monkeypatch, damage, needle
+):
+    zip_bytes = tiny.zip_bytes
+    if damage == "encrypted":
+        zip_bytes = _patched(zip_bytes, "train.csv", 8, b"\x01\x00")
+    elif damage == "deflate64":
+        zip_bytes = _patched(zip_bytes, "train.csv", 10, b"\x09\x00")
+    else:
+        monkeypatch.setattr(data, "MAX_MEMBER", 1000)  # the sample's train.csv is larger: a bomb, to this cap
+    archive = tmp_path / "digit-recognizer.zip"
+    archive.write_bytes(zip_bytes)
+    dest = tmp_path / "data"
+    with pytest.raises(data.DataError, match=re.escape(needle)):
+        data.install_zip(archive, dest)
+    assert not dest.exists() and not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_the_scratch_folder_of_a_killed_install_goes_at_the_next_command_but_not_one_in_use(tmp_path):
+    from kit import locks
+
+    dest = tmp_path / "digit-recognizer"
+    killed = tmp_path / ".digit-recognizer.partial-dead"
+    (killed / "data").mkdir(parents=True)
+    (killed / "data" / "train.csv").write_bytes(b"x" * 1000)
+    in_use = tmp_path / ".digit-recognizer.partial-live"
+    in_use.mkdir()
+    held = locks.try_exclusive(in_use / data.IN_USE)  # another install, still running
+    try:
+        data.recover(dest)
+        assert not killed.exists() and in_use.is_dir()
+    finally:
+        held.release()
+    data.recover(dest)
+    assert not in_use.exists()
+
+
+def test_a_pixel_too_long_for_any_number_is_one_line_without_a_pandas_warning(tmp_path, tiny, recwarn):
+    folder = tmp_path / "csvs"
+    data.write_csvs(folder, tiny.train_x, tiny.train_y, tiny.test_x)
+    lines = (folder / data.TRAIN).read_text().splitlines()
+    first = lines[1].split(",")
+    first[5] = "1" * 20
+    lines[1] = ",".join(first)
+    (folder / data.TRAIN).write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.DataError, match=r"line 2, column 'pixel4': pixel 1\.1+e\+19 is outside 0\.\.255;"):
+        data.read_csv_checked(folder / data.TRAIN, data.TRAIN)
+    assert not [w for w in recwarn if "DtypeWarning" in type(w.message).__name__]
