@@ -80,12 +80,39 @@ def find_credentials() -> str | None:
         return "KAGGLE_USERNAME/KAGGLE_KEY"
     home = Path.home() / ".kaggle"
     for token in (home / "access_token", home / "access_token.txt", home / "credentials.json"):
-        if token.is_file() and token.read_text().strip():
+        if _credential_file(token) and token.read_text(errors="replace").strip():
             return str(token)
     for folder in _config_dirs():
-        if (folder / "kaggle.json").is_file():
+        if _credential_file(folder / "kaggle.json"):
             return str(folder / "kaggle.json")
     return None
+
+
+MAX_CREDENTIALS = 64 << 10  # bytes: a token file is well under 1 KB
+
+
+def _credential_file(path: Path) -> bool:
+    """Whether a credentials file is there to read: False where there is none; a CredentialsError where the name
+    is taken by something kit will not read (a folder, a pipe, a device, a huge file), which the client would hang on
+    or read whole."""
+    import stat
+
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise CredentialsError(
+            f"{path} cannot be read ({exc.strerror}); download a new API token from {TOKEN_URL}."
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "a pipe" if stat.S_ISFIFO(info.st_mode) else "not a file"
+        raise CredentialsError(f"{path} is {what}, not a token file; remove it and save the API token from "
+                               f"{TOKEN_URL} there.")  # fmt: skip
+    if info.st_size > MAX_CREDENTIALS:
+        raise CredentialsError(f"{path} is {info.st_size:,} bytes, too large to be a Kaggle API token; replace it "
+                               f"with the token from {TOKEN_URL}.")  # fmt: skip
+    return True
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 
@@ -407,3 +408,27 @@ def test_a_pixel_too_long_for_any_number_is_one_line_without_a_pandas_warning(tm
     with pytest.raises(data.DataError, match=r"line 2, column 'pixel4': pixel 1\.1+e\+19 is outside 0\.\.255;"):
         data.read_csv_checked(folder / data.TRAIN, data.TRAIN)
     assert not [w for w in recwarn if "DtypeWarning" in type(w.message).__name__]
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: p.mkdir(), "kaggle.json is a folder, not a token file"),
+        (lambda p: os.mkfifo(p), "kaggle.json is a pipe, not a token file"),
+        (lambda p: p.write_bytes(b" " * 70_000), "too large to be a Kaggle API token"),
+        (lambda p: p.symlink_to("/dev/zero"), "kaggle.json is not a file, not a token file"),
+    ],
+    ids=["folder", "fifo", "huge", "dev-zero"],
+)
+def test_a_kaggle_json_that_is_no_token_file_is_one_line_and_never_read(env, make, needle):
+    """Before: a folder was "no credentials found", a pipe hung kit, /dev/zero took 7.7 GB."""
+    from pathlib import Path
+
+    from kit import kaggle_api
+    from kit.errors import CredentialsError
+
+    folder = Path(env["HOME"]) / ".kaggle"
+    folder.mkdir()
+    make(folder / "kaggle.json")
+    with pytest.raises(CredentialsError, match=re.escape(needle)):
+        kaggle_api.find_credentials()
