@@ -123,6 +123,7 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
             "created_utc": paths.utc_now(),
             "recipe": r.to_dict(),
             "data": data,
+            "folds_id": runs.folds_id(folds),
             **_environment(device),
         },
     )
@@ -133,7 +134,8 @@ def collect(r: Recipe, comp: Competition, run_dir: Path, folds: np.ndarray, trai
     """The run's complete members, merged (OOF, test probabilities, CV, submission) once all K x R are there."""
     total = config.member_count(r)
     complete = [k for k in range(total) if runs.member_done(run_dir, k)]
-    fold_metrics = [runs.read_json(run_dir / f"fold{k}" / "metrics.json") for k in complete]
+    fold_metrics = [runs.checked_metrics(p, runs.read_json(p)) for k in complete
+                    for p in [run_dir / f"fold{k}" / "metrics.json"]]  # fmt: skip
     if len(complete) < total:
         return RunResult(run_dir, fold_metrics, trained, None, None)
     metrics, csv = merge(r, run_dir, comp, folds, fold_metrics)
@@ -153,8 +155,8 @@ def merge(
     for m in fold_metrics:
         member = run_dir / f"fold{m['fold']}"
         rows = int(runs.member_rows(folds, r.folds, m["fold"]).sum())
-        probs[m["fold"]] = (runs.load_array(member / "val_probs.npy", (rows, 10)),
-                            runs.load_array(member / "test_probs.npy", (len(comp.test_images), 10)))  # fmt: skip
+        probs[m["fold"]] = (runs.load_probs(member / "val_probs.npy", rows),
+                            runs.load_probs(member / "test_probs.npy", len(comp.test_images)))  # fmt: skip
     extra: dict[str, Any] = {}
     if r.families:
         combined = ensemble.combine_families(r, folds, probs, comp.train_labels)

@@ -266,7 +266,7 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
     cv_before = base.get("cv_accuracy")
     test_shape = (len(comp.test_images), 10)
     before = (
-        runs.load_array(source / "test_probs.npy", test_shape).argmax(1)
+        runs.load_probs(source / "test_probs.npy", test_shape[0]).argmax(1)
         if (source / "test_probs.npy").is_file()
         else None
     )
@@ -298,7 +298,8 @@ def _write_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarra
     csv = submission.write(test.argmax(1), out or paths.submissions_dir() / f"{target.name}.csv")
     runs.write_json(target / "metrics.json", {**metrics, "submission": str(csv)})
     created = paths.utc_now()
-    runs.write_json(target / "config.json", {**config, "run_id": target.name, "created_utc": created})
+    runs.write_json(target / "config.json", {**config, "run_id": target.name, "created_utc": created,
+                                              "folds_id": runs.folds_id(folds)})  # fmt: skip
     return csv
 
 
@@ -346,8 +347,9 @@ def blend(sources: list[Path], weights: list[float] | None, labels: np.ndarray, 
     for run in sources:
         if not (run / "test_probs.npy").is_file():
             raise RunError(f"Run {run.name} has no test probabilities yet; finish it first.")
-        tests.append(runs.load_array(run / "test_probs.npy", (None, 10)))
-        oofs.append(runs.load_array(run / "oof.npy", (len(labels), 10)) if (run / "oof.npy").is_file() else None)
+        tests.append(runs.load_probs(run / "test_probs.npy", None))
+        oofs.append(runs.load_probs(run / "oof.npy", len(labels), unvalidated=True) if (run / "oof.npy").is_file()
+                    else None)  # fmt: skip
         folds.append(runs.load_folds(run) if (run / "folds.npy").is_file() else None)
     if len({t.shape for t in tests}) > 1:
         raise RunError("The runs predicted different test sets; blend runs made on the same data.")

@@ -122,7 +122,8 @@ def result(run_dir: Path) -> RunResult:
     members = sorted((p for p in run_dir.glob("fold*") if (p / "metrics.json").is_file()),
                      key=lambda p: int(p.name.removeprefix("fold")))  # fmt: skip
     csv = submissions_dir() / f"{run_dir.name}.csv"
-    return RunResult(run_dir, [runs.read_json(p / "metrics.json") for p in members], [], runs.load_metrics(run_dir),
+    return RunResult(run_dir, [runs.checked_metrics(p / "metrics.json", runs.read_json(p / "metrics.json"))
+                               for p in members], [], runs.load_metrics(run_dir),
                      csv if csv.is_file() else None)  # fmt: skip
 
 

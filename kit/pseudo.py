@@ -68,7 +68,7 @@ def targets(teacher: Path, assigned: dict[int, list[int]], test_rows: int) -> np
     for m, members in assigned.items():
         for t in members:
             if t not in cache:
-                probs = runs.load_array(teacher / f"fold{t}" / "test_probs.npy")
+                probs = runs.load_probs(teacher / f"fold{t}" / "test_probs.npy", None)
                 if probs.shape != (test_rows, 10):
                     raise RunError(f"{teacher / f'fold{t}' / 'test_probs.npy'} holds {probs.shape}, not ({test_rows}, "
                                    "10): the teacher predicted another test set.")  # fmt: skip

@@ -45,7 +45,7 @@ def oof_predictions(run_dir: Path, comp: Competition) -> tuple[np.ndarray, np.nd
     """(row indices, true labels, OOF probabilities) of the rows some fold validated."""
     if not (run_dir / "oof.npy").is_file():
         raise RunError(f"Run {run_dir.name} has no OOF predictions yet; finish its folds first.")
-    oof = runs.load_array(run_dir / "oof.npy", (len(comp.train_labels), 10))  # comp: cut to the run's rows
+    oof = runs.load_probs(run_dir / "oof.npy", len(comp.train_labels), unvalidated=True)  # comp: cut to the run's rows
     rows = np.flatnonzero(~np.isnan(oof[:, 0]))
     return rows, comp.train_labels[rows].astype(int), oof[rows]
 
@@ -114,6 +114,7 @@ def learning_curves_png(run_dir: Path, path: Path) -> bool:
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise RunError(f"{file} is damaged (it is not the per-epoch rows kit wrote); delete that fold and train it "
                            "again.")  # fmt: skip
+        runs.checked_metrics(file, rows)  # numbers where kit wrote numbers
         epochs = range(1, len(rows) + 1)
         colour = f"C{n % 10}"
         for ax, key in ((axes[0], "loss"), (axes[1], "accuracy")):

@@ -278,9 +278,39 @@ def load_array(path: Path, shape: tuple[int | None, ...] | None = None) -> np.nd
     return array
 
 
+def load_probs(path: Path, rows: int | None, unvalidated: bool = False) -> np.ndarray:
+    """Class probabilities kit saved ((rows, 10), `rows` None: any), checked as it promises: finite, non-negative,
+    each row summing to 1. `unvalidated`: an OOF array, whose rows no member validated are NaN (but not all of them).
+    Anything else is a RunError naming the file: nothing is written from it."""
+    probs = load_array(path, (rows, 10))
+    values = probs.astype(np.float64)
+    missing = np.isnan(values).all(axis=1) if unvalidated else np.zeros(len(values), bool)
+    kept = values[~missing]
+    problem = ""
+    if unvalidated and missing.all() and len(values):
+        problem = "no row holds a probability"
+    elif not np.isfinite(kept).all():
+        problem = f"{int((~np.isfinite(kept)).any(axis=1).sum())} row(s) hold NaN or infinity"
+    elif (kept < 0).any():
+        problem = "negative probabilities"
+    elif len(kept) and not np.allclose(kept.sum(axis=1), 1.0, atol=1e-2):
+        problem = "rows that do not sum to 1"
+    if problem:
+        raise RunError(f"{path} is damaged ({problem}); delete the run (or that fold) and train it again.")
+    return probs
+
+
+def folds_id(folds: np.ndarray) -> str:
+    """What identifies a split (its shape and entries): saved in config.json beside folds.npy, checked on reading."""
+    import hashlib
+
+    digest = hashlib.sha256(str(folds.shape).encode() + np.ascontiguousarray(folds, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def load_folds(run: Path) -> np.ndarray:
     """A run's folds.npy, checked against its config.json: one int entry per training row it used, one row per
-    repeat."""
+    repeat, and the split the run was made with (its `folds_id`, where config.json records it)."""
     config = load_config(run)
     rows = (config.get("data") or {}).get("train_rows")
     rows = rows if isinstance(rows, int) else None
@@ -293,6 +323,10 @@ def load_folds(run: Path) -> np.ndarray:
     folds = load_array(run / "folds.npy", shape)
     if folds.dtype.kind not in "iu":
         raise RunError(f"{run / 'folds.npy'} is damaged (an array of {folds.dtype}); delete the run, train it again.")
+    saved = config.get("folds_id")
+    if saved is not None and saved != folds_id(folds):
+        raise RunError(f"{run / 'folds.npy'} is not the split run {run.name} was made with (it was replaced); "
+                       "its CV would be measured on the wrong rows: delete the run and train it again.")  # fmt: skip
     return folds
 
 
@@ -371,13 +405,51 @@ def not_on_kaggle(run_id: str, saved: dict) -> None:
 
 
 def load_config(run: Path) -> dict:
-    """A run's config.json; one that is not a JSON object (the recipe, the data, ...) is a RunError naming it."""
-    return _object(run / "config.json", read_json(run / "config.json"))
+    """A run's config.json, checked: a JSON object whose recipe (a training run's, a Kaggle run's) is one kit can
+    train and whose data names its rows; anything else is a RunError naming it."""
+    path = run / "config.json"
+    value = _object(path, read_json(path))
+    data = value.get("data")
+    rows_named = isinstance(data, dict) and all(_number(data.get(k), whole=True) for k in ("train_rows", "test_rows"))
+    if value.get("kind") == "train" and not rows_named:
+        raise RunError(f"{path} is damaged (its data does not say how many rows the run trained on); delete the run "
+                       "and train it again.")  # fmt: skip
+    if value.get("kind") in ("train", "kaggle"):
+        from kit import config  # the recipe's one validator
+
+        config.from_dict(value.get("recipe"))  # a RunError naming what is wrong
+    return value
+
+
+METRIC_TEXT = ("submission", "device", "family", "method", "why", "source", "teacher")  # the rest are numbers
 
 
 def load_metrics(run: Path) -> dict | None:
+    """A run's metrics.json (None before it has one), checked: every value a number (or null) but METRIC_TEXT's."""
     path = run / "metrics.json"
-    return _object(path, read_json(path)) if path.is_file() else None
+    return checked_metrics(path, _object(path, read_json(path))) if path.is_file() else None
+
+
+def checked_metrics(path: Path, value: Any) -> Any:
+    """`value` (what metrics.json at `path` holds) when its values are numbers where kit writes numbers."""
+
+    def bad(v: Any, key: str) -> str | None:
+        if isinstance(v, dict):
+            return next((b for k, x in v.items() if (b := bad(x, str(k)))), None)
+        if isinstance(v, list):
+            return next((b for x in v if (b := bad(x, key))), None)
+        if key in METRIC_TEXT or key in ("names",) or v is None or _number(v):
+            return None
+        return f"{key} is {str(v)[:20]!r}, not a number"
+
+    problem = bad(value, "")
+    if problem:
+        raise RunError(f"{path} is damaged ({problem}); delete the run (or that fold) and train it again.")
+    return value
+
+
+def _number(value: Any, whole: bool = False) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and (not whole or isinstance(value, int))
 
 
 def _object(path: Path, value: Any) -> dict:

@@ -1,8 +1,10 @@
 """Property: damage any one file kit wrote (under runs/, the data directory or submissions/), by cutting it in half,
 overwriting it with random bytes, or (for JSON and arrays) replacing it with one that parses but holds the wrong
-thing (JSON of another type, an array of another shape or dtype), then run every command that reads that file. No
-command may end in a traceback: each either works on what is intact or stops with one line (a KitError, or an OSError
-that `kit.cli.main` turns into one line), and `kit runs` still lists every run.
+thing (JSON of another type, an array of another shape or dtype; or the right layout with damaged fields: numbers as
+text, probabilities that are NaN or infinite, a split reordered), then run every command that reads that file. No
+command may end in a traceback, and none computes from a damaged array and exits 0: each either works on what is
+intact or stops with one line (a KitError, or an OSError that `kit.cli.main` turns into one line), and `kit runs`
+still lists every run.
 
 Which command reads which file is measured, not assumed: each command runs once on an intact copy of the world while
 an audit hook notes every file it opens, and once more with the cache older than the CSVs (a damaged file is newer
@@ -106,6 +108,28 @@ def _files(root: Path) -> list[Path]:
                   and "home" not in p.relative_to(root).parts)  # fmt: skip
 
 
+TRUSTING = ("report", "predict", "blend", "train")  # commands that compute from the arrays they read
+
+
+def _field_damage(path: Path) -> bytes | np.ndarray:
+    """The file as it parses, with damaged values: a JSON file's numbers as text (a fold's accuracy "0.9", `folds`
+    "5"); a float array all NaN and inf; an int array (a split) reordered, so it no longer is the run's split."""
+    if path.suffix == ".json":
+
+        def text(value):
+            if isinstance(value, dict):
+                return {k: text(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [text(v) for v in value]
+            return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+        return json.dumps(text(json.loads(path.read_text()))).encode()
+    array = np.load(path)
+    if array.dtype.kind == "f":
+        return np.where(np.arange(array.size).reshape(array.shape) % 2, np.nan, np.inf).astype(array.dtype)
+    return np.roll(array, 1, axis=-1)
+
+
 @pytest.fixture(autouse=True)
 def _float32_afterwards():
     yield
@@ -133,9 +157,13 @@ def test_damaging_any_file_never_ends_in_a_traceback(world, tmp_path, monkeypatc
     cases = [(relative, "damaged") for relative in files]
     typed = [relative for relative in files if relative.suffix in WRONG]  # one wrong-but-parsing variant each, in turn
     cases += [(relative, n % len(WRONG[relative.suffix])) for n, relative in enumerate(typed)]
+    cases += [(relative, "fields") for relative in typed]  # right shape or layout, wrong values
     for n, (relative, kind) in list(enumerate(cases))[shard::SHARDS]:
         content = (world / relative).read_bytes()
-        if kind != "damaged":
+        if kind == "fields":
+            wrong = _field_damage(world / relative)
+            how = "its fields damaged (numbers as text)" if relative.suffix == ".json" else "non-finite or reordered"
+        elif kind != "damaged":
             wrong = WRONG[relative.suffix][kind]
             how = f"parses, holds {wrong[:20] if isinstance(wrong, bytes) else wrong.shape}"
         elif n % 2:
@@ -160,6 +188,8 @@ def test_damaging_any_file_never_ends_in_a_traceback(world, tmp_path, monkeypatc
             result = runner.invoke(cli.app, args)
             if result.exception is not None and not isinstance(result.exception, SystemExit | KitError | OSError):
                 failures.append(f"{relative} ({how}): kit {' '.join(command)}: {result.exception!r}")
+            elif kind == "fields" and relative.suffix == ".npy" and command[0] in TRUSTING and result.exit_code == 0:
+                failures.append(f"{relative} ({how}): kit {' '.join(command)} used it and exited 0")
             elif relative == Path("subs/r1.csv") and command[0] in ("validate", "submit") and result.exit_code == 0:
                 failures.append(f"{relative} ({how}): kit {' '.join(command)} passed a damaged submission")
             elif command == ["runs"] and result.exit_code == 0 and relative.parts[:1] == ("runs",):
