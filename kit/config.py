@@ -314,6 +314,25 @@ def check_options(
                              "here.")  # fmt: skip
 
 
+def mistyped(values: Any) -> str | None:
+    """The first field of a saved recipe whose value is not of its field's kind (a number as text, say), or None:
+    a check that reads any kit's recipes, fields it does not know or lacks included (`from_dict` is the strict one)."""
+    if not isinstance(values, dict):
+        return f"it is {type(values).__name__}, not a recipe"
+    kinds = {f.name: f.type for f in dataclasses.fields(Recipe)}
+    for name, value in values.items():
+        kind = str(kinds.get(name, ""))
+        if value is None or not kind:
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = {"int": isinstance(value, int) and not isinstance(value, bool), "float": number,
+              "bool": isinstance(value, bool), "str": isinstance(value, str)}  # fmt: skip
+        first = kind.replace("int | float", "float").split(" | ")[0].split("[")[0]
+        if first in ok and not ok[first] and not (first == "float" and number):
+            return f"its {name} is {str(value)[:20]!r}"
+    return None
+
+
 def from_dict(values: dict[str, Any]) -> Recipe:
     """A recipe read back from a run's config.json, validated: an unknown model or a missing field is named."""
     fields = {f.name for f in dataclasses.fields(Recipe)}

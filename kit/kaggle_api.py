@@ -143,8 +143,36 @@ def check_kaggle_json(path: Path) -> None:
                                f'"username" and "key": download a new API token from {TOKEN_URL}.')  # fmt: skip
 
 
+def answer_timeout() -> float:
+    """Seconds kit waits for any one answer from Kaggle ($KIT_KAGGLE_TIMEOUT, default 120): a silent server is a
+    network error, never a hang."""
+    try:
+        seconds = float(os.environ.get("KIT_KAGGLE_TIMEOUT") or 120)
+    except ValueError:
+        raise UsageError(f"KIT_KAGGLE_TIMEOUT={os.environ['KIT_KAGGLE_TIMEOUT'][:20]!r}: a number of seconds") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"KIT_KAGGLE_TIMEOUT={seconds:g}: must be a number of seconds > 0")
+    return seconds
+
+
+def _bound_requests(seconds: float) -> None:
+    """Give every HTTP request of this process that sets no timeout one (connect and each read): the kaggle client
+    sets none and offers no way to, so its transport's default is set here, once."""
+    from requests.adapters import HTTPAdapter
+
+    send = getattr(HTTPAdapter.send, "_kit_unbounded", HTTPAdapter.send)
+
+    def bounded(self: Any, request: Any, *args: Any, timeout: Any = None, **kwargs: Any) -> Any:
+        return send(self, request, *args, timeout=(min(15.0, seconds), seconds) if timeout is None else timeout,
+                    **kwargs)  # fmt: skip
+
+    bounded._kit_unbounded = send  # type: ignore[attr-defined]
+    HTTPAdapter.send = bounded  # type: ignore[method-assign]
+
+
 def client() -> Any:
     """An authenticated `kaggle.KaggleApi`, or a clear error."""
+    _bound_requests(answer_timeout())
     source = find_credentials()
     if source is None:
         raise CredentialsError(CREDENTIALS_HELP)
@@ -477,6 +505,23 @@ def username(api: Any) -> str:
     if not name:
         raise CredentialsError(f"The Kaggle client knows no username; {CREDENTIALS_HELP}")
     return str(name)
+
+
+def kernel_version(api: Any, ref: str) -> int:
+    """The newest version number of kernel `ref` ("owner/slug"), 0 where there is no such kernel yet."""
+    from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelRequest
+
+    owner, _, name = ref.partition("/")
+    request = ApiGetKernelRequest()
+    request.user_name, request.kernel_slug = owner, name
+
+    def send() -> Any:
+        with api.build_kaggle_client() as kaggle:
+            return kaggle.kernels.kernels_api_client.get_kernel(request)
+
+    reply = call(send, "look up the training kernel", not_found=None)
+    metadata = getattr(reply, "metadata", None)
+    return int(getattr(metadata, "current_version_number", 0) or 0) if metadata is not None else 0
 
 
 def gpu_quota(api: Any) -> dict[str, float] | None:

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tarfile
 import tempfile
 import threading
@@ -180,23 +181,53 @@ def pending(run_id: str) -> dict[str, Any] | None:
 
 def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: int) -> dict[str, Any]:
     """Check the GPU quota, push the kernel (Kaggle stops it after `timeout_s` seconds), and write
-    runs/<id>/config.json saying which kernel version trains it. Nothing is written when the push fails."""
+    runs/<id>/config.json saying which kernel version trains it. The intent is written first (the kernel's newest
+    version before the push), so a push that Ctrl-C or a lost connection interrupts is found again by the next
+    `kit train --kaggle --run-id ID` (`resume_push`) instead of pushed twice. Nothing stays when Kaggle refuses."""
     quota = kaggle_api.gpu_quota(api)
     if quota is not None and quota["used_s"] >= quota["allowed_s"]:
         raise QuotaError(f"Your Kaggle GPU quota is used up ({_hours(quota['used_s'])} of "
                          f"{_hours(quota['allowed_s'])} this week); it refreshes weekly (see "
                          "https://www.kaggle.com/settings): train here meanwhile, or wait.")  # fmt: skip
     owner = kaggle_api.username(api)
-    with tempfile.TemporaryDirectory(prefix="kit-kernel-") as folder:
-        pushed = kaggle_api.push_kernel(api, write_kernel(Path(folder), owner, run_id, args), timeout_s)
-    if not pushed["version"]:
-        raise KaggleError("Kaggle accepted the kernel but gave no version number; try again.")
-    info = {"kernel": f"{owner}/{slug(run_id)}", "version": pushed["version"], "url": pushed["url"], "args": args,
-            "pushed_utc": utc_now(), "pushed_at": time.time(), "status": "queued", "gpu_quota": quota,
-            "timeout_s": timeout_s}  # fmt: skip
+    kernel = f"{owner}/{slug(run_id)}"
+    info = {"kernel": kernel, "version": 0, "url": f"https://www.kaggle.com/code/{kernel}", "args": args,
+            "pushed_utc": utc_now(), "pushed_at": time.time(), "status": "pushing", "gpu_quota": quota,
+            "timeout_s": timeout_s, "versions_before": kaggle_api.kernel_version(api, kernel)}  # fmt: skip
     run_dir = runs_dir() / run_id
-    runs.write_json(run_dir / "config.json", {"kind": "kaggle", "run_id": run_id, "created_utc": info["pushed_utc"],
-                                              "recipe": recipe.to_dict(), "kaggle": info})  # fmt: skip
+    before = (run_dir / "config.json").read_bytes() if (run_dir / "config.json").is_file() else None
+    _record(run_id, recipe, info)
+    try:
+        with tempfile.TemporaryDirectory(prefix="kit-kernel-") as folder:
+            pushed = kaggle_api.push_kernel(api, write_kernel(Path(folder), owner, run_id, args), timeout_s)
+        if not pushed["version"]:
+            raise KaggleError("Kaggle accepted the kernel but gave no version number; try again.")
+    except (OfflineError, KeyboardInterrupt):
+        raise  # it may have been pushed: the intent stays for the next command to resolve
+    except BaseException:  # Kaggle said no: nothing was pushed, nothing stays
+        if before is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            runs.write_atomic(run_dir / "config.json", before)
+        raise
+    info.update(version=pushed["version"], url=pushed["url"] or info["url"], status="queued")
+    _record(run_id, recipe, info)
+    return info
+
+
+def _record(run_id: str, recipe: Recipe, info: dict[str, Any]) -> None:
+    runs.write_json(runs_dir() / run_id / "config.json", {"kind": "kaggle", "run_id": run_id,
+                    "created_utc": info["pushed_utc"], "recipe": recipe.to_dict(), "kaggle": info})  # fmt: skip
+
+
+def resume_push(api: Any, run_id: str, recipe: Recipe, info: dict[str, Any]) -> dict[str, Any] | None:
+    """A push that was interrupted (its intent recorded, no version): the version it made, when the kernel has one
+    newer than before it (recorded as queued), else None (nothing was pushed)."""
+    newest = kaggle_api.kernel_version(api, info["kernel"])
+    if newest <= int(info.get("versions_before") or 0):
+        return None
+    info = {**info, "version": newest, "status": "queued"}
+    _record(run_id, recipe, info)
     return info
 
 
@@ -304,7 +335,10 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
         if config.get("kind") != "train" or metrics is None:
             raise RunError(f"The kernel's run {run_id} is not a finished training run; it was not used.")
         csv = staged / f"{run_id}.csv"
-        submission.validate(csv, int(config["data"]["test_rows"]), "the kernel's run was not used")
+        test_rows = (config.get("data") or {}).get("test_rows")
+        if not isinstance(test_rows, int):
+            raise RunError(f"The kernel's run {run_id} does not say what data it trained on; it was not used.")
+        submission.validate(csv, test_rows, "the kernel's run was not used")
         about = runs.read_json(out / ABOUT) if (out / ABOUT).is_file() else {}
         trained = {k: info[k] for k in ("kernel", "version", "url", "pushed_utc")}
         config["kaggle"] = {**trained, **(about if isinstance(about, dict) else {}), "home_utc": utc_now()}
@@ -365,6 +399,10 @@ def train(run_id: str, args: list[str], recipe: Recipe, timeout_s: int, on_statu
         attached = False
     kaggle_api.require_client(kaggle_api.KERNELS_CLIENT, "kit train --kaggle")
     api = kaggle_api.client()
+    if attached and info is not None and info.get("status") == "pushing":  # an interrupted push: made, or not?
+        info = resume_push(api, run_id, recipe, info)
+        attached = info is not None
+        args = args or (pending(run_id) or {}).get("args") or []
     if not attached:
         info = launch(api, run_id, args, recipe, timeout_s)
     assert info is not None

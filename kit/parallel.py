@@ -110,6 +110,7 @@ class Worker:
     process: subprocess.Popen
     log: Path
     gpu: str | None = None  # the CUDA id it is pinned to
+    error: str = ""  # the one-line error it said on stdout (it reaches here when its log cannot be written)
 
 
 def run_workers(
@@ -136,6 +137,7 @@ def run_workers(
                 event = progress.from_line(line)
                 if event is not None:
                     events.put(("event", worker, event))
+                worker.error = progress.error_of(line) or worker.error
         except OSError:
             pass
         finally:
@@ -169,9 +171,10 @@ def run_workers(
             if payload == 0 and worker.log.stat().st_size == 0:
                 worker.log.unlink()  # nothing to read
             if payload != 0:
+                said = worker.error.removeprefix("error: ") or _last_line(worker.log)
                 raise RunError(
-                    f"Fold {worker.fold} failed (exit {payload}): {_last_line(worker.log)} (its log: {worker.log}); "
-                    "re-run the same command to resume."
+                    f"Fold {worker.fold} failed (exit {payload}): {said} (its log: {worker.log}); re-run the same "
+                    "command to resume."
                 )
     finally:
         for worker in running:

@@ -45,6 +45,18 @@ def to_line(event: Progress) -> str:
     return LINE + json.dumps(event.to_dict())
 
 
+ERROR = "KIT-ERROR "  # a worker's one-line error on its stdout, which reaches the parent when its log cannot be written
+
+
+def error_line(message: str) -> str:
+    return ERROR + " ".join(message.split())
+
+
+def error_of(line: str) -> str | None:
+    """The error a worker's stdout line carries, or None."""
+    return line[len(ERROR) :].strip() if line.startswith(ERROR) else None
+
+
 def from_line(line: str) -> Progress | None:
     """The Progress a worker's stdout line carries; None for any other line (or a garbled one: a lost update)."""
     if not line.startswith(LINE):

@@ -406,22 +406,24 @@ def not_on_kaggle(run_id: str, saved: dict) -> None:
 
 def load_config(run: Path) -> dict:
     """A run's config.json, checked: a JSON object whose recipe (a training run's, a Kaggle run's) is one kit can
-    train and whose data names its rows; anything else is a RunError naming it."""
+    train and whose data counts its rows in whole numbers; anything else is a RunError naming it."""
     path = run / "config.json"
     value = _object(path, read_json(path))
-    data = value.get("data")
-    rows_named = isinstance(data, dict) and all(_number(data.get(k), whole=True) for k in ("train_rows", "test_rows"))
-    if value.get("kind") == "train" and not rows_named:
-        raise RunError(f"{path} is damaged (its data does not say how many rows the run trained on); delete the run "
-                       "and train it again.")  # fmt: skip
-    if value.get("kind") in ("train", "kaggle"):
-        from kit import config  # the recipe's one validator
+    data = value.get("data") or {}
+    wrong = [k for k in ("train_rows", "test_rows") if k in data and not _number(data[k], whole=True)]
+    if wrong:
+        raise RunError(f"{path} is damaged (its data's {wrong[0]} is {str(data[wrong[0]])[:20]!r}, not a number of "
+                       "rows); delete the run and train it again.")  # fmt: skip
+    if "recipe" in value:
+        from kit import config  # the recipe's one home
 
-        config.from_dict(value.get("recipe"))  # a RunError naming what is wrong
+        wrong = config.mistyped(value["recipe"])
+        if wrong:
+            raise RunError(f"{path} is damaged ({wrong}); delete the run and train it again.")
     return value
 
 
-METRIC_TEXT = ("submission", "device", "family", "method", "why", "source", "teacher")  # the rest are numbers
+METRIC_TEXT = ("submission", "device", "family", "method", "why", "source", "teacher", "node")  # the rest: numbers
 
 
 def load_metrics(run: Path) -> dict | None:
@@ -434,12 +436,12 @@ def checked_metrics(path: Path, value: Any) -> Any:
     """`value` (what metrics.json at `path` holds) when its values are numbers where kit writes numbers."""
 
     def bad(v: Any, key: str) -> str | None:
+        if key in METRIC_TEXT or v is None or _number(v):
+            return None
         if isinstance(v, dict):
             return next((b for k, x in v.items() if (b := bad(x, str(k)))), None)
         if isinstance(v, list):
             return next((b for x in v if (b := bad(x, key))), None)
-        if key in METRIC_TEXT or key in ("names",) or v is None or _number(v):
-            return None
         return f"{key} is {str(v)[:20]!r}, not a number"
 
     problem = bad(value, "")

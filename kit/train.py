@@ -252,8 +252,13 @@ def train_member(
 
     fold_dir = run_dir / f"fold{member}"
     fold_dir.mkdir(parents=True, exist_ok=True)
-    model.save(fold_dir / ".model.tmp.keras")  # then renamed: a Ctrl-C while saving leaves no torn model.keras
-    os.replace(fold_dir / ".model.tmp.keras", fold_dir / "model.keras")
+    tmp = fold_dir / ".model.tmp.keras"  # then renamed: a Ctrl-C while saving leaves no torn model.keras
+    try:
+        model.save(tmp)
+        os.replace(tmp, fold_dir / "model.keras")
+    except BaseException:  # a full disk, Ctrl-C: no half-saved model is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     runs.write_json(fold_dir / "history.json", history)
     runs.save_array(fold_dir / "val_probs.npy", val_probs)
     runs.save_array(fold_dir / "test_probs.npy", test_probs)
@@ -297,10 +302,17 @@ def main(argv: list[str]) -> int:
             raise RunError(f"The data in {spec['data']['path']} is not the data run {run_dir.name} was split on.")
         emit = lambda event: print(progress.to_line(event), flush=True)  # noqa: E731
         train_member(recipe, comp, folds, spec["member"], run_dir, threads=spec["threads"], on_progress=emit)
-    except KitError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (KitError, OSError) as e:  # a user's problem, or a disk that is full or read-only: one line, twice
+        message = str(e) if isinstance(e, KitError) else _cannot_write(e)
+        print(f"error: {message}", file=sys.stderr)  # the worker's log, which a full disk may not take
+        print(progress.error_line(message), flush=True)  # the pipe to `kit train`, which it always reaches
         return 1
     return 0
+
+
+def _cannot_write(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where} ({exc.strerror or exc}); free some space or point KIT_RUNS_DIR at a writable folder"
 
 
 def _die_with_parent() -> None:

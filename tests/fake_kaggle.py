@@ -69,6 +69,7 @@ class FakeKaggle:
         self.create_reply: dict | None = None  # CreateSubmission's reply instead of the real one (it still creates)
         self.html: set[str] = set()  # methods that answer 200 with an HTML page (a proxy's, a sign-in page)
         self.fail_uploads = False  # the blob PUT of a submission's file fails
+        self.silent: set[str] = set()  # methods that never answer (the connection stays open, for up to 60 s)
         # kernels
         self.push_error: str | None = None  # SaveKernel answers HTTP 200 with this error
         self.gpu_used_s, self.gpu_allowed_s = 3600.0, 30 * 3600.0
@@ -287,6 +288,10 @@ class FakeKaggle:
                 handler = getattr(self, f"_{method}", None)
                 if self._throttled(method):
                     return
+                if method in fake.silent:
+                    time.sleep(60)
+                    self.close_connection = True
+                    return
                 if method in fake.html:
                     self._send(200, b"<html><body>Sign in</body></html>", "text/html")
                     return
@@ -444,6 +449,14 @@ class FakeKaggle:
                 number = len(fake.kernels[name])
                 self._send(200, {"ref": f"/code/{owner}/{name}", "url": f"https://www.kaggle.com/code/{owner}/{name}",
                                  "versionNumber": number, "kernelId": 7000 + len(fake.kernels)})  # fmt: skip
+
+            def _GetKernel(self, body):
+                name = body.get("kernelSlug", "")
+                if body.get("userName") != fake.username or name not in fake.kernels:
+                    self._error(404, "Kernel not found")
+                    return
+                self._send(200, {"metadata": {"ref": f"{fake.username}/{name}", "title": name,
+                                              "currentVersionNumber": len(fake.kernels[name])}})  # fmt: skip
 
             def _version_of(self, body) -> dict | None:
                 name, label = body.get("kernelSlug", ""), body.get("versionLabel") or ""

@@ -69,3 +69,18 @@ def test_a_blend_on_a_full_disk_leaves_no_run_without_its_config(full, tmp_path,
     with pytest.raises(RunError, match="is full"):
         ensemble.blend([tmp_path / "a", tmp_path / "b"], None, labels)
     assert list((full / "runs").iterdir()) == [] and _left(full) == []
+
+
+@pytest.mark.slow
+def test_a_fold_worker_that_fills_the_disk_says_so_through_the_parent_and_leaves_no_temp_model(full, env):
+    """The worker's log is on the full disk too: its error reaches `kit train` through the pipe instead."""
+    from kit import data
+    from tests.conftest import run_kit
+
+    data.install_sample(Path(env["KIT_DATA_DIR"]))
+    args = ["train", "--folds", "2", "--epochs", "1", "--model", "seed", "--jobs", "2", "--limit", "200",
+            "--run-id", "full"]  # fmt: skip
+    result = run_kit(args, {**env, "KIT_RUNS_DIR": str(full / "runs"), "KIT_SUBMISSIONS_DIR": str(full / "subs")})
+    assert result.returncode == 8, result.stdout + result.stderr
+    assert "failed (exit 1): cannot write" in result.stderr and "No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr and not list((full / "runs").rglob(".model.tmp.keras"))

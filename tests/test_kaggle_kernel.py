@@ -166,6 +166,37 @@ def test_a_kernel_that_fails_saves_its_log_names_kits_error_and_the_next_push_is
     assert len(fake.pushes) == 2
 
 
+def test_a_push_cut_off_after_it_took_effect_is_re_attached_never_pushed_twice(env, fake, tiny, tmp_path):
+    """The push reaches Kaggle and its reply is lost (as when Ctrl-C or the network cuts it): kit recorded its intent,
+    so the same command finds the version the push made and brings it home; Kaggle has one version."""
+    _install(env, tiny.zip_bytes, tmp_path)
+    remote = {**env, **fake.env()}
+    fake.die_during = "SaveKernel"
+    args = ["train", "--folds", "2", "--epochs", "1", "--model", "seed", "--jobs", "1", "--kaggle", "--run-id", "r7"]
+    cut = run_kit(args, remote)
+    assert cut.returncode == 5, cut.stdout + cut.stderr
+    assert "Traceback" not in cut.stderr and len(fake.pushes) == 1
+    assert runs.load_config(runs.runs_dir() / "r7")["kaggle"]["status"] == "pushing"
+    fake.dead, fake.die_during = False, None
+    back = run_kit(["train", "--kaggle", "--run-id", "r7"], remote, timeout=600)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "re-attached to kernel alice/kit-r7 version 1" in back.stdout and len(fake.pushes) == 1
+    assert runs.load_metrics(runs.runs_dir() / "r7") is not None
+
+
+def test_a_push_cut_off_before_it_reached_kaggle_pushes_on_the_next_try(env, fake, tiny, tmp_path):
+    remote = {**env, **fake.env()}
+    fake.die_after = "GetKernel"  # the connection goes right before the push
+    args = ["train", "--folds", "2", "--epochs", "1", "--model", "seed", "--kaggle", "--run-id", "r6"]
+    cut = run_kit(args, remote)
+    assert cut.returncode == 5 and fake.pushes == [], cut.stdout + cut.stderr
+    fake.dead, fake.die_after = False, None
+    fake.queued_polls, fake.attach = 0, False  # it then fails at once: what matters is that it was pushed once
+    again = run_kit(["train", "--kaggle", "--run-id", "r6"], remote)
+    assert "pushed kernel alice/kit-r6 version 1" in again.stdout, again.stdout + again.stderr
+    assert len(fake.pushes) == 1 and "'--epochs', '1'" in fake.pushes[0]["text"]
+
+
 @pytest.mark.parametrize(
     ("setup", "code", "message"),
     [

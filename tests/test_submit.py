@@ -509,3 +509,28 @@ def test_an_upload_that_never_completes_is_a_network_error_and_sends_nothing(env
     assert "did not complete" in result.stderr and "nothing was submitted" in result.stderr
     assert "Traceback" not in result.stderr and fake_kaggle.submissions == []
     assert [r["status"] for r in ledger.rows()] == ["failed"]
+
+
+def test_a_kaggle_that_stops_answering_while_kit_waits_is_bounded_and_names_the_submission(
+    env, installed, fake_kaggle, tmp_path
+):
+    """No request waits for ever (KIT_KAGGLE_TIMEOUT bounds each answer): a silent status call is a network error,
+    the submission's ref and --sync named."""
+    import time
+
+    fake_kaggle.silent = {"GetSubmission"}
+    path, _ = _good(tmp_path, fake_kaggle)
+    started = time.monotonic()
+    result = _kit(["submit", str(path), "--timeout", "5"], {**env, "KIT_KAGGLE_TIMEOUT": "2"}, fake_kaggle)
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert time.monotonic() - started < 40
+    ref = fake_kaggle.submissions[0]["ref"]
+    assert f"Submission {ref} was made, but Kaggle stopped answering" in result.stderr
+    assert "kit leaderboard --sync" in result.stderr and "Traceback" not in result.stderr
+    assert [r["status"] for r in ledger.rows()] == ["pending"]
+
+
+def test_a_bad_kit_kaggle_timeout_is_one_line(env, installed, fake_kaggle, tmp_path):
+    path, _ = _good(tmp_path, fake_kaggle)
+    result = _kit(["submit", str(path)], {**env, "KIT_KAGGLE_TIMEOUT": "soon"}, fake_kaggle)
+    assert result.returncode == 2 and "KIT_KAGGLE_TIMEOUT='soon'" in result.stderr and fake_kaggle.calls == []
