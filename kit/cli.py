@@ -100,6 +100,19 @@ def download(
             " (scikit-learn's 8x8 digits resized to 28x28), for "
             "trying kit offline; its scores say nothing about the competition. `kit download` fetches the real data."
         ))  # fmt: skip
+    else:
+        _not_the_competition(meta)
+
+
+def _not_the_competition(meta: dict) -> None:
+    """A note where installed data that is not the sample has another test set than the one Kaggle scores."""
+    from kit import submission
+
+    if meta["source"] != "sample" and meta["test_rows"] != submission.REAL_TEST_ROWS:
+        out.print(Text.assemble(("note:", "yellow"), f" this test.csv has {meta['test_rows']:,} rows, not the "
+                                f"competition's {submission.REAL_TEST_ROWS:,}: Kaggle scores only files of "
+                                f"{submission.REAL_TEST_ROWS:,} rows, so `kit submit` refuses what is made from it "
+                                "(`kit download --force` fetches the competition's own)."))  # fmt: skip
 
 
 def _describe(meta: dict) -> str:
@@ -259,6 +272,26 @@ def train(
             "submissions/. Ctrl-C stops waiting, not the kernel; `kit train --kaggle --run-id ID` re-attaches.",
         ),
     ] = False,
+    recipe_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--recipe",
+            metavar="FILE",
+            help="Train the recipe in this TOML file (fields it leaves out come from its `preset`; `kit runs "
+            "--recipe RUN > FILE` writes any run's), with the options above and --set applied on top.",
+        ),
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="FIELD=VALUE",
+            help="Set any recipe field (repeatable), after the options above: e.g. --set rotation=15 --set "
+            "label_smoothing=0.1 --set dropout=0.3; in a blend, --set deotte.epochs=20 sets one family's. The fields: "
+            + ", ".join(config.SETTABLE)
+            + ".",
+        ),
+    ] = None,
     kaggle_timeout: Annotated[
         int | None,
         typer.Option(
@@ -281,11 +314,12 @@ def train(
     overrides = dict(folds=folds, repeats=repeats, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      seed=seed, precision=precision, augment=augment, tta=tta, pseudo=pseudo,
                      pseudo_min=pseudo_min)  # fmt: skip
-    recipe = config.for_run(model, runs.saved_recipe(run_id, kaggle), **overrides)
+    recipe = config.for_run(model, runs.saved_recipe(run_id, kaggle), recipe_file, settings, **overrides)
     config.check_options(recipe, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored,
-                         kaggle=kaggle, data_dir=data_dir, kaggle_timeout=kaggle_timeout)  # fmt: skip
+                         kaggle=kaggle, data_dir=data_dir, kaggle_timeout=kaggle_timeout,
+                         recipe_file=recipe_file)  # fmt: skip
     if kaggle:
-        given = dict(model=model, **overrides, limit=limit, jobs=jobs, mirrored=mirrored or None)
+        given = dict(model=model, **overrides, limit=limit, jobs=jobs, mirrored=mirrored or None, settings=settings)
         minutes = kaggle_timeout or config.KAGGLE_MINUTES
         _train_on_kaggle(recipe, run_id or runs.new_id(model or recipe.model), given, minutes)
         return
@@ -495,6 +529,9 @@ def validate(
     rows = submission.expected_rows(data_dir)
     submission.validate(path, rows)
     out.print(Text.assemble((f"{path} is a valid submission", "green"), f" ({rows:,} rows)."))
+    if rows != submission.REAL_TEST_ROWS:  # valid here, and `kit submit` will refuse it: say so now
+        out.print(Text.assemble(("note:", "yellow"), f" valid for the installed data's {rows:,} test rows; Kaggle "
+                                f"scores {submission.REAL_TEST_ROWS:,}, so `kit submit` refuses it."))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ report, predict, blend
@@ -711,14 +748,26 @@ def _cv_lb_plot(rows: list[dict[str, str]]) -> None:
 @app.command(name="runs")
 def list_runs(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the list as CSV instead of a table.")] = False,
+    recipe_of: Annotated[
+        str | None,
+        typer.Option(
+            "--recipe",
+            metavar="RUN",
+            help="Print RUN's recipe as a TOML file instead (`kit runs --recipe "
+            "RUN > my.toml`, edit it, `kit train --recipe my.toml`).",
+        ),
+    ] = None,
 ) -> None:
     """Every run in runs/, newest first: kind (train, predict, blend), model, folds (x repeats; "3/5 folds" while
-    incomplete), epochs, CV, training time, when it was made, and its best public score if it was submitted.
-    `kit report`, `predict`, `blend` and `submit` take the ids shown here."""
+    incomplete), epochs, what its recipe changed from its preset, CV, training time, when it was made, and its best
+    public score if it was submitted. `kit report`, `predict`, `blend` and `submit` take the ids shown here."""
     from kit import ledger, paths, runs
 
+    if recipe_of is not None:
+        sys.stdout.write(runs.recipe_file(recipe_of))
+        return
     rows = runs.summaries(ledger.best_scores())
-    columns = ("id", "kind", "model", "members", "epochs", "cv", "train_seconds", "created", "public_score")
+    columns = ("id", "kind", "model", "members", "epochs", "changes", "cv", "train_seconds", "created", "public_score")
     if as_csv:
         import csv
 
@@ -729,12 +778,12 @@ def list_runs(
     if not rows:
         out.print(f"No runs in {paths.runs_dir()}; `kit train` makes one.")
         return
-    headers = ("run", "kind", "model", "folds", "epochs", "CV", "train time", "created (UTC)", "public LB")
+    headers = ("run", "kind", "model", "folds", "epochs", "changes", "CV", "train time", "created (UTC)", "public LB")
     table = _table(f"runs ({paths.runs_dir()})", headers, right=("epochs", "CV", "train time", "public LB"))
     for r in rows:
         seconds = r["train_seconds"]
         table.add_row(
-            r["id"], r["kind"], r["model"], r["members"], str(r["epochs"]), _pct(r["cv"]),
+            r["id"], r["kind"], r["model"], r["members"], str(r["epochs"]), r["changes"], _pct(r["cv"]),
             f"{seconds / 60:.1f} min" if seconds else "", r["created"].replace("T", " ").rstrip("Z"), r["public_score"],
         )  # fmt: skip
     out.print(table)

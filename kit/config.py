@@ -7,6 +7,7 @@ recipe as `runs/<id>/config.json`. The measurements behind the defaults are in d
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,11 +172,22 @@ def _fold_epochs(r: Recipe) -> Recipe:
     return dataclasses.replace(r, epochs=r.fold_epochs) if r.folds > 1 and r.fold_epochs is not None else r
 
 
-def for_run(preset: str | None, saved: dict[str, Any] | None, **overrides: Any) -> Recipe:
-    """The recipe `kit train` uses: a resumed run's `saved` recipe (its config.json) with the overrides, else the
-    preset's (default: kitnet). A resumed run keeps its architecture."""
+def for_run(preset: str | None, saved: dict[str, Any] | None, recipe_file: Any = None, sets: list[str] | None = None,
+            **overrides: Any) -> Recipe:  # fmt: skip
+    """The recipe `kit train` uses: a recipe file's (`--recipe`), else a resumed run's `saved` recipe (its
+    config.json), else the preset's (default: kitnet); then the option overrides, then the --set items (`settings`).
+    A resumed run keeps its architecture."""
+    if recipe_file is not None:
+        if preset is not None:
+            raise UsageError("--model and --recipe both name the recipe: give one (a recipe file's `preset` names its "
+                             "preset).")  # fmt: skip
+        return settings(override(from_file(recipe_file), **overrides), sets or [])
     if saved is None:
-        return recipe(preset or DEFAULT_PRESET, **overrides)
+        return settings(recipe(preset or DEFAULT_PRESET, **overrides), sets or [])
+    return settings(_resumed(preset, saved, **overrides), sets or [])
+
+
+def _resumed(preset: str | None, saved: dict[str, Any], **overrides: Any) -> Recipe:
     base = from_dict(saved)
     if preset is not None and (preset not in PRESETS or PRESETS[preset].model != base.model):
         raise UsageError(
@@ -283,6 +295,7 @@ KAGGLE_MAX_MINUTES = 12 * 60
 def check_options(
     r: Recipe, *, fold: int | None, run_id: str | None, limit: int | None, jobs: int | None, ray: str | None,
     mirrored: bool, kaggle: bool = False, data_dir: Any = None, kaggle_timeout: int | None = None,
+    recipe_file: Any = None,
 ) -> None:  # fmt: skip
     """`kit train`'s options beside the recipe, checked with it at the door (before the data or Keras load)."""
     if run_id is not None and not is_run_id(run_id):
@@ -298,6 +311,8 @@ def check_options(
         raise UsageError("--pseudo students train here or in local workers for now, not on --ray.")
     if ray and (jobs is not None or mirrored):
         raise UsageError(f"--ray places the folds itself; drop {'--jobs' if jobs is not None else '--mirrored'}.")
+    if kaggle and recipe_file is not None:
+        raise UsageError("--recipe does not travel into a Kaggle kernel yet: give its fields as --set FIELD=VALUE.")
     if kaggle_timeout is not None and not kaggle:
         raise UsageError("--kaggle-timeout limits a Kaggle kernel's run time; it needs --kaggle.")
     if kaggle_timeout is not None and not 1 <= kaggle_timeout <= KAGGLE_MAX_MINUTES:
@@ -312,6 +327,151 @@ def check_options(
         if r.pseudo:
             raise UsageError("--pseudo's teacher run is on this machine, not in the Kaggle kernel; train the students "
                              "here.")  # fmt: skip
+
+
+SETTABLE = tuple(f.name for f in dataclasses.fields(Recipe) if f.name not in ("model", "families"))
+
+
+def settings(base: Recipe, items: list[str]) -> Recipe:
+    """`base` with `kit train --set FIELD=VALUE` applied in order (a blend's families all, or one with
+    FAMILY.FIELD=VALUE), each value read as its field's type, the result checked by `validate`. A bad name or value
+    is a UsageError naming the setting, the field and what it takes."""
+    chosen = base
+    for item in items:
+        name, sep, text = item.partition("=")
+        family, _, field = name.strip().rpartition(".")
+        if not sep or field not in SETTABLE:
+            raise UsageError(f"--set {item}: {'write it FIELD=VALUE' if not sep else f'no recipe field {field!r}'}; "
+                             f"the fields are {', '.join(SETTABLE)}.")  # fmt: skip
+        if family and family not in chosen.families:
+            where = f"the families are {', '.join(chosen.families)}" if chosen.families else "this recipe is no blend"
+            raise UsageError(f"--set {item}: no family {family!r} ({where}).")
+        value = _parse(field, text.strip(), item)
+        if family:
+            families = {**chosen.families, family: dataclasses.replace(chosen.families[family], **{field: value})}
+            chosen = dataclasses.replace(chosen, families=families)
+        elif chosen.families:
+            families = {n: dataclasses.replace(f, **{field: value}) for n, f in chosen.families.items()}
+            chosen = blend(families)
+        else:
+            chosen = dataclasses.replace(chosen, **{field: value})
+    try:
+        validate(chosen)
+    except UsageError as exc:
+        raise UsageError(f"--set: {exc}") from None
+    return chosen
+
+
+def _parse(field: str, text: str, item: str) -> Any:
+    """A --set value as its field's type (the dataclass's annotation: int, float, bool, str, or int | None)."""
+    kind = str(next(f.type for f in dataclasses.fields(Recipe) if f.name == field))
+    if kind.endswith("| None") and text.lower() in ("none", ""):
+        return None
+    kind = kind.split(" | ")[0]
+    try:
+        if kind == "bool":
+            return {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False,
+                    "0": False}[text.lower()]  # fmt: skip
+        return {"int": int, "float": float, "str": str}[kind](text)
+    except (KeyError, ValueError):
+        what = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(kind, kind)
+        raise UsageError(f"--set {item}: {field} takes {what}, not {text[:20]!r}.") from None
+
+
+def from_file(path: Any) -> Recipe:
+    """`kit train --recipe FILE`: a recipe in TOML (as `kit runs --recipe RUN` writes one). Fields it leaves out come
+    from its `preset` (default: the preset named by its model); a blend is `[families.NAME]` tables, each filled from
+    its own preset (its model's, else NAME's), with the top level's fields shared by all. Checked by `validate`."""
+    import tomllib
+    from pathlib import Path
+
+    try:
+        values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--recipe {path}: cannot be read ({exc.strerror or exc}).") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--recipe {path}: not TOML ({str(exc)[:120]}).") from None
+    try:
+        families = values.pop("families", None)
+        if families is not None:
+            if not isinstance(families, dict) or not all(isinstance(f, dict) for f in families.values()):
+                raise UsageError("its families must be [families.NAME] tables")
+            shared = {k: v for k, v in values.items() if k not in ("preset", "model")}
+            chosen = blend({name: _filled(name, {**f, **shared}) for name, f in families.items()})
+        else:
+            chosen = _filled(None, values)
+        validate(chosen)
+    except (UsageError, TypeError) as exc:
+        raise UsageError(f"--recipe {path}: {str(exc).rstrip('.')}.") from None
+    return chosen
+
+
+def _filled(name: str | None, values: dict[str, Any]) -> Recipe:
+    """A recipe of one architecture: `values` over its preset's fields."""
+    preset = values.pop("preset", None) or values.get("model") or name or DEFAULT_PRESET
+    if preset not in PRESETS or PRESETS[preset].families:
+        raise UsageError(f"preset {preset!r} must be one of {', '.join(p for p in PRESETS if not PRESETS[p].families)}")
+    unknown = sorted(set(values) - set(SETTABLE) - {"model"})
+    if unknown:
+        raise UsageError(f"no recipe field {unknown[0]!r}; the fields are {', '.join(SETTABLE)}")
+    base = PRESETS[preset]
+    if "epochs" not in values and values.get("folds", base.folds) > 1 and base.fold_epochs is not None:
+        values = {**values, "epochs": base.fold_epochs}  # as `kit train --folds K` trains the preset
+    return dataclasses.replace(base, **values)
+
+
+def to_toml(r: Recipe, title: str = "") -> str:
+    """The recipe as a TOML file `kit train --recipe` reads back to the same recipe (fields that are None are left
+    out: their preset's value is the same or unused). A flat file of numbers, strings and booleans: no writer needed."""
+
+    def table(values: dict[str, Any]) -> list[str]:
+        return [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None and k != "families"]
+
+    lines = [f"# {title}"] if title else []
+    if r.families:
+        lines += table({k: getattr(r, k) for k in RUN_FIELDS})
+        for name, family in r.families.items():
+            lines += ["", f"[families.{name}]"]
+            lines += table({k: v for k, v in family.to_dict().items() if k not in RUN_FIELDS})
+    else:
+        lines += table(r.to_dict())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string: the same escapes
+    return repr(v)
+
+
+def changes(saved: dict[str, Any]) -> list[str]:
+    """What a run's recipe (config.json's) changed from its preset as `kit train --folds K` would train it, as --set
+    would write it ("rotation=15"); folds and repeats are left out (the run's members say them)."""
+    try:
+        r = from_dict(saved)
+    except (RunError, UsageError, TypeError):
+        return []
+    if r.families:
+        candidates = [p for p, v in PRESETS.items() if v.families and set(v.families) == set(r.families)]
+        if not candidates:
+            return [f"families={'+'.join(r.families)}"]
+        base = PRESETS[candidates[0]]
+        pairs = [(f"{n}.", r.families[n], _fold_epochs(dataclasses.replace(base.families[n], folds=r.folds)))
+                 for n in r.families]  # fmt: skip
+    else:
+        if r.model not in PRESETS:
+            return []
+        pairs = [("", r, _fold_epochs(dataclasses.replace(PRESETS[r.model], folds=r.folds, repeats=r.repeats)))]
+    found = []
+    for prefix, mine, preset in pairs:
+        for field in SETTABLE:
+            if field in ("folds", "repeats", "precision") or getattr(mine, field) == getattr(preset, field):
+                continue
+            value = getattr(mine, field)
+            found.append(f"{prefix}{field}={_toml_value(value).strip(chr(34)) if value is not None else 'none'}")
+    return found
 
 
 def mistyped(values: Any) -> str | None:

@@ -100,7 +100,8 @@ print("kit on Kaggle: packed", {packed!r}, flush=True)
 FLAGS = {"model": "--model", "folds": "--folds", "repeats": "--repeats", "epochs": "--epochs",
          "batch_size": "--batch-size", "learning_rate": "--lr", "seed": "--seed", "precision": "--precision",
          "augment": ("--augment", "--no-augment"), "tta": ("--tta", "--no-tta"), "limit": "--limit", "jobs": "--jobs",
-         "mirrored": ("--mirrored", None), "pseudo": "--pseudo", "pseudo_min": "--pseudo-min"}  # fmt: skip
+         "mirrored": ("--mirrored", None), "pseudo": "--pseudo", "pseudo_min": "--pseudo-min",
+         "settings": "--set"}  # fmt: skip
 
 
 def command_line(given: dict[str, Any]) -> list[str]:
@@ -113,6 +114,8 @@ def command_line(given: dict[str, Any]) -> list[str]:
         if isinstance(flag, tuple):
             chosen = flag[0] if value else flag[1]
             args += [chosen] if chosen else []
+        elif isinstance(value, list):  # a repeatable option
+            args += [part for item in value for part in (flag, str(item))]
         else:
             args += [flag, str(value)]
     return args

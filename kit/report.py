@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kit import config as recipes
 from kit import ledger, runs
 from kit.data import Competition
 from kit.errors import RunError
@@ -334,7 +335,10 @@ def page(run_dir: Path, found: Report, title: str, metrics: dict, mine: list[dic
         parts += ["<h2>Families and their blend</h2>", _table(["family", "weight", "CV", "errors"], rows, {1, 2, 3}),
                   f"<p>{html.escape(str(found.blend['blend'].get('why', '')))}</p>"]  # fmt: skip
     recipe = config.get("recipe") or {k: v for k, v in config.items() if k not in ("versions",)}
-    parts += ["<h2>Recipe</h2>", _table(["field", "value"], [[k, json.dumps(v)] for k, v in recipe.items()])]
+    changed = recipes.changes(config["recipe"]) if config.get("recipe") else []
+    said = html.escape(" ".join(changed)) if changed else "none: the preset as it is"
+    parts += ["<h2>Recipe</h2>", f"<p>Changed from its preset (as --set writes them): {said}</p>",
+              _table(["field", "value"], [[k, json.dumps(v)] for k, v in recipe.items()])]  # fmt: skip
     parts += ["<h2>Per class</h2>", _table(["digit", "precision", "recall", "support"],
               [[d, _pct(p), _pct(r), f"{n:,}"] for d, p, r, n in found.per_class], {0, 1, 2, 3})]  # fmt: skip
     pairs = [[t, pr, n] for t, pr, n in found.confused]

@@ -159,8 +159,9 @@ def summaries(best_scores: dict[str, str] | None = None) -> list[dict[str, Any]]
     rows = []
     for run in reversed(all_runs()):
         score = (best_scores or {}).get(run.name, "")
-        row: dict[str, Any] = {"id": run.name, "kind": "damaged", "model": "", "members": "", "epochs": "", "cv": None,
-                               "train_seconds": None, "created": "", "public_score": score}  # fmt: skip
+        row: dict[str, Any] = {"id": run.name, "kind": "damaged", "model": "", "members": "", "epochs": "",
+                               "changes": "", "cv": None, "train_seconds": None, "created": "",
+                               "public_score": score}  # fmt: skip
         try:
             rows.append(_summary(run, dict(row)))
         except (RunError, ValueError, TypeError, AttributeError):  # a damaged run is listed as one, and only it
@@ -172,8 +173,11 @@ def _summary(run: Path, row: dict[str, Any]) -> dict[str, Any]:
     config = load_config(run)
     metrics = load_metrics(run) or {}
     recipe = config.get("recipe") or {}
+    from kit import config as recipes
+
     row.update(kind=config.get("kind", "?"), created=config.get("created_utc", ""), cv=metrics.get("cv_accuracy"),
-               train_seconds=metrics.get("train_seconds"), epochs=recipe.get("epochs", ""))  # fmt: skip
+               train_seconds=metrics.get("train_seconds"), epochs=recipe.get("epochs", ""),
+               changes=" ".join(recipes.changes(recipe)) if recipe else "")  # fmt: skip
     if row["kind"] == "train":
         folds, repeats = int(recipe.get("folds", 1)), int(recipe.get("repeats", 1))
         families = recipe.get("families") or {}
@@ -383,6 +387,20 @@ def resolve(ref: str | None = None) -> Path:
         if (candidate / "config.json").is_file():
             return candidate
     raise RunError(f"No run '{ref}' in {runs_dir()}; `kit runs` lists the runs.")
+
+
+def recipe_file(run: str) -> str:
+    """`kit runs --recipe RUN`: the run's recipe as the TOML file `kit train --recipe` reads."""
+    from kit import config
+
+    run_dir = resolve(run)
+    saved = load_config(run_dir).get("recipe")
+    if not saved:
+        raise RunError(f"Run {run_dir.name} has no recipe of its own (a {load_config(run_dir).get('kind')} run); "
+                       "ask for the recipe of a run it came from.")  # fmt: skip
+    return config.to_toml(
+        config.from_dict(saved), f"the recipe of run {run_dir.name}: `kit train --recipe FILE` trains it again"
+    )
 
 
 def saved_recipe(run_id: str | None, kaggle: bool = False) -> dict | None:

@@ -25,6 +25,7 @@ def test_download_fetches_checks_and_caches_then_is_idempotent(env, fake_kaggle,
     result = run_kit(["download"], {**env, **fake_kaggle.env()})
     assert result.returncode == 0, result.stderr
     assert "Installed" in result.stdout and "source: kaggle" in result.stdout
+    assert "this test.csv has 300 rows, not the competition's 28,000" in result.stdout  # tiny's: said, not hidden
     assert _data_files(env) == {"train.csv", "test.csv", "sample_submission.csv", "cache.npz", "kit.json"}
     assert fake_kaggle.methods()[0] == "DownloadDataFiles"
     assert "GET /storage/digit-recognizer.zip" in fake_kaggle.calls

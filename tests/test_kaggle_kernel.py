@@ -252,7 +252,8 @@ def test_the_kernels_command_line_is_spelled_as_kit_train_parses_it():
 
     train = next(c for c in typer.main.get_command(app).commands.values() if c.name == "train")
     values = dict(model="m5", folds=3, repeats=2, epochs=7, batch_size=64, learning_rate=0.002, seed=5,
-                  precision="float32", pseudo="teacher-run", pseudo_min=0.9, limit=500, jobs=2)  # fmt: skip
+                  precision="float32", pseudo="teacher-run", pseudo_min=0.9, limit=500, jobs=2,
+                  settings=["rotation=15", "deotte.epochs=3"])  # fmt: skip
     assert set(kaggle_kernel.FLAGS) == {*values, "augment", "tta", "mirrored"}
     for on in (True, False):
         given = {**values, "augment": on, "tta": not on, "mirrored": True if on else None}

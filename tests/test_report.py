@@ -86,6 +86,8 @@ def test_the_report_page_loads_whole_in_a_headless_browser(made, tmp_path):
     assert f"report page {page}" in result.stdout
     text = page.read_text()
     assert "<script" not in text and "first &lt;try&gt;" in text  # no scripts, and what users wrote is escaped
+    assert "Changed from its preset (as --set writes them): epochs=1 folds" not in text  # folds: the members say it
+    assert re.search(r"Changed from its preset \(as --set writes them\): [^<]*epochs=1", text)  # r1: seed, 1 epoch
     alone = tmp_path / "alone"
     alone.mkdir()
     (alone / "index.html").write_text(text.replace("</body>", _PROBE))

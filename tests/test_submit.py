@@ -106,7 +106,8 @@ def test_invalid_csv_is_never_uploaded(env, installed, fake_kaggle, tmp_path, ma
 def test_a_file_for_the_installed_sample_is_not_uploaded(env, installed, fake_kaggle, tmp_path):
     """The installed data has 300 test rows (a sample): a file made for it is valid there, but Kaggle wants 28,000."""
     path = _csv(tmp_path / "sample-run.csv", installed.test_y)
-    assert _kit(["validate", str(path)], env, fake_kaggle).returncode == 0
+    valid = _kit(["validate", str(path)], env, fake_kaggle)
+    assert valid.returncode == 0 and "Kaggle scores 28,000, so `kit submit` refuses it" in valid.stdout
     result = _kit(["submit", str(path)], env, fake_kaggle)
     assert result.returncode == 6 and "300 rows, expected 28,000" in result.stderr, result.stderr
     assert "nothing was uploaded" in result.stderr and fake_kaggle.calls == [] and ledger.rows() == []

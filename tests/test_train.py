@@ -677,3 +677,73 @@ def test_train_help_shows_the_default_presets_values(env):
                   f"kitnet's {kitnet.epochs} for one model, {kitnet.fold_epochs} a fold with --folds 2+",
                   "kitnet's on", f"mean over {len(config.TTA_VIEWS)} shifted/rotated views"):  # fmt: skip
         assert value in text, value
+
+
+def test_set_reaches_every_recipe_field_as_its_type():
+    """--set FIELD=VALUE for each settable field: the value comes back typed, through the one validator."""
+    from kit.errors import UsageError
+
+    base = config.recipe("kitnet", folds=5)
+    values = {"epochs": "3", "batch_size": "64", "learning_rate": "0.002", "schedule": "constant", "warmup": "0.1",
+              "label_smoothing": "0.05", "dropout": "0.3", "batchnorm": "none", "augment": "off", "rotation": "15",
+              "zoom": "0.1", "shift": "0.1", "tta": "true", "folds": "4", "repeats": "2", "fold_epochs": "none",
+              "holdout": "0.2", "seed": "7", "precision": "float32", "lr_decay": "0.9", "ema": "0.99",
+              "pseudo": "teacher", "pseudo_min": "0.5"}  # fmt: skip
+    assert set(values) == set(config.SETTABLE)
+    for field, text in values.items():
+        chosen = config.settings(base, [f"{field}={text}"])
+        value = getattr(chosen, field)
+        expected = {"off": False, "true": True, "none": None}.get(text, text)
+        assert value == expected or str(value) == text or value == type(value)(text), (field, value)
+        assert type(value) is not str or field in ("schedule", "batchnorm", "precision", "pseudo")
+    blended = config.settings(config.recipe("leaderboard"), ["deotte.epochs=20", "rotation=12"])
+    assert blended.families["deotte"].epochs == 20 and blended.families["kitnet"].epochs != 20
+    assert {f.rotation for f in blended.families.values()} == {12.0}
+    for item, needle in [
+        ("dropout=1.2", "dropout 1.2: must be in [0, 1)"),
+        ("colour=red", "no recipe field 'colour'"),
+        ("epochs=many", "epochs takes a whole number, not 'many'"),
+        ("epochs", "FIELD=VALUE"),
+        ("x.epochs=3", "no family 'x' (this recipe is no blend)"),
+        ("augment=maybe", "true or false"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(needle)):
+            config.settings(base, [item])
+
+
+def test_set_on_the_command_line_is_one_line_and_writes_nothing(env):
+    result = kit_here(["train", "--model", "seed", "--set", "dropout=2", "--run-id", "bad"], env)
+    assert result.returncode == 2 and "--set: dropout 2.0: must be in [0, 1)" in result.stderr, result.stderr
+    assert not (Path(env["KIT_RUNS_DIR"]) / "bad").exists()
+
+
+@pytest.mark.slow
+def test_a_runs_recipe_file_trains_it_again_bit_identically_and_kit_runs_shows_the_changes(env, sample, tmp_path):
+    """`kit runs --recipe RUN > FILE`, then `kit train --recipe FILE`: the same recipe, the same probabilities to the
+    bit; --set on top of a file is a change `kit runs` shows."""
+    base = ["--folds", "2", "--epochs", "1", "--limit", "200", "--jobs", "1", "--no-tta"]
+    first = kit_here(["train", "--model", "seed", *base, "--run-id", "r1"], env)
+    assert first.returncode == 0, first.stderr
+    written = kit_here(["runs", "--recipe", "r1"], env)
+    assert written.returncode == 0 and written.stdout.startswith("# the recipe of run r1"), written.stderr
+    recipe = tmp_path / "r1.toml"
+    recipe.write_text(written.stdout)
+    again = kit_here(["train", "--recipe", str(recipe), "--limit", "200", "--jobs", "1", "--run-id", "r2"], env)
+    assert again.returncode == 0, again.stderr
+    runs_dir = Path(env["KIT_RUNS_DIR"])
+    for name in ("oof.npy", "test_probs.npy", "folds.npy"):
+        assert (runs_dir / "r1" / name).read_bytes() == (runs_dir / "r2" / name).read_bytes(), name
+    saved = [json.loads((runs_dir / r / "config.json").read_text())["recipe"] for r in ("r1", "r2")]
+    assert saved[0] == saved[1]
+    changed = kit_here(["train", "--recipe", str(recipe), "--set", "dropout=0.3", "--set", "epochs=2", "--limit",
+                        "200", "--jobs", "1", "--run-id", "r3"], env)  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    listed = kit_here(["runs", "--csv"], env).stdout.splitlines()
+    row = next(line for line in listed if line.startswith("r3,"))
+    assert "epochs=2 dropout=0.3" in row and "folds" not in row.split(",")[5]
+    both = kit_here(["train", "--recipe", str(recipe), "--model", "kitnet"], env)
+    assert both.returncode == 2 and "--model and --recipe both name the recipe" in both.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('preset = "seed"\ncolour = "red"\n')
+    refused = kit_here(["train", "--recipe", str(bad)], env)
+    assert refused.returncode == 2 and f"--recipe {bad}: no recipe field 'colour'" in refused.stderr
