@@ -5,7 +5,7 @@ wall time of `kit train` (default recipe) to its holdout accuracy. All in one ru
 
 (a) the notebook as written: plain Keras, float32 inputs scaled in numpy, one-hot labels, batch 100;
 (b) kit's seed recipe through kit's training loop (uint8 in, scaling in the model, the auto precision,
-`kit.train.fit` feeding the batches itself);
+`kit.training.fit` feeding the batches itself);
 both the same 280,714-parameter network on the same 9:1 split, images/s of each epoch after the first
 (the first traces the graph), median and best. Then (c) runs `kit train` end to end in a subprocess and times it.
 Figures are ratios measured in this run; docs/benchmarks.md records the ones we measured.
@@ -73,17 +73,17 @@ def notebook_as_written(comp, epochs: int) -> list[float]:
 
 
 def kit_seed(comp, epochs: int) -> tuple[list[float], str]:
-    """kit's seed recipe through kit's own training loop (kit.train.fit) at the auto precision."""
-    from kit import config, device, runs, train
+    """kit's seed recipe through kit's own training loop (kit.training.fit) at the auto precision."""
+    from kit import config, device, runs, training
 
     recipe = config.recipe("seed", epochs=epochs)
     dev = device.setup(recipe.precision)
-    folds = train.assign_folds(comp.train_labels, 1, recipe.holdout, recipe.seed)
+    folds = training.assign_folds(comp.train_labels, 1, recipe.holdout, recipe.seed)
     fit, val = runs.training_rows(folds, 1, 0), runs.member_rows(folds, 1, 0)
-    model = train.compile_model(recipe, dev, steps_per_epoch=-(-int(fit.sum()) // recipe.batch_size), seed=0)
-    history = train.fit(
-        model, comp.train_images[fit], train.one_hot(comp.train_labels[fit]), comp.train_images[val],
-        train.one_hot(comp.train_labels[val]), recipe, dev, seed=0,
+    model = training.compile_model(recipe, dev, steps_per_epoch=-(-int(fit.sum()) // recipe.batch_size), seed=0)
+    history = training.fit(
+        model, comp.train_images[fit], training.one_hot(comp.train_labels[fit]), comp.train_images[val],
+        training.one_hot(comp.train_labels[val]), recipe, dev, seed=0,
     )  # fmt: skip
     rates = [row["images_per_s"] for row in history]
     return rates[1:] or rates, dev.describe()
@@ -118,7 +118,7 @@ def main() -> None:
     comp = data.load_competition()
     print(f"data: {len(comp.train_labels):,} train rows ({comp.source}); {args.epochs} epochs per measurement")
     # Through `model.fit`'s tf.data iterator, whole epochs run on one core or on two at random (see
-    # kit.train.fit), so (a) and (b) alternate, every epoch after the first is timed, and both the median and
+    # kit.training.fit), so (a) and (b) alternate, every epoch after the first is timed, and both the median and
     # the best epoch are reported. The median is what a run of that length saw; the best epoch is the code's
     # speed with the least interference (what `timeit` reports, for the same reason).
     rates_a: list[float] = []

@@ -22,7 +22,11 @@ import numpy as np
 
 _MEASURE = """
 import json, numpy as np
-from kit import config, data, device, train
+from kit import config, data, device
+try:
+    from kit import training
+except ImportError:  # a checkout from before kit/train.py became kit/training.py
+    from kit import train as training
 from kit.device import import_keras_quietly
 import_keras_quietly()
 comp = data.load_competition()
@@ -31,8 +35,8 @@ dev = device.setup(r.precision)
 rows = min({rows}, len(comp.train_labels))
 eye = np.eye(10, dtype=np.float32)
 x, y = comp.train_images[:rows], eye[comp.train_labels[:rows]]
-model = train.compile_model(r, dev, steps_per_epoch=-(-rows // r.batch_size), seed=0)
-history = train.fit(model, x, y, x[:512], y[:512], r, dev, seed=0)
+model = training.compile_model(r, dev, steps_per_epoch=-(-rows // r.batch_size), seed=0)
+history = training.fit(model, x, y, x[:512], y[:512], r, dev, seed=0)
 print("RATES " + json.dumps([h["images_per_s"] for h in history[1:]]))
 """
 

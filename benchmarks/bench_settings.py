@@ -24,7 +24,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "kit": {},
     "fit16": {"feed": "fit", "steps_per_execution": 16},  # model.fit, 16 steps per compiled call
     "fit1": {"feed": "fit", "steps_per_execution": 1},
-    "batches": {"feed": "batches", "steps_per_execution": 1},  # train_on_batch, batches cut by kit.train
+    "batches": {"feed": "batches", "steps_per_execution": 1},  # train_on_batch, batches cut by kit.training
     "float16": {"precision": "float16"},
     "bfloat16": {"precision": "bfloat16"},
     "float32": {"precision": "float32"},
@@ -45,7 +45,7 @@ def variant(base: Any, name: str) -> Any:
 
 def run(names: list[str], rounds: int, rows: int, model: str) -> dict[str, Any]:
     """{variant: {"img_s": median images/s, "ratio": against the first variant, "val_accuracy": after the rounds}}."""
-    from kit import config, data, train
+    from kit import config, data, training
     from kit.device import import_keras_quietly, setup
 
     import_keras_quietly()
@@ -54,21 +54,21 @@ def run(names: list[str], rounds: int, rows: int, model: str) -> dict[str, Any]:
     comp = data.load_competition()
     base = setup()
     rows = min(rows, len(comp.train_labels))
-    x, y = comp.train_images[:rows], train.one_hot(comp.train_labels[:rows])
-    x_val, y_val = comp.train_images[-2048:], train.one_hot(comp.train_labels[-2048:])
+    x, y = comp.train_images[:rows], training.one_hot(comp.train_labels[:rows])
+    x_val, y_val = comp.train_images[-2048:], training.one_hot(comp.train_labels[-2048:])
     r = config.recipe(model, epochs=rounds)
     one_epoch = dataclasses.replace(r, epochs=1)
     devices = {name: variant(base, name) for name in names}
     models = {}
     for name, dev in devices.items():
         keras.mixed_precision.set_global_policy(dev.policy)
-        models[name] = train.compile_model(r, dev, steps_per_epoch=-(-rows // r.batch_size), seed=0)
+        models[name] = training.compile_model(r, dev, steps_per_epoch=-(-rows // r.batch_size), seed=0)
     rates: dict[str, list[float]] = {name: [] for name in names}
     last: dict[str, dict[str, float]] = {}
     print(f"device: {base.describe()}", flush=True)
     for n in range(rounds):
         for name, dev in devices.items():
-            last[name] = train.fit(models[name], x, y, x_val, y_val, one_epoch, dev, seed=n)[0]
+            last[name] = training.fit(models[name], x, y, x_val, y_val, one_epoch, dev, seed=n)[0]
             if n > 0:
                 rates[name].append(last[name]["images_per_s"])
         line = "  ".join(f"{name} {last[name]['images_per_s']:,.0f}" for name in names)

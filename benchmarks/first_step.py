@@ -5,7 +5,7 @@
     python benchmarks/first_step.py metrics  # first step, accuracy compiled as a metric object vs by its name
 
 `build`: 12 fresh models a family, alternating, the first two dropped; kit builds the optimizer in
-`train.compile_model`, the other side leaves it to the first traced step (TensorFlow then traces that step twice).
+`training.compile_model`, the other side leaves it to the first traced step (TensorFlow then traces that step twice).
 `shapes`: kitnet in the GPU configuration forced on this CPU (mixed float16, XLA, model.fit, 16 steps a call), one
 fresh model each for 96 and 100 rows at batch 32 (the last batch of 100 is partial: its shape compiles again).
 `metrics`: 8 fresh models a family and configuration (the CPU's train_on_batch; the GPU's, forced on this CPU: mixed
@@ -25,10 +25,10 @@ import numpy as np
 
 
 def _data(rows: int):
-    from kit import train
+    from kit import training
 
     rng = np.random.default_rng(0)
-    return rng.integers(0, 255, (rows, 28, 28, 1)).astype(np.uint8), train.one_hot(rng.integers(0, 10, rows))
+    return rng.integers(0, 255, (rows, 28, 28, 1)).astype(np.uint8), training.one_hot(rng.integers(0, 10, rows))
 
 
 @contextlib.contextmanager
@@ -47,13 +47,13 @@ def _unbuilt():
 def _alternating(r, dev, steps_per_epoch: int, sides: dict[str, Callable], step: Callable, rounds: int) -> list[float]:
     """The median first step of each side, in order: `rounds` fresh models of recipe `r`, each compiled by kit inside
     the context `sides[name]()` of the sides taken in turn, then `step(model)` timed; the first two dropped."""
-    from kit import train
+    from kit import training
 
     times: dict[str, list[float]] = {name: [] for name in sides}
     for i in range(rounds):
         name = list(sides)[i % len(sides)]
         with sides[name]():
-            model = train.compile_model(r, dev, steps_per_epoch, seed=i)
+            model = training.compile_model(r, dev, steps_per_epoch, seed=i)
         start = time.perf_counter()
         step(model)
         if i >= 2:
@@ -111,14 +111,14 @@ def metrics() -> None:
 
 
 def shapes() -> None:
-    from kit import config, device, train
+    from kit import config, device, training
 
     dev = device.configure("tensorflow", "gpu", ["cpu"], "auto")
     r = config.recipe("kitnet", epochs=2, batch_size=32)
     took = {}
     for rows in (96, 100):
         x, y = _data(rows)
-        model = train.compile_model(r, dev, -(-rows // 32), seed=0)
+        model = training.compile_model(r, dev, -(-rows // 32), seed=0)
         start = time.perf_counter()
         model.fit(x, y, batch_size=32, epochs=1, verbose=0)
         took[rows] = time.perf_counter() - start

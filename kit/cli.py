@@ -6,21 +6,18 @@ stays fast and never authenticates with Kaggle.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from kit import config
+from kit import config, render
 from kit.errors import KitError
 
 app = typer.Typer(
@@ -30,10 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-# No markup: paths, messages, names and whatever else a user or a file supplies print as they are; kit styles its own
-# words with rich Text (`Text.assemble`).
-out = Console(markup=False)
-err = Console(stderr=True, markup=False)
+out, err = render.out, render.err  # the consoles (tests narrow them to their width)
 
 DataDir = Annotated[
     Path | None,
@@ -49,18 +43,6 @@ def _quiet_tensorflow() -> None:
     from kit.device import import_keras_quietly
 
     import_keras_quietly()
-
-
-def _table(title: str, columns: tuple[str, ...], right: tuple[str, ...]) -> Table:
-    """A rich table with these columns, the ones in `right` right-aligned (numbers)."""
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, justify="right" if column in right else "left")
-    return table
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.3f} %"
 
 
 # ------------------------------------------------------------------------------------------------ download
@@ -309,210 +291,26 @@ def train(
     The recipe is a preset from kit/config.py with these options applied; the effective recipe is saved
     in runs/RUN_ID/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
     """
-    from kit import cluster, config, data, device, dispatch, runs
+    from kit import api
 
     overrides = dict(folds=folds, repeats=repeats, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      seed=seed, precision=precision, augment=augment, tta=tta, pseudo=pseudo,
                      pseudo_min=pseudo_min)  # fmt: skip
-    recipe = config.for_run(model, runs.saved_recipe(run_id, kaggle), recipe_file, settings, **overrides)
-    config.check_options(recipe, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored,
-                         kaggle=kaggle, data_dir=data_dir, kaggle_timeout=kaggle_timeout,
-                         recipe_file=recipe_file)  # fmt: skip
-    if kaggle:
-        given = dict(model=model, **overrides, limit=limit, jobs=jobs, mirrored=mirrored or None, settings=settings)
-        minutes = kaggle_timeout or config.KAGGLE_MINUTES
-        _train_on_kaggle(recipe, run_id or runs.new_id(model or recipe.model), given, minutes)
-        return
-    if ray:
-        cluster.check(ray)
-    comp = runs.training_data(run_id, data.load_competition(data_dir), limit)
-    _quiet_tensorflow()  # after the cheap checks: a usage error should not wait for TensorFlow to load
-    dev = device.setup(recipe.precision, mirrored)
-    run_id = run_id or runs.new_id(model or recipe.model)
-    with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
-        jobs, where = dispatch.placement(recipe, dev, fold, jobs, on_ray)
-        out.print(Text.assemble(("device", "bold"), f" {where}"))
-        note = ("  (SAMPLE data: scores say nothing about the competition)", "yellow") if comp.is_sample else ""
-        out.print(Text.assemble(
-            ("run", "bold"), f" {run_id}: {_model(recipe)}, {_members(recipe)}, {len(comp.train_labels):,} train "
-            f"rows{_extra_rows(recipe, comp)}", note
-        ))  # fmt: skip
-        with _training_progress() as on_progress:
-            result = dispatch.train_run(recipe, comp, run_id=run_id, device=dev, only=fold, jobs=jobs, cluster=on_ray,
-                                        on_progress=on_progress)  # fmt: skip
-    _render_result(result, config.member_count(recipe))
-
-
-def _train_on_kaggle(recipe, run_id: str, given: dict, minutes: int) -> None:
-    from kit import config, kaggle_kernel
-
-    def on_push(info: dict, attached: bool) -> None:
-        what = "re-attached to" if attached else "pushed"
-        out.print(Text.assemble(("kaggle", "bold"), f" {what} kernel {info['kernel']} version {info['version']} "
-                                f"(GPU T4 x2): {info['url']}"))  # fmt: skip
-        out.print(Text.assemble(("run", "bold"), f" {run_id}: {_model(recipe)}, {_members(recipe)}"))
-
-    with _status_line() as show:
-        run_dir = kaggle_kernel.train(run_id, kaggle_kernel.command_line(given), recipe, minutes * 60,
-                                      lambda status, seconds, latest: show(_kernel_line(status, seconds, latest)),
-                                      on_push)  # fmt: skip
-    _render_result(kaggle_kernel.result(run_dir), config.member_count(recipe))
-
-
-def _kernel_line(status: str, seconds: float, latest: str) -> str:
-    minutes, secs = divmod(int(max(0, seconds)), 60)
-    return f"kernel {status.replace('_', ' ')}, {minutes}:{secs:02d} since the push" + (
-        f"  | {latest}" if latest else ""
+    api.train(
+        model,
+        recipe=recipe_file,
+        sets=settings,
+        run_id=run_id,
+        fold=fold,
+        limit=limit,
+        jobs=jobs,
+        ray=ray,
+        mirrored=mirrored,
+        kaggle=kaggle,
+        kaggle_timeout=kaggle_timeout,
+        data_dir=data_dir,
+        **overrides,
     )
-
-
-@contextlib.contextmanager
-def _status_line() -> Iterator[Callable[[str], None]]:
-    """One live status line on a terminal; elsewhere (a log, a pipe, CI) a plain line whenever it changes."""
-    if out.is_terminal:
-        with out.status("pushing the kernel") as status:
-            yield lambda text: status.update(text)
-        return
-    shown = [""]
-
-    def show(text: str) -> None:
-        if text != shown[0]:
-            out.print(text, highlight=False)
-            shown[0] = text
-
-    yield show
-
-
-def _extra_rows(recipe, comp) -> str:
-    if not recipe.pseudo:
-        return ""
-    least = f" (those at >= {recipe.pseudo_min:g})" if recipe.pseudo_min else ""
-    return f" + up to {len(comp.test_images):,} test images pseudo-labelled by {recipe.pseudo}{least}"
-
-
-def _model(recipe) -> str:
-    families = recipe.families or {recipe.model: recipe}
-    return " + ".join(f"{name} ({f.epochs} epochs, batch {f.batch_size})" for name, f in families.items())
-
-
-def _members(recipe) -> str:
-    members = f"{recipe.folds} fold(s)" + (f" x {recipe.repeats} repeats" if recipe.repeats > 1 else "")
-    return members + (f" of each of {len(recipe.families)} families" if recipe.families else "")
-
-
-# Off a terminal (a log file, CI, a Kaggle kernel) progress is plain lines: each member's start, first and last epoch,
-# and the epochs between at most one line this often (seconds).
-PLAIN_EVERY = 5.0
-
-
-@contextlib.contextmanager
-def _training_progress() -> Iterator[Callable]:
-    """The run's progress: on a terminal a rich bar per member (epoch, loss, accuracy, validation accuracy, images/s)
-    under a line for the run (epochs done, time elapsed and left); elsewhere plain lines with the same figures."""
-    from kit.progress import TimeLeft, clock
-
-    time_left = TimeLeft()
-
-    def run_line() -> str:
-        return (f"run {time_left.epochs_done}/{time_left.epochs_total} epochs, {clock(time_left.elapsed())} elapsed, "
-                f"{clock(time_left.left())} left")  # fmt: skip
-
-    def stats(logs: dict[str, float]) -> str:
-        return (f"loss {logs.get('loss', float('nan')):.4f}  acc {_pct(logs.get('accuracy'))}  "
-                f"val_acc {_pct(logs.get('val_accuracy'))}  {logs.get('images_per_s', 0):,.0f} img/s")  # fmt: skip
-
-    if not out.is_terminal:
-        last = [float("-inf")]
-
-        def plain(event) -> None:
-            time_left.update(event)
-            if not event.started:
-                return
-            name = f"fold {event.member + 1}"
-            if event.epoch == 0:
-                text = f"{name}/{event.members} started" + (f" on {event.where}" if event.where else "")
-            elif event.epoch in (1, event.epochs) or time_left.elapsed() - last[0] >= PLAIN_EVERY:
-                text = f"{name} epoch {event.epoch}/{event.epochs}  {stats(event.logs)}  | {run_line()}"
-            else:
-                return
-            last[0] = time_left.elapsed()
-            out.print(text, highlight=False, soft_wrap=True)
-
-        yield plain
-        return
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
-               TextColumn("{task.fields[stats]}"))  # fmt: skip
-    with Progress(*columns, console=out) as bars:
-        run = bars.add_task("run", total=None, stats="")
-        tasks: dict[int, int] = {}
-
-        def live(event) -> None:
-            time_left.update(event)
-            text = f"{clock(time_left.elapsed())} elapsed, {clock(time_left.left())} left"
-            bars.update(run, total=time_left.epochs_total, completed=time_left.epochs_done, stats=text)
-            if not event.started:
-                return
-            if event.member not in tasks:
-                where = f" on {event.where}" if event.where else ""
-                tasks[event.member] = bars.add_task(f"fold {event.member + 1}/{event.members}{where}", total=None,
-                                                    stats="")  # fmt: skip
-            if event.epoch:
-                bars.update(tasks[event.member], total=event.epochs, completed=event.epoch, stats=stats(event.logs))
-
-        yield live
-
-
-def _render_result(result, total_folds: int) -> None:
-    tta = any(m.get("tta_views", 1) > 1 for m in result.fold_metrics)
-    columns = ("fold", "accuracy" + (" (TTA)" if tta else ""), *(("without TTA",) if tta else ()), "val rows",
-               "img/s", "seconds")  # fmt: skip
-    table = _table(f"run {result.run_dir.name}", columns, right=columns)
-    named = len({m.get("family") for m in result.fold_metrics}) > 1  # a blend: say each member's family
-    for m in result.fold_metrics:
-        plain = (_pct(m.get("accuracy_plain")),) if tta else ()
-        member = f"{m['fold']} {m['family']}" if named else str(m["fold"])
-        table.add_row(
-            member, _pct(m["accuracy"]), *plain, f"{m['val_rows']:,}", f"{m['images_per_s']:,.0f}",
-            f"{m['seconds']:.0f}",
-        )  # fmt: skip
-    if result.metrics:
-        label = "CV (OOF)" if total_folds > 1 else "holdout"
-        metrics = result.metrics
-        plain = (_pct(metrics.get("cv_accuracy_plain")),) if tta else ()
-        table.add_row(
-            label, Text(_pct(metrics["cv_accuracy"]), "bold"), *plain, f"{metrics['cv_rows']:,}",
-            f"{metrics['images_per_s']:,.0f}", f"{metrics['train_seconds']:.0f}",
-        )  # fmt: skip
-    out.print(table)
-    if result.metrics and "families" in result.metrics:
-        _blend_table(result.metrics)
-    out.print(f"run directory: {result.run_dir}")
-    if result.submission:
-        out.print(f"submission:    {result.submission}")
-    else:
-        done = len(result.fold_metrics)
-        out.print(f"{done}/{total_folds} folds complete; train the others with the same --run-id to finish the run.")
-
-
-def _blend_table(metrics: dict) -> None:
-    """A blend run's families (OOF CV and errors), the blend beside the plain mean and the vote, and the errors the
-    families share."""
-    overlap, blend = metrics["overlap"], metrics["blend"]
-    table = _table("families and their blend (OOF)", ("", "weight", "CV", "errors"), ("weight", "CV", "errors"))
-    for name, family in metrics["families"].items():
-        table.add_row(name, f"{blend['weights'][name]:.3f}", _pct(family["cv_accuracy"]),
-                      f"{overlap['errors'][name]:,}")  # fmt: skip
-    table.add_row(Text(f"blend ({blend['method']})", "bold"), "", Text(_pct(metrics["cv_accuracy"]), "bold"), "")
-    table.add_row("plain mean", "", _pct(blend["cv_mean"]), "")
-    table.add_row("majority vote", "", _pct(blend["cv_vote"]), "")
-    out.print(table)
-    pairs = ", ".join(f"{pair}: {n:,}" for pair, n in overlap["pairs"].items())
-    out.print(Text.assemble(("errors in common", "bold"), f" {pairs}; made by all: {overlap['all']:,}, by any: "
-                            f"{overlap['any']:,}"))  # fmt: skip
-    out.print(f"weights: {blend['why']}")
 
 
 # ------------------------------------------------------------------------------------------------ validate
@@ -549,20 +347,22 @@ def report(run: RunArg = None, data_dir: DataDir = None) -> None:
     runs/RUN_ID/report/index.html, all of it on one self-contained page (pictures embedded) to open offline
     or share.
     """
-    from kit import data, runs
-    from kit import report as stage
+    from kit import api
 
-    run_dir = runs.resolve(run)
-    result = stage.write_report(run_dir, runs.competition_of(run_dir, data.load_competition(data_dir)))
+    result = api.make_report(run, data_dir)
     columns = ("digit", "precision", "recall", "support")
-    table = _table(f"{run_dir.name}: {result.rows:,} OOF rows, accuracy {_pct(result.accuracy)}", columns, columns)
+    table = render.new_table(
+        f"{result.page.parent.parent.name}: {result.rows:,} OOF rows, accuracy {render.pct(result.accuracy)}",
+        columns,
+        columns,
+    )
     for digit, precision, recall, support in result.per_class:
-        table.add_row(str(digit), _pct(precision), _pct(recall), f"{support:,}")
+        table.add_row(str(digit), render.pct(precision), render.pct(recall), f"{support:,}")
     out.print(table)
     pairs = ", ".join(f"{t} -> {p}: {n}" for t, p, n in result.confused) or "none"
     out.print(Text.assemble(("most confused (true -> predicted)", "bold"), f" {pairs}"))
     if result.blend:
-        _blend_table({**result.blend, "cv_accuracy": result.accuracy})
+        render.blend_table({**result.blend, "cv_accuracy": result.accuracy})
     for picture in result.pictures:
         out.print(f"wrote {picture}")
     out.print(
@@ -587,8 +387,8 @@ def predict(
     source = runs.resolve(run)
     with out.status(f"Predicting with {source.name}'s fold models{' and TTA' if tta else ''}..."):
         result = ensemble.predict_run(source, data.load_competition(data_dir), tta)
-    out.print(Text.assemble(f"CV (OOF) {source.name}: {_pct(result.cv_before)}  ->  {result.run_dir.name}: ",
-                            (_pct(result.cv_after), "bold")))  # fmt: skip
+    out.print(Text.assemble(f"CV (OOF) {source.name}: {render.pct(result.cv_before)}  ->  {result.run_dir.name}: ",
+                            (render.pct(result.cv_after), "bold")))  # fmt: skip
     out.print(f"test labels that changed: {result.changed:,}")
     out.print(f"run directory: {result.run_dir}")
     out.print(f"submission:    {result.submission}")
@@ -616,11 +416,13 @@ def blend(
     sources = [runs.resolve(r) for r in run_ids]
     labels = runs.competition_of(sources[0], data.load_competition(data_dir)).train_labels
     result = ensemble.blend(sources, parsed, labels, output)
-    table = _table(f"blend {result.run_dir.name}", ("run", "weight", "CV (OOF)"), right=("weight", "CV (OOF)"))
+    table = render.new_table(
+        f"blend {result.run_dir.name}", ("run", "weight", "CV (OOF)"), right=("weight", "CV (OOF)")
+    )
     for (name, cv), w in zip(result.run_cv, result.weights, strict=True):
-        table.add_row(name, f"{w:.3f}", _pct(cv))
+        table.add_row(name, f"{w:.3f}", render.pct(cv))
     table.add_row(
-        Text("blend", "bold"), "", Text(_pct(result.cv), "bold") if result.cv is not None else "- (folds differ)"
+        Text("blend", "bold"), "", Text(render.pct(result.cv), "bold") if result.cv is not None else "- (folds differ)"
     )
     out.print(table)
     out.print(f"run directory: {result.run_dir}")
@@ -653,27 +455,9 @@ def submit(
     left today, and the same content was not submitted before. Every submission gets a row in
     submissions/leaderboard.csv with the run's CV next to Kaggle's score.
     """
-    from kit import submit as stage
+    from kit import api
 
-    chosen = stage.resolve(target, message)
-    stage.check(chosen, force)
-    out.print(Text.assemble(("file", "bold"), f"    {chosen.path}  (sha256 {chosen.sha256[:12]})"))
-    out.print(Text.assemble(("message", "bold"), f" {chosen.message}"))
-    if dry_run:
-        out.print(Text.assemble(("Valid.", "green"), " Dry run: nothing was sent."))
-        return
-    with out.status("Submitting to Kaggle...") as spinner:
-
-        def on_poll(state: dict) -> None:
-            spinner.update(f"Waiting for the score (ref {state['ref']}): {state['status']}...")
-
-        state = stage.submit(chosen, wait, timeout, on_poll, force)
-    if state["status"] == "complete":
-        out.print(Text.assemble(("Scored.", "green"), " public score ", (str(state["public_score"]), "bold"),
-                                f" (ref {state['ref']})"))  # fmt: skip
-    else:
-        waited = "" if not wait else f" after {timeout:.0f} s"
-        out.print(f"Submitted (ref {state['ref']}); no score yet{waited}. `kit leaderboard --sync` fetches it later.")
+    api.submit(target, message, wait=wait, timeout=timeout, force=force, dry_run=dry_run)
 
 
 @app.command()
@@ -695,7 +479,7 @@ def leaderboard(
     from kit import ledger
 
     if sync:
-        from kit import submit as stage
+        from kit import submitting as stage
 
         updated, added = stage.sync()
         out.print(f"Synced with Kaggle: {updated} row(s) updated, {added} added.")
@@ -707,7 +491,9 @@ def leaderboard(
         out.print(f"No submissions logged yet in {ledger.path()}; `kit submit` adds them.")
         return
     columns = ("time (UTC)", "run", "CV", "public LB", "LB - CV", "private", "status", "ref", "message")
-    table = _table(f"leaderboard log ({ledger.path()})", columns, right=("CV", "public LB", "LB - CV", "private"))
+    table = render.new_table(
+        f"leaderboard log ({ledger.path()})", columns, right=("CV", "public LB", "LB - CV", "private")
+    )
     for r in rows:
         status = r["status"] + (f": {r['error']}" if r["error"] and r["status"] in ("error", "failed") else "")
         table.add_row(
@@ -779,11 +565,11 @@ def list_runs(
         out.print(f"No runs in {paths.runs_dir()}; `kit train` makes one.")
         return
     headers = ("run", "kind", "model", "folds", "epochs", "changes", "CV", "train time", "created (UTC)", "public LB")
-    table = _table(f"runs ({paths.runs_dir()})", headers, right=("epochs", "CV", "train time", "public LB"))
+    table = render.new_table(f"runs ({paths.runs_dir()})", headers, right=("epochs", "CV", "train time", "public LB"))
     for r in rows:
         seconds = r["train_seconds"]
         table.add_row(
-            r["id"], r["kind"], r["model"], r["members"], str(r["epochs"]), r["changes"], _pct(r["cv"]),
+            r["id"], r["kind"], r["model"], r["members"], str(r["epochs"]), r["changes"], render.pct(r["cv"]),
             f"{seconds / 60:.1f} min" if seconds else "", r["created"].replace("T", " ").rstrip("Z"), r["public_score"],
         )  # fmt: skip
     out.print(table)

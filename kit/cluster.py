@@ -1,6 +1,6 @@
 """A run's members as Ray tasks (`kit train --ray ADDRESS`): a local Ray instance, or a cluster of machines.
 
-Each member is one task that trains it with `kit.train.train_member`, the same function a local fold runs, into a
+Each member is one task that trains it with `kit.training.train_member`, the same function a local fold runs, into a
 temporary folder on whichever node Ray picks, and returns the files it wrote. The driver (`kit train`) writes them
 into runs/<id>/fold<i>/ exactly as a local fold is written (metrics.json last), so no shared filesystem is needed and
 resume, --fold, merge and submit work unchanged. The data reaches the tasks once, through Ray's object store; each
@@ -198,17 +198,17 @@ def _failed(member: int, node: str | None, exc: Exception) -> str:
 def _task(
     recipe: dict[str, Any], comp: Competition, folds: np.ndarray, member: int, events: Any, threads: int
 ) -> dict[str, bytes]:
-    """The Ray task: train the member on this node into a temporary folder with kit.train.train_member (its
+    """The Ray task: train the member on this node into a temporary folder with kit.training.train_member (its
     progress, naming the node, to the driver through `events`) and return its files (metrics.json with the node)."""
     import ray
 
-    from kit import config, train
+    from kit import config, training
 
     node = {"id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
             "address": ray.util.get_node_ip_address()}  # fmt: skip
     where = f"{node['host']} ({node['address']})"
     with tempfile.TemporaryDirectory(prefix="kit-ray-") as tmp:
-        metrics = train.train_member(config.from_dict(recipe), comp, folds, member, Path(tmp), threads=threads,
+        metrics = training.train_member(config.from_dict(recipe), comp, folds, member, Path(tmp), threads=threads,
                                      on_progress=lambda event: _tell(events, event.to_dict()), where=where)  # fmt: skip
         runs.write_json(Path(tmp) / f"fold{member}" / "metrics.json", {**metrics, "node": node})
         return {path.name: path.read_bytes() for path in (Path(tmp) / f"fold{member}").iterdir()}

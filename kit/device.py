@@ -32,7 +32,7 @@ class Device:
     policy: str  # the Keras dtype policy
     jit_compile: bool
     strategy: Any = None  # tf.distribute strategy when training on several devices
-    feed: str = "batches"  # kit.train.fit: "batches" (train_on_batch, batches cut here) or "fit" (model.fit an epoch)
+    feed: str = "batches"  # training.fit: "batches" (train_on_batch, batches cut here) or "fit" (model.fit an epoch)
     steps_per_execution: int = 1  # training steps per compiled call (model.compile)
 
     @property

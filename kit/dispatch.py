@@ -1,7 +1,7 @@
 """A run: create or reopen it, train its members, merge them.
 
 `train_run` is the road from `kit train` to the loop. It creates (or reopens) runs/<id>/ (`prepare_run`), then trains
-every incomplete member with kit.train.train_member: here, one after another; at once in local worker processes
+every incomplete member with kit.training.train_member: here, one after another; at once in local worker processes
 (kit.parallel: sharing the GPUs, or the CPU cores); or as Ray tasks on a cluster (kit.cluster). Every way writes a
 member into the run directory the same way (metrics.json last), so resume, --fold and merge work the same, and
 reports the same kit.progress.Progress events. Once every member is complete, `collect` merges them (OOF and test
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import config, data, ensemble, parallel, paths, pseudo, runs, submission, train
+from kit import config, data, ensemble, parallel, paths, pseudo, runs, submission, training
 from kit.cluster import Cluster, train_members
 from kit.config import Recipe
 from kit.data import Competition
@@ -66,11 +66,11 @@ def train_run(
         if cluster is not None:
             train_members(r, comp, folds, todo, run_dir, cluster, tell)
         elif jobs > 1 and len(todo) > 1 and where is not None:
-            command = lambda member, threads: train.worker_command(run_id, member, threads, where)  # noqa: E731
+            command = lambda member, threads: training.worker_command(run_id, member, threads, where)  # noqa: E731
             parallel.run_workers(command, todo, jobs, run_dir, tell, gpus=parallel.worker_gpus(device))
         else:
             for member in todo:
-                train.train_member(r, comp, folds, member, run_dir, device, on_progress=tell)
+                training.train_member(r, comp, folds, member, run_dir, device, on_progress=tell)
     return collect(r, comp, run_dir, folds, todo)
 
 
@@ -108,7 +108,7 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
                 "same options, or choose a new --run-id."
             )
         return run_dir, runs.load_folds(run_dir)
-    folds = train.assign_folds(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
+    folds = training.assign_folds(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
     students = pseudo.prepare(r, folds, len(comp.test_images)) if r.pseudo else {}  # checked before writing
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.save_array(run_dir / "folds.npy", folds)

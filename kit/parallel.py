@@ -3,7 +3,7 @@ the CPU cores.
 
 A small convnet cannot keep many cores busy with one batch at a time (two one-thread processes made 1.19x the
 img/s of one process on both of 2 cores). So on CPUs the folds of a K-fold run go to worker processes
-(`python -m kit.train`, the member runner kit.train.train_member), up to `jobs` at a time. Each worker gets
+(`python -m kit.training`, the member runner kit.training.train_member), up to `jobs` at a time. Each worker gets
 cores // (workers that will run beside it) threads, at least one; by default there are enough workers that
 the last round of folds still fills the cores (`fill_cores`). On GPUs, up to FOLDS_PER_GPU folds train at once on
 each, every worker pinned to one GPU through CUDA_VISIBLE_DEVICES: a 300k-parameter CNN gains nothing from splitting

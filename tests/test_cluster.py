@@ -41,14 +41,14 @@ def one_cluster_at_a_time(tmp_path_factory):
 # fault is the test's; kit's tasks carry no hook for it.
 _FAIL_FOLD_ONE = """
 import os
-from kit import train
-_real = train.train_member
+from kit import training
+_real = training.train_member
 def _failing(r, comp, folds, member, *args, **kwargs):
     metrics = _real(r, comp, folds, member, *args, **kwargs)
     if member == 1 and os.path.exists(os.environ["KIT_TEST_FAIL_FOLD"]):
         raise ValueError("the node ran out of something")
     return metrics
-train.train_member = _failing
+training.train_member = _failing
 """
 
 

@@ -51,7 +51,7 @@ def test_a_blend_recipe_trains_each_family_on_the_same_folds():
 
 
 def test_member_rows_of_a_blend_repeat_the_split_for_each_family():
-    from kit.train import assign_folds
+    from kit.training import assign_folds
 
     labels = np.repeat(np.arange(10), 6)
     folds = assign_folds(labels, 3, 0.1, seed=0)
@@ -121,7 +121,7 @@ def test_a_blend_is_fitted_on_oof_rows_only_and_reports_vote_mean_and_overlap():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 10, 3000)
     r = config.recipe("leaderboard-cpu", folds=3)
-    from kit.train import assign_folds
+    from kit.training import assign_folds
 
     folds = assign_folds(labels, 3, 0.1, seed=0)
     fam = {"kitnet": _probs(labels, 0.92, rng), "deotte": _probs(labels, 0.85, rng)}
@@ -162,17 +162,17 @@ _FAMILIES_SNIPPET = """
 import json
 import sys
 import numpy as np
-from kit import config, device, train
+from kit import config, device, training
 
 dev = device.setup("float32")  # what `kit train` calls: on this CPU, the CPU configuration
 rng = np.random.default_rng(0)
 x = rng.integers(0, 255, (64, 28, 28, 1)).astype(np.uint8)
-y = train.one_hot(rng.integers(0, 10, 64))
+y = training.one_hot(rng.integers(0, 10, 64))
 out = {}
 for name in sys.argv[1:]:
     r = config.recipe(name, epochs=1, batch_size=32)
-    model = train.compile_model(r, dev, 2, seed=0)
-    rows = train.fit(model, x, y, x[:16], y[:16], r, dev, seed=0)
+    model = training.compile_model(r, dev, 2, seed=0)
+    rows = training.fit(model, x, y, x[:16], y[:16], r, dev, seed=0)
     probs = model.predict_on_batch(x[:16])  # the validation's shape: compiled once
     out[name] = {"params": model.count_params(), "steps": int(model.optimizer.iterations),
                  "sums": np.asarray(probs).sum(1).tolist(), "loss": rows[0]["loss"]}
@@ -210,13 +210,13 @@ def test_the_saved_model_holds_the_moving_average_of_the_weights(env, sample, mo
     """EMA, computed here from the live weights after every step, against what train_member saved."""
     import keras
 
-    from kit import device, dispatch, train
+    from kit import device, dispatch, training
 
     dev = device.configure(keras.backend.backend(), "cpu", ["cpu"], "float32")
     comp = data.head(sample, 300)
     r = config.recipe("kitnet", epochs=2, batch_size=64, folds=2, ema=0.9, tta=False)
     live: list[list[np.ndarray]] = []
-    real = train.train_epoch
+    real = training.train_epoch
 
     def recording(model, x, y, batches):
         logs = {"loss": 0.0, "accuracy": 0.0}
@@ -225,9 +225,9 @@ def test_the_saved_model_holds_the_moving_average_of_the_weights(env, sample, mo
             live.append([v.numpy().copy() for v in model.trainable_variables])
         return logs
 
-    monkeypatch.setattr(train, "train_epoch", recording)
+    monkeypatch.setattr(training, "train_epoch", recording)
     run_dir, folds = dispatch.prepare_run(r, comp, "ema", dev)
-    train.train_member(r, comp, folds, 0, run_dir, dev)
+    training.train_member(r, comp, folds, 0, run_dir, dev)
     average = live[0]  # Keras' first step takes the weights as they are, then average <- 0.9 average + 0.1 w
     for step in live[1:]:
         average = [0.9 * a + 0.1 * w for a, w in zip(average, step, strict=True)]
@@ -242,18 +242,18 @@ def test_model_fit_keeps_training_the_live_weights_under_ema(env):
     """GPUs train one fit() call an epoch; Keras would write the average into the weights at the end of each."""
     import keras
 
-    from kit import device, train
+    from kit import device, training
 
     dev = device.configure(keras.backend.backend(), "gpu", ["cpu"], "float32")
     r = config.recipe("kitnet", epochs=1, batch_size=32, ema=0.99, augment=False)
     rng = np.random.default_rng(0)
-    x, y = rng.integers(0, 255, (128, 28, 28, 1)).astype(np.uint8), train.one_hot(rng.integers(0, 10, 128))
-    model = train.compile_model(r, dev, 4, seed=0)
+    x, y = rng.integers(0, 255, (128, 28, 28, 1)).astype(np.uint8), training.one_hot(rng.integers(0, 10, 128))
+    model = training.compile_model(r, dev, 4, seed=0)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     live = [v.numpy() for v in model.trainable_variables]
     averages = [a.numpy() for a in model.optimizer._model_variables_moving_average]
     assert any(not np.allclose(w, a) for w, a in zip(live, averages, strict=True))
-    with train.averaged(model):
+    with training.averaged(model):
         assert all(np.allclose(v.numpy(), a) for v, a in zip(model.trainable_variables, averages, strict=True))
     assert all(np.allclose(v.numpy(), w) for v, w in zip(model.trainable_variables, live, strict=True))
 
@@ -296,10 +296,10 @@ def test_gpu_configuration_trains_the_leaderboard_preset_on_the_cpu(env, sample)
 def test_a_leaderboard_run_end_to_end(env, sample):
     """`kit train --model leaderboard-cpu` on the sample: each family's members, the blend, then one member trained
     again by --fold after it is deleted, and runs, report and predict on the blend run."""
-    train = kit_here(["train", "--model", "leaderboard-cpu", "--folds", "2", "--epochs", "1", "--limit", "200",
+    trained = kit_here(["train", "--model", "leaderboard-cpu", "--folds", "2", "--epochs", "1", "--limit", "200",
                      "--run-id", "lb", "--no-tta", "--jobs", "1"], env)  # fmt: skip
-    assert train.returncode == 0, train.stderr[-3000:]
-    assert "kitnet (1 epochs, batch 256) + deotte (1 epochs, batch 64)" in train.stdout
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "kitnet (1 epochs, batch 256) + deotte (1 epochs, batch 64)" in trained.stdout
     run = runs.runs_dir() / "lb"
     metrics = runs.load_metrics(run)
     assert metrics["members"] == 4 and set(metrics["families"]) == {"kitnet", "deotte"}
@@ -308,7 +308,7 @@ def test_a_leaderboard_run_end_to_end(env, sample):
     assert [runs.read_json(run / f"fold{m}" / "metrics.json")["family"] for m in range(4)] == [
         "kitnet", "kitnet", "deotte", "deotte"]  # fmt: skip
     assert np.load(run / "family_oof.npy").shape == (2, 200, 10)
-    assert "blend" in train.stdout and "errors in common" in train.stdout
+    assert "blend" in trained.stdout and "errors in common" in trained.stdout
 
     import shutil
 

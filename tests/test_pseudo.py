@@ -10,7 +10,7 @@ import pytest
 
 from kit import config, data, dispatch, pseudo, runs
 from kit.errors import UsageError
-from kit.train import assign_folds
+from kit.training import assign_folds
 
 
 def _teacher(run_id: str, r: config.Recipe, folds: np.ndarray, test_rows: int = 4, done: int | None = None):

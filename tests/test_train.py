@@ -34,7 +34,7 @@ def test_seed_model_is_the_notebooks(env):
 
 
 def test_assign_folds_covers_every_row_once():
-    from kit.train import assign_folds
+    from kit.training import assign_folds
 
     labels = np.repeat(np.arange(10), 50)
     folds = assign_folds(labels, 5, 0.1, seed=1)
@@ -61,7 +61,7 @@ def test_recipe_overrides_are_validated():
 
 
 class RecordingModel:
-    """Stands in for a compiled Keras model: records what kit.train.fit feeds it through `train_on_batch`."""
+    """Stands in for a compiled Keras model: records what kit.training.fit feeds it through `train_on_batch`."""
 
     def __init__(self):
         self.batches: list[np.ndarray] = []
@@ -80,7 +80,7 @@ class RecordingModel:
 
 def test_fit_feeds_every_row_once_an_epoch_in_a_new_order():
     from kit.device import Device
-    from kit.train import fit
+    from kit.training import fit
 
     x = np.arange(70)[:, None]  # row i holds the value i
     y = np.zeros((70, 10), np.float32)
@@ -102,10 +102,10 @@ def test_fit_feeds_every_row_once_an_epoch_in_a_new_order():
 
 
 def test_fit_trains_a_real_model_on_every_batch():
-    """kit.train.fit on a real compiled model: one optimizer step per batch, the partial one included; the
+    """kit.training.fit on a real compiled model: one optimizer step per batch, the partial one included; the
     validation loss is the compiled loss, as `evaluate` computes it."""
     from kit import device as kit_device
-    from kit.train import compile_model, fit
+    from kit.training import compile_model, fit
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (70, 28, 28, 1), dtype=np.uint8)
@@ -401,7 +401,7 @@ def _workers_of(run_id: str) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if "kit.train" in cmdline and f'"run_id": "{run_id}"' in cmdline:
+        if "kit.training" in cmdline and f'"run_id": "{run_id}"' in cmdline:
             found.append(int(proc.name))
     return found
 
@@ -489,7 +489,7 @@ def test_repeats_need_kfold():
 
 def test_too_few_rows_and_a_bad_seed_are_usage_errors():
     from kit.errors import UsageError
-    from kit.train import assign_folds
+    from kit.training import assign_folds
 
     labels = np.repeat(np.arange(10), 2)[:19]  # digit 9 once
     with pytest.raises(UsageError, match="digit 9 has 1 example"):
@@ -644,7 +644,7 @@ def test_placement_picks_the_jobs_and_says_where(monkeypatch):
 
 def test_member_rows_and_oof_accuracy():
     from kit import ensemble, runs
-    from kit.train import assign_folds
+    from kit.training import assign_folds
 
     labels = np.repeat(np.arange(10), 6)
     repeated = assign_folds(labels, 3, 0.1, seed=0, repeats=2)

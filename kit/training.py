@@ -2,7 +2,7 @@
 
 Read top-down: `assign_folds` splits the rows, `compile_model` turns the recipe into a compiled model, `fit` is the
 training loop, and `train_member` trains and saves one member of a run: the one member runner, which kit.dispatch
-calls in this process, a worker process (`python -m kit.train`, started by kit.parallel) calls in `main`, and a Ray
+calls in this process, a worker process (`python -m kit.training`, started by kit.parallel) calls in `main`, and a Ray
 task (kit.cluster) calls on its node. The run itself (creating it, its members, merging them) is kit.dispatch's.
 """
 
@@ -284,7 +284,7 @@ def train_member(
 def worker_command(run_id: str, member: int, threads: int, where: dict[str, Any]) -> list[str]:
     """The command line of a worker process that trains one member of an existing run (`main`)."""
     spec = {"run_id": run_id, "member": member, "threads": threads, "data": where}
-    return [sys.executable, "-m", "kit.train", json.dumps(spec)]
+    return [sys.executable, "-m", "kit.training", json.dumps(spec)]
 
 
 def main(argv: list[str]) -> int:

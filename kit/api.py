@@ -1,0 +1,206 @@
+"""kit from Python: `kit train` and `kit submit` as functions, for a notebook cell as for the CLI (which calls these).
+
+    import kit
+    run = kit.train(folds=5, rotation=15)    # any recipe field by name; the same progress and table as a terminal
+    run.cv, run.oof, run.test_probs, run.submission
+    run.report()                              # the report page, shown in the cell
+    kit.submit(run)                           # validates, uploads, waits for the score, logs it
+
+Errors are kit's own (`kit.KitError` and its kinds in kit.errors), carrying the one-line messages the CLI prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit import config, render, runs
+from kit.errors import UsageError
+
+# The recipe fields `kit train` spells as options of their own (the rest travel to a kernel as --set FIELD=VALUE).
+SHORTHANDS = ("folds", "repeats", "epochs", "batch_size", "learning_rate", "seed", "precision", "augment", "tta",
+              "pseudo", "pseudo_min")  # fmt: skip
+
+
+@dataclass
+class Run:
+    """A run in runs/: its CV, its out-of-fold and test probabilities, its submission and its report."""
+
+    run_dir: Path
+
+    @property
+    def id(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return runs.load_metrics(self.run_dir) or {}
+
+    @property
+    def cv(self) -> float | None:
+        """The out-of-fold (or holdout) accuracy, once every member is trained."""
+        return self.metrics.get("cv_accuracy")
+
+    @property
+    def oof(self) -> np.ndarray:
+        """(training rows, 10) out-of-fold probabilities (NaN rows: validated by no member)."""
+        return runs.load_probs(self.run_dir / "oof.npy", None, unvalidated=True)
+
+    @property
+    def test_probs(self) -> np.ndarray:
+        """(test rows, 10): the members' mean probabilities for test.csv's images."""
+        return runs.load_probs(self.run_dir / "test_probs.npy", None)
+
+    @property
+    def submission(self) -> Path | None:
+        path = self.metrics.get("submission")
+        return Path(path) if path and Path(path).is_file() else None
+
+    def report(self, data_dir: Path | None = None) -> Page:
+        """Write the run's report page (`kit report`) and return it: a notebook shows it in the cell."""
+        return Page(make_report(self.id, data_dir).page)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cv = f"{100 * self.cv:.3f} %" if self.cv is not None else "not yet (members missing)"
+        rows = [
+            ("run", self.id),
+            ("CV", cv),
+            ("submission", str(self.submission or "-")),
+            ("folder", str(self.run_dir)),
+        ]
+        cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        return f"<table>{cells}</table>"
+
+
+@dataclass
+class Page:
+    """A report page (one self-contained HTML file): shown in a notebook cell, or open `path` in a browser."""
+
+    path: Path
+
+    def _repr_html_(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def load_run(run: str | Path | None = None) -> Run:
+    """A run by id or folder (None: the latest), as `kit report` and `kit submit` take it."""
+    return Run(runs.resolve(None if run is None else str(run)))
+
+
+def train(
+    model: str | None = None,
+    *,
+    recipe: str | Path | None = None,
+    sets: list[str] | None = None,
+    run_id: str | None = None,
+    fold: int | None = None,
+    limit: int | None = None,
+    jobs: int | None = None,
+    ray: str | None = None,
+    mirrored: bool = False,
+    kaggle: bool = False,
+    kaggle_timeout: int | None = None,
+    data_dir: Path | None = None,
+    show: bool = True,
+    **fields: Any,
+) -> Run:
+    """`kit train`: a preset (`model`), a recipe file (`recipe`) or the run being resumed (`run_id`), with any recipe
+    field given by name (`rotation=15`) and `sets` ("deotte.epochs=20") on top. Trains here, in local workers, on Ray
+    (`ray`) or in a Kaggle kernel (`kaggle`), as the CLI does; `show` renders the same progress and result table."""
+    unknown = sorted(set(fields) - set(config.SETTABLE))
+    if unknown:
+        raise UsageError(f"{unknown[0]}: no recipe field of that name; the fields are {', '.join(config.SETTABLE)}.")
+    chosen = config.for_run(model, runs.saved_recipe(run_id, kaggle), recipe, sets, **fields)
+    config.check_options(chosen, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored,
+                         kaggle=kaggle, data_dir=data_dir, kaggle_timeout=kaggle_timeout,
+                         recipe_file=recipe)  # fmt: skip
+    run_id = run_id or runs.new_id(model or chosen.model)
+    if kaggle:
+        return _on_kaggle(chosen, run_id, model, fields, sets, limit, jobs, mirrored, kaggle_timeout, show)
+    from kit import cluster, data, device, dispatch
+
+    if ray:
+        cluster.check(ray)
+    comp = runs.training_data(run_id, data.load_competition(data_dir), limit)
+    device.import_keras_quietly()  # after the cheap checks: a usage error should not wait for TensorFlow to load
+    dev = device.setup(chosen.precision, mirrored)
+    with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
+        jobs, where = dispatch.placement(chosen, dev, fold, jobs, on_ray)
+        if show:
+            render.training_start(where, run_id, chosen, comp)
+        with render.training_progress() if show else contextlib.nullcontext() as on_progress:
+            result = dispatch.train_run(chosen, comp, run_id=run_id, device=dev, only=fold, jobs=jobs, cluster=on_ray,
+                                        on_progress=on_progress)  # fmt: skip
+    if show:
+        render.run_result(result, config.member_count(chosen))
+    return Run(result.run_dir)
+
+
+def _on_kaggle(chosen: config.Recipe, run_id: str, model: str | None, fields: dict[str, Any],
+               sets: list[str] | None, limit: int | None, jobs: int | None, mirrored: bool, minutes: int | None,
+               show: bool) -> Run:  # fmt: skip
+    """The run trained in a Kaggle kernel: the kernel runs `kit train` with these options (recipe fields without an
+    option of their own travel as --set), and the run comes home into runs/<id>/."""
+    from kit import kaggle_kernel
+
+    extra = [f"{k}={v}" for k, v in fields.items() if k not in SHORTHANDS and v is not None]
+    given = dict(model=model, **{k: fields.get(k) for k in SHORTHANDS}, limit=limit, jobs=jobs,
+                 mirrored=mirrored or None, settings=[*(sets or []), *extra] or None)  # fmt: skip
+    seconds = (minutes or config.KAGGLE_MINUTES) * 60
+    args = kaggle_kernel.command_line(given)
+    if not show:
+        return Run(kaggle_kernel.train(run_id, args, chosen, seconds))
+
+    def on_push(info: dict, attached: bool) -> None:
+        render.kernel_pushed(info, attached, run_id, chosen)
+
+    with render.status_line() as status:
+        run_dir = kaggle_kernel.train(run_id, args, chosen, seconds,
+                                      lambda state, secs, latest: status(render.kernel_line(state, secs, latest)),
+                                      on_push)  # fmt: skip
+    render.run_result(kaggle_kernel.result(run_dir), config.member_count(chosen))
+    return Run(run_dir)
+
+
+def make_report(run: str | None = None, data_dir: Path | None = None) -> Any:
+    """`kit report`: the run's pictures and its one-page report (runs/<id>/report/index.html); returns what it found
+    (kit.report.Report: the page, per-class scores, the most confused pairs, ...)."""
+    from kit import data, report
+
+    run_dir = runs.resolve(run)
+    return report.write_report(run_dir, runs.competition_of(run_dir, data.load_competition(data_dir)))
+
+
+def submit(run: Run | str | Path | None = None, message: str | None = None, *, wait: bool = True,
+           timeout: float = 600.0, force: bool = False, dry_run: bool = False,
+           show: bool = True) -> dict[str, Any]:  # fmt: skip
+    """`kit submit`: validate the run's submission (or a CSV's), check today's quota and that the content is new,
+    upload it, wait for the score and log it in submissions/leaderboard.csv. Returns Kaggle's last word
+    ({"ref", "status", "public_score", ...}; {} for a dry run)."""
+    from kit import submitting
+
+    target = run.id if isinstance(run, Run) else None if run is None else str(run)
+    chosen = submitting.resolve(target, message)
+    submitting.check(chosen, force)
+    if show:
+        render.submission_start(chosen)
+    if dry_run:
+        if show:
+            render.dry_run()
+        return {}
+    if not show:
+        return submitting.submit(chosen, wait, timeout, None, force)
+    with render.out.status("Submitting to Kaggle...") as spinner:
+
+        def on_poll(state: dict) -> None:
+            spinner.update(f"Waiting for the score (ref {state['ref']}): {state['status']}...")
+
+        state = submitting.submit(chosen, wait, timeout, on_poll, force)
+    render.submission_end(state, wait, timeout)
+    return state

@@ -1,0 +1,222 @@
+"""What kit shows: the consoles, tables, the training progress, the kernel's status line and a run's result.
+
+The CLI and the Python API (kit.api) render through these; the stages print nothing. rich writes to a terminal, to a
+log or pipe as plain lines, and to a notebook cell alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+# No markup: paths, messages, names and whatever else a user or a file supplies print as they are; kit styles its own
+# words with rich Text (`Text.assemble`).
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
+
+
+def new_table(title: str, columns: tuple[str, ...], right: tuple[str, ...]) -> Table:
+    """A rich table with these columns, the ones in `right` right-aligned (numbers)."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    return table
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.3f} %"
+
+
+def kernel_line(status: str, seconds: float, latest: str) -> str:
+    minutes, secs = divmod(int(max(0, seconds)), 60)
+    return f"kernel {status.replace('_', ' ')}, {minutes}:{secs:02d} since the push" + (
+        f"  | {latest}" if latest else ""
+    )
+
+
+@contextlib.contextmanager
+def status_line() -> Iterator[Callable[[str], None]]:
+    """One live status line on a terminal; elsewhere (a log, a pipe, CI) a plain line whenever it changes."""
+    if out.is_terminal:
+        with out.status("pushing the kernel") as status:
+            yield lambda text: status.update(text)
+        return
+    shown = [""]
+
+    def show(text: str) -> None:
+        if text != shown[0]:
+            out.print(text, highlight=False)
+            shown[0] = text
+
+    yield show
+
+
+def extra_rows(recipe, comp) -> str:
+    if not recipe.pseudo:
+        return ""
+    least = f" (those at >= {recipe.pseudo_min:g})" if recipe.pseudo_min else ""
+    return f" + up to {len(comp.test_images):,} test images pseudo-labelled by {recipe.pseudo}{least}"
+
+
+def model_line(recipe) -> str:
+    families = recipe.families or {recipe.model: recipe}
+    return " + ".join(f"{name} ({f.epochs} epochs, batch {f.batch_size})" for name, f in families.items())
+
+
+def members_line(recipe) -> str:
+    members = f"{recipe.folds} fold(s)" + (f" x {recipe.repeats} repeats" if recipe.repeats > 1 else "")
+    return members + (f" of each of {len(recipe.families)} families" if recipe.families else "")
+
+
+# Off a terminal (a log file, CI, a Kaggle kernel) progress is plain lines: each member's start, first and last epoch,
+# and the epochs between at most one line this often (seconds).
+PLAIN_EVERY = 5.0
+
+
+@contextlib.contextmanager
+def training_progress() -> Iterator[Callable]:
+    """The run's progress: on a terminal a rich bar per member (epoch, loss, accuracy, validation accuracy, images/s)
+    under a line for the run (epochs done, time elapsed and left); elsewhere plain lines with the same figures."""
+    from kit.progress import TimeLeft, clock
+
+    time_left = TimeLeft()
+
+    def run_line() -> str:
+        return (f"run {time_left.epochs_done}/{time_left.epochs_total} epochs, {clock(time_left.elapsed())} elapsed, "
+                f"{clock(time_left.left())} left")  # fmt: skip
+
+    def stats(logs: dict[str, float]) -> str:
+        return (f"loss {logs.get('loss', float('nan')):.4f}  acc {pct(logs.get('accuracy'))}  "
+                f"val_acc {pct(logs.get('val_accuracy'))}  {logs.get('images_per_s', 0):,.0f} img/s")  # fmt: skip
+
+    if not out.is_terminal:
+        last = [float("-inf")]
+
+        def plain(event) -> None:
+            time_left.update(event)
+            if not event.started:
+                return
+            name = f"fold {event.member + 1}"
+            if event.epoch == 0:
+                text = f"{name}/{event.members} started" + (f" on {event.where}" if event.where else "")
+            elif event.epoch in (1, event.epochs) or time_left.elapsed() - last[0] >= PLAIN_EVERY:
+                text = f"{name} epoch {event.epoch}/{event.epochs}  {stats(event.logs)}  | {run_line()}"
+            else:
+                return
+            last[0] = time_left.elapsed()
+            out.print(text, highlight=False, soft_wrap=True)
+
+        yield plain
+        return
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+               TextColumn("{task.fields[stats]}"))  # fmt: skip
+    with Progress(*columns, console=out) as bars:
+        run = bars.add_task("run", total=None, stats="")
+        tasks: dict[int, int] = {}
+
+        def live(event) -> None:
+            time_left.update(event)
+            text = f"{clock(time_left.elapsed())} elapsed, {clock(time_left.left())} left"
+            bars.update(run, total=time_left.epochs_total, completed=time_left.epochs_done, stats=text)
+            if not event.started:
+                return
+            if event.member not in tasks:
+                where = f" on {event.where}" if event.where else ""
+                tasks[event.member] = bars.add_task(f"fold {event.member + 1}/{event.members}{where}", total=None,
+                                                    stats="")  # fmt: skip
+            if event.epoch:
+                bars.update(tasks[event.member], total=event.epochs, completed=event.epoch, stats=stats(event.logs))
+
+        yield live
+
+
+def run_result(result, total_folds: int) -> None:
+    tta = any(m.get("tta_views", 1) > 1 for m in result.fold_metrics)
+    columns = ("fold", "accuracy" + (" (TTA)" if tta else ""), *(("without TTA",) if tta else ()), "val rows",
+               "img/s", "seconds")  # fmt: skip
+    table = new_table(f"run {result.run_dir.name}", columns, right=columns)
+    named = len({m.get("family") for m in result.fold_metrics}) > 1  # a blend: say each member's family
+    for m in result.fold_metrics:
+        plain = (pct(m.get("accuracy_plain")),) if tta else ()
+        member = f"{m['fold']} {m['family']}" if named else str(m["fold"])
+        table.add_row(
+            member, pct(m["accuracy"]), *plain, f"{m['val_rows']:,}", f"{m['images_per_s']:,.0f}",
+            f"{m['seconds']:.0f}",
+        )  # fmt: skip
+    if result.metrics:
+        label = "CV (OOF)" if total_folds > 1 else "holdout"
+        metrics = result.metrics
+        plain = (pct(metrics.get("cv_accuracy_plain")),) if tta else ()
+        table.add_row(
+            label, Text(pct(metrics["cv_accuracy"]), "bold"), *plain, f"{metrics['cv_rows']:,}",
+            f"{metrics['images_per_s']:,.0f}", f"{metrics['train_seconds']:.0f}",
+        )  # fmt: skip
+    out.print(table)
+    if result.metrics and "families" in result.metrics:
+        blend_table(result.metrics)
+    out.print(f"run directory: {result.run_dir}")
+    if result.submission:
+        out.print(f"submission:    {result.submission}")
+    else:
+        done = len(result.fold_metrics)
+        out.print(f"{done}/{total_folds} folds complete; train the others with the same --run-id to finish the run.")
+
+
+def blend_table(metrics: dict) -> None:
+    """A blend run's families (OOF CV and errors), the blend beside the plain mean and the vote, and the errors the
+    families share."""
+    overlap, blend = metrics["overlap"], metrics["blend"]
+    table = new_table("families and their blend (OOF)", ("", "weight", "CV", "errors"), ("weight", "CV", "errors"))
+    for name, family in metrics["families"].items():
+        table.add_row(name, f"{blend['weights'][name]:.3f}", pct(family["cv_accuracy"]),
+                      f"{overlap['errors'][name]:,}")  # fmt: skip
+    table.add_row(Text(f"blend ({blend['method']})", "bold"), "", Text(pct(metrics["cv_accuracy"]), "bold"), "")
+    table.add_row("plain mean", "", pct(blend["cv_mean"]), "")
+    table.add_row("majority vote", "", pct(blend["cv_vote"]), "")
+    out.print(table)
+    pairs = ", ".join(f"{pair}: {n:,}" for pair, n in overlap["pairs"].items())
+    out.print(Text.assemble(("errors in common", "bold"), f" {pairs}; made by all: {overlap['all']:,}, by any: "
+                            f"{overlap['any']:,}"))  # fmt: skip
+    out.print(f"weights: {blend['why']}")
+
+
+def training_start(where: str, run_id: str, recipe, comp) -> None:
+    """The device line and the run line, before the first epoch."""
+    out.print(Text.assemble(("device", "bold"), f" {where}"))
+    note = ("  (SAMPLE data: scores say nothing about the competition)", "yellow") if comp.is_sample else ""
+    out.print(Text.assemble(("run", "bold"), f" {run_id}: {model_line(recipe)}, {members_line(recipe)}, "
+                            f"{len(comp.train_labels):,} train rows{extra_rows(recipe, comp)}", note))  # fmt: skip
+
+
+def kernel_pushed(info: dict, attached: bool, run_id: str, recipe) -> None:
+    what = "re-attached to" if attached else "pushed"
+    out.print(Text.assemble(("kaggle", "bold"), f" {what} kernel {info['kernel']} version {info['version']} "
+                            f"(GPU T4 x2): {info['url']}"))  # fmt: skip
+    out.print(Text.assemble(("run", "bold"), f" {run_id}: {model_line(recipe)}, {members_line(recipe)}"))
+
+
+def submission_start(chosen) -> None:
+    """What `kit submit` is about to send: the file (and its hash) and the message."""
+    out.print(Text.assemble(("file", "bold"), f"    {chosen.path}  (sha256 {chosen.sha256[:12]})"))
+    out.print(Text.assemble(("message", "bold"), f" {chosen.message}"))
+
+
+def dry_run() -> None:
+    out.print(Text.assemble(("Valid.", "green"), " Dry run: nothing was sent."))
+
+
+def submission_end(state: dict, wait: bool, timeout: float) -> None:
+    """Kaggle's last word on a submission: its score, or that it is not scored yet."""
+    if state["status"] == "complete":
+        out.print(Text.assemble(("Scored.", "green"), " public score ", (str(state["public_score"]), "bold"),
+                                f" (ref {state['ref']})"))  # fmt: skip
+    else:
+        waited = "" if not wait else f" after {timeout:.0f} s"
+        out.print(f"Submitted (ref {state['ref']}); no score yet{waited}. `kit leaderboard --sync` fetches it later.")
