@@ -30,6 +30,10 @@ class KaggleError(KitError):
     exit_code = 4
 
 
+class KaggleUnavailable(KaggleError):
+    """Kaggle answered with a server error (HTTP 5xx): worth asking again a little later."""
+
+
 class OfflineError(KitError):
     """Kaggle could not be reached at all."""
 

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kit import COMPETITION
-from kit.errors import CredentialsError, KaggleError, NothingSent, OfflineError, QuotaError, UsageError
+from kit.errors import (
+    CredentialsError,
+    KaggleError,
+    KaggleUnavailable,
+    KitError,
+    NothingSent,
+    OfflineError,
+    QuotaError,
+    UsageError,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("kit")  # notices while kit waits on Kaggle; `kit` prints them on stderr
@@ -281,7 +290,8 @@ def _http_error(exc: Any, what: str) -> Exception:
         )
     if status == 429:
         return _rate_limited(what, _retry_after(exc.response))
-    return KaggleError(f"Kaggle could not {what} (HTTP {status}: {detail}); try again later.")
+    kind = KaggleUnavailable if status >= 500 else KaggleError
+    return kind(f"Kaggle could not {what} (HTTP {status}: {detail[:200]}); try again later.")
 
 
 def _rejected(what: str) -> CredentialsError:
@@ -484,16 +494,27 @@ def wait_for_score(api: Any, ref: int, timeout: float,
     pending meanwhile, for at most UNSEEN_S seconds; then a KaggleError says what kit knows."""
     pending = {"ref": ref, "status": "pending", "public_score": "", "private_score": "", "error": ""}
     first = time.monotonic()
+    failed: list[KitError] = []  # the last ask's transient failure, if it failed
 
     def ask() -> dict[str, Any]:
-        state = get_submission(api, ref)
+        failed.clear()
+        try:
+            state = get_submission(api, ref)
+        except (KaggleUnavailable, OfflineError) as exc:  # a server error or a dropped connection: ask again
+            why = "a server error" if isinstance(exc, KaggleUnavailable) else "no connection"
+            log.warning(f"Kaggle did not answer about submission {ref} ({why}); asking again.")
+            failed.append(exc)
+            return pending
         if state is None and time.monotonic() - first > UNSEEN_S:
             raise KaggleError(f"Submission {ref} was created, but Kaggle has not shown it for {UNSEEN_S:.0f} s; "
                               "`kit leaderboard --sync` picks up its score later (do not submit the file "
                               "again).")  # fmt: skip
         return pending if state is None else state
 
-    return poll(ask, lambda state: state["status"] in ("complete", "error"), timeout, on_poll)
+    state = poll(ask, lambda state: state["status"] in ("complete", "error"), timeout, on_poll)
+    if failed:  # the wait ran out still failing: say so (kit submit adds the ref and --sync)
+        raise failed[0]
+    return state
 
 
 # -------------------------------------------------------------------------------------------------- kernels

@@ -70,6 +70,7 @@ class FakeKaggle:
         self.html: set[str] = set()  # methods that answer 200 with an HTML page (a proxy's, a sign-in page)
         self.fail_uploads = False  # the blob PUT of a submission's file fails
         self.silent: set[str] = set()  # methods that never answer (the connection stays open, for up to 60 s)
+        self.unavailable: dict[str, int] = {}  # method -> answer 500 (a server error) this many times first
         # kernels
         self.push_error: str | None = None  # SaveKernel answers HTTP 200 with this error
         self.gpu_used_s, self.gpu_allowed_s = 3600.0, 30 * 3600.0
@@ -287,6 +288,10 @@ class FakeKaggle:
                 method = service_method.split("/")[-1]
                 handler = getattr(self, f"_{method}", None)
                 if self._throttled(method):
+                    return
+                if fake.unavailable.get(method, 0) > 0:
+                    fake.unavailable[method] -= 1
+                    self._error(500, "Internal error")
                     return
                 if method in fake.silent:
                     time.sleep(60)

@@ -157,9 +157,10 @@ def test_scoring_error_shows_kaggles_reason(env, installed, fake_kaggle, tmp_pat
 def test_server_dies_after_upload_leaves_pending_then_sync_settles_it(env, installed, fake_kaggle, tmp_path):
     fake_kaggle.die_after = "CreateSubmission"
     path, expected = _good(tmp_path, fake_kaggle)
-    result = _kit(["submit", str(path)], env, fake_kaggle)
+    result = _kit(["submit", str(path), "--timeout", "6"], env, fake_kaggle)  # it asks again until then
     ref = str(fake_kaggle.submissions[0]["ref"])
     assert result.returncode == 5 and f"Submission {ref} was made" in result.stderr, result.stderr
+    assert "asking again" in result.stderr
     assert "kit leaderboard --sync" in result.stderr and "try again" not in result.stderr
     (row,) = ledger.rows()
     assert row["status"] == "pending" and row["ref"] == str(fake_kaggle.submissions[0]["ref"])
@@ -535,3 +536,12 @@ def test_a_bad_kit_kaggle_timeout_is_one_line(env, installed, fake_kaggle, tmp_p
     path, _ = _good(tmp_path, fake_kaggle)
     result = _kit(["submit", str(path)], {**env, "KIT_KAGGLE_TIMEOUT": "soon"}, fake_kaggle)
     assert result.returncode == 2 and "KIT_KAGGLE_TIMEOUT='soon'" in result.stderr and fake_kaggle.calls == []
+
+
+def test_a_server_error_while_kit_waits_for_the_score_is_asked_again(env, installed, fake_kaggle, tmp_path):
+    fake_kaggle.unavailable = {"GetSubmission": 1}
+    path, expected = _good(tmp_path, fake_kaggle)
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"public score {expected}" in result.stdout and "asking again" in result.stderr
+    assert [r["status"] for r in ledger.rows()] == ["complete"]
