@@ -123,8 +123,7 @@ def command_line(given: dict[str, Any]) -> list[str]:
 
 def result(run_dir: Path) -> RunResult:
     """A run brought home, as `kit train` reports a finished run."""
-    members = sorted((p for p in run_dir.glob("fold*") if (p / "metrics.json").is_file()),
-                     key=lambda p: int(p.name.removeprefix("fold")))  # fmt: skip
+    members = runs.member_dirs(run_dir)
     csv = submissions_dir() / f"{run_dir.name}.csv"
     return RunResult(run_dir, [runs.checked_metrics(p / "metrics.json", runs.read_json(p / "metrics.json"))
                                for p in members], [], runs.load_metrics(run_dir),

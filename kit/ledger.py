@@ -86,6 +86,13 @@ def _clean(fields: dict[str, Any]) -> dict[str, str]:
     return {k: "" if v is None else str(v) for k, v in fields.items()}
 
 
+def _new_row(**fields: Any) -> dict[str, str]:
+    """A new row of the log: every column, a fresh id, and `fields` (None: empty)."""
+    row = {c: "" for c in COLUMNS}
+    row.update(_clean(fields), id=uuid.uuid4().hex[:12])
+    return row
+
+
 def update(row_id: str, **fields: Any) -> None:
     """Change some fields of the row with this id."""
     with _locked() as target:
@@ -99,9 +106,7 @@ def update(row_id: str, **fields: Any) -> None:
 def claim(sha256: str, force: bool, **fields: Any) -> tuple[str | None, dict[str, str] | None]:
     """The duplicate check and the pending row as one step under the lock: (new row id, None), or (None, the row
     that already sent this content) when not `force`. Five `kit submit` of one file at once upload it once."""
-    row = {c: "" for c in COLUMNS}
-    row.update(id=uuid.uuid4().hex[:12], utc_time=paths.utc_now())
-    row.update(_clean({**fields, "sha256": sha256}))
+    row = _new_row(utc_time=paths.utc_now(), **fields, sha256=sha256)
     with _locked() as target:
         current = _read(target)
         sent = _sent(current, sha256)
@@ -140,15 +145,8 @@ def merge_remote(remote: list[dict[str, Any]]) -> tuple[int, int]:
                 row.update(fields, ref=str(item["ref"]))
                 updated += row != before
             else:
-                row = {c: "" for c in COLUMNS}
-                row.update(
-                    id=uuid.uuid4().hex[:12],
-                    utc_time=item.get("utc_time") or "",
-                    file=item.get("file") or "",
-                    message=item.get("message") or "",
-                    ref=str(item["ref"]),
-                    **fields,
-                )
+                row = _new_row(utc_time=item.get("utc_time"), file=item.get("file"), message=item.get("message"),
+                               ref=item["ref"], **fields)  # fmt: skip
                 current.append(row)
                 added += 1
             by_ref[row["ref"]] = row

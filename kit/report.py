@@ -105,7 +105,7 @@ def misclassified_png(images: np.ndarray, y_true, probs: np.ndarray, path: Path,
 
 def learning_curves_png(run_dir: Path, path: Path) -> bool:
     """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per fold."""
-    histories = sorted(run_dir.glob("fold*/history.json"))
+    histories = [member / "history.json" for member in runs.member_dirs(run_dir, "history.json")]
     if not histories:
         return False
     plt = _pyplot()
@@ -310,7 +310,7 @@ def page(run_dir: Path, found: Report, title: str, metrics: dict, mine: list[dic
     recipe, CV per member and overall (with and without TTA), per-class scores, most confused pairs, the confusion
     matrix, the worst mistakes, learning curves, and `mine`, the run's rows of the leaderboard log."""
     config = runs.load_config(run_dir)
-    folders = sorted(run_dir.glob("fold*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name))
+    folders = [member / "metrics.json" for member in runs.member_dirs(run_dir)]
     members = [runs.load_metrics(p.parent) for p in folders]
     cv = metrics.get("cv_accuracy", found.accuracy)
     parts = [f"<h1>{html.escape(run_dir.name)}</h1>"]

@@ -139,6 +139,12 @@ def members(folds: np.ndarray, n_folds: int) -> list[int]:
     return list(range(folds.shape[0] * n_folds))
 
 
+def member_dirs(run_dir: Path, holding: str = "metrics.json") -> list[Path]:
+    """The run's member folders (fold0, fold1, ...) that hold `holding`, in member order: fold2 before fold10."""
+    found = [p for p in run_dir.glob("fold*") if p.name[4:].isdigit() and (p / holding).is_file()]
+    return sorted(found, key=lambda p: int(p.name[4:]))
+
+
 def member_done(run_dir: Path, member: int) -> bool:
     """The member's metrics.json is there and whole (written last and atomically; a damaged one means: train it)."""
     try:

@@ -114,3 +114,16 @@ def test_a_run_id_is_matched_whole(name):
     assert not paths.is_run_id(name)
     with pytest.raises(RunError, match="is not a valid run id"):
         runs.check_id(name)
+
+
+def test_a_runs_members_are_listed_in_member_order(tmp_path):
+    """fold2 before fold10: the report's learning curves and members table, and a Kaggle run's result, read this."""
+    from kit import runs
+
+    for m in [10, 2, 11, 0, 1, 3, 4, 5, 6, 7, 8, 9]:
+        (tmp_path / f"fold{m}").mkdir()
+        (tmp_path / f"fold{m}" / "metrics.json").write_text("{}")
+    (tmp_path / "fold12").mkdir()  # no metrics.json: not complete
+    (tmp_path / "folds.npy").write_bytes(b"")  # not a member
+    assert [p.name for p in runs.member_dirs(tmp_path)] == [f"fold{m}" for m in range(12)]
+    assert runs.member_dirs(tmp_path, "history.json") == []
