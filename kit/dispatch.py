@@ -115,18 +115,8 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
     if students:
         runs.save_array(run_dir / "pseudo.npy", students["pseudo.npy"])
         runs.write_json(run_dir / "pseudo.json", students["pseudo.json"])
-    runs.write_json(
-        config_path,
-        {
-            "kind": "train",
-            "run_id": run_id,
-            "created_utc": paths.utc_now(),
-            "recipe": r.to_dict(),
-            "data": data,
-            "folds_id": runs.folds_id(folds),
-            **_environment(device),
-        },
-    )
+    runs.write_config(run_dir, "train", created_utc=paths.utc_now(), recipe=r.to_dict(), data=data,
+                      folds_id=runs.folds_id(folds), **_environment(device))  # fmt: skip
     return run_dir, folds
 
 

@@ -298,8 +298,7 @@ def _write_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarra
     csv = submission.write(test.argmax(1), out or paths.submissions_dir() / f"{target.name}.csv")
     runs.write_json(target / "metrics.json", {**metrics, "submission": str(csv)})
     created = paths.utc_now()
-    runs.write_json(target / "config.json", {**config, "run_id": target.name, "created_utc": created,
-                                              "folds_id": runs.folds_id(folds)})  # fmt: skip
+    runs.write_config(target, **config, created_utc=created, folds_id=runs.folds_id(folds))
     return csv
 
 

@@ -197,7 +197,7 @@ def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: in
             "pushed_utc": utc_now(), "pushed_at": time.time(), "status": "pushing", "gpu_quota": quota,
             "timeout_s": timeout_s, "versions_before": kaggle_api.kernel_version(api, kernel)}  # fmt: skip
     run_dir = runs_dir() / run_id
-    before = (run_dir / "config.json").read_bytes() if (run_dir / "config.json").is_file() else None
+    before = runs.load_config(run_dir) if (run_dir / "config.json").is_file() else None
     _record(run_id, recipe, info)
     try:
         with tempfile.TemporaryDirectory(prefix="kit-kernel-") as folder:
@@ -210,7 +210,7 @@ def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: in
         if before is None:
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
-            runs.write_atomic(run_dir / "config.json", before)
+            runs.write_config(run_dir, **before)
         raise
     info.update(version=pushed["version"], url=pushed["url"] or info["url"], status="queued")
     _record(run_id, recipe, info)
@@ -218,8 +218,8 @@ def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: in
 
 
 def _record(run_id: str, recipe: Recipe, info: dict[str, Any]) -> None:
-    runs.write_json(runs_dir() / run_id / "config.json", {"kind": "kaggle", "run_id": run_id,
-                    "created_utc": info["pushed_utc"], "recipe": recipe.to_dict(), "kaggle": info})  # fmt: skip
+    runs.write_config(runs_dir() / run_id, "kaggle", created_utc=info["pushed_utc"], recipe=recipe.to_dict(),
+                      kaggle=info)  # fmt: skip
 
 
 def resume_push(api: Any, run_id: str, recipe: Recipe, info: dict[str, Any]) -> dict[str, Any] | None:
@@ -351,7 +351,7 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
         runs.write_atomic(submissions_dir() / f"{run_id}.csv", csv.read_bytes())
-        runs.write_json(run_dir / "config.json", config)
+        runs.write_config(run_dir, **config)
     return run_dir
 
 
@@ -373,7 +373,7 @@ def failed(api: Any, run_id: str, info: dict[str, Any], state: dict[str, str]) -
                 runs.write_atomic(run_dir / "kaggle.log", log.encode())
     saved = runs.load_config(run_dir)
     saved["kaggle"] = {**info, "status": state["status"]}
-    runs.write_json(run_dir / "config.json", saved)
+    runs.write_config(run_dir, **saved)
     kept = f"; its log is in {run_dir / 'kaggle.log'}" if log else ""
     limit = info.get("timeout_s")
     ran = time.time() - float(info.get("pushed_at", time.time()))

@@ -428,6 +428,17 @@ def not_on_kaggle(run_id: str, saved: dict) -> None:
                        "(or choose a new --run-id).")  # fmt: skip
 
 
+KINDS = ("train", "predict", "blend", "kaggle")  # train: trained here; kaggle: training in a kernel, until it is home
+
+
+def write_config(run_dir: Path, kind: str, **fields: Any) -> None:
+    """The one writer of a run's config.json: what the run is (`kind`, its id) and `fields` (recipe, data, folds_id,
+    where it trained, ...), whole or not at all."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown run kind {kind!r}")
+    write_json(run_dir / "config.json", {"kind": kind, "run_id": run_dir.name, **fields})
+
+
 def load_config(run: Path) -> dict:
     """A run's config.json, checked: a JSON object whose recipe (a training run's, a Kaggle run's) is one kit can
     train and whose data counts its rows in whole numbers; anything else is a RunError naming it."""
