@@ -124,8 +124,7 @@ def train(
             "--model",
             help="Recipe preset: kitnet (our best one-family net, the default); leaderboard (kitnet, deotte and m5 "
             "on the same 5 folds, blended by weights fitted on their OOF rows: the leaderboard run for a GPU); "
-            "leaderboard-cpu (kitnet and deotte within the CPU time of one kitnet 5-fold run); the families deotte, "
-            "m5 and m3 alone; seed (the seed notebook).",
+            "the families deotte, m5 and m3 alone; seed (the seed notebook). Any other blend: --recipe FILE.",
             show_default=config.DEFAULT_PRESET,
         ),
     ] = None,

@@ -11,6 +11,7 @@ import pytest
 from kit import config, data, dispatch, pseudo, runs
 from kit.errors import UsageError
 from kit.training import assign_folds
+from tests.test_families import two_families
 
 
 def _teacher(run_id: str, r: config.Recipe, folds: np.ndarray, test_rows: int = 4, done: int | None = None):
@@ -42,7 +43,7 @@ def test_each_student_member_is_taught_only_by_members_that_never_saw_its_rows(e
     soft = pseudo.targets(teacher, {0: [0], 1: [1], 2: [2]}, 4)
     assert soft.shape == (3, 4, 10) and (soft.argmax(2) == np.arange(3)[:, None]).all()
     # a blend teacher: fold k of every family; a blend student: each family's fold k taught the same way
-    blend = config.recipe("leaderboard-cpu", folds=3)
+    blend = two_families(folds=3)
     both = _teacher("tb", blend, folds)
     assert pseudo.assign(both, student, folds) == {0: [0, 3], 1: [1, 4], 2: [2, 5]}
     mixed = pseudo.targets(both, {0: [0, 3]}, 4)[0]
