@@ -249,6 +249,13 @@ def _num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # NaN is no number here
 
 
+# Each recipe field's kind, read once from its annotation (int, float, bool, str; dict: a blend's families), and the
+# fields that may also be None: what --set parses a value as, and what a saved recipe's values are checked against.
+_KIND = {f.name: str(f.type).split(" | ")[0].split("[")[0] for f in dataclasses.fields(Recipe)}
+_OPTIONAL = {f.name for f in dataclasses.fields(Recipe) if str(f.type).endswith("| None")}
+_IS = {"int": _int, "float": _num, "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str)}
+
+
 def validate(r: Recipe) -> None:
     """Check every field of the recipe; the first bad one is a UsageError ("--dropout 1.2: must be in [0, 1)")."""
     for field, name, ok, requirement in _RULES:
@@ -358,10 +365,9 @@ def settings(base: Recipe, items: list[str]) -> Recipe:
 
 def _parse(field: str, text: str, item: str) -> Any:
     """A --set value as its field's type (the dataclass's annotation: int, float, bool, str, or int | None)."""
-    kind = str(next(f.type for f in dataclasses.fields(Recipe) if f.name == field))
-    if kind.endswith("| None") and text.lower() in ("none", ""):
+    kind = _KIND[field]
+    if field in _OPTIONAL and text.lower() in ("none", ""):
         return None
-    kind = kind.split(" | ")[0]
     try:
         if kind == "bool":
             return {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False,
@@ -473,16 +479,9 @@ def mistyped(values: Any) -> str | None:
     a check that reads any kit's recipes, fields it does not know or lacks included (`from_dict` is the strict one)."""
     if not isinstance(values, dict):
         return f"it is {type(values).__name__}, not a recipe"
-    kinds = {f.name: f.type for f in dataclasses.fields(Recipe)}
     for name, value in values.items():
-        kind = str(kinds.get(name, ""))
-        if value is None or not kind:
-            continue
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        ok = {"int": isinstance(value, int) and not isinstance(value, bool), "float": number,
-              "bool": isinstance(value, bool), "str": isinstance(value, str)}  # fmt: skip
-        first = kind.replace("int | float", "float").split(" | ")[0].split("[")[0]
-        if first in ok and not ok[first] and not (first == "float" and number):
+        check = _IS.get(_KIND.get(name, ""))
+        if value is not None and check is not None and not check(value):
             return f"its {name} is {str(value)[:20]!r}"
     return None
 

@@ -230,8 +230,7 @@ def call(fn: Callable[..., T], what: str, *args: Any, not_found: Any = KaggleErr
                 raise _rate_limited(what, delay) from None
             raise _http_error(exc, what) from None
         except requests.JSONDecodeError:  # a 200 that is not Kaggle's API: a proxy's, a captive portal's page
-            raise KaggleError(f"Kaggle's answer when trying to {what} was not JSON (a proxy's or a sign-in page?); "
-                              "check your network, then try again.") from None  # fmt: skip
+            raise _not_json(what) from None
         except requests.RequestException as exc:  # refused, reset, timed out, cut mid-reply: never a folder problem
             raise OfflineError(
                 f"Could not reach Kaggle to {what} ({type(exc).__name__}); check your internet connection "
@@ -246,6 +245,11 @@ def call(fn: Callable[..., T], what: str, *args: Any, not_found: Any = KaggleErr
             return client_api.with_retry(lambda: once(*args, **kwargs))()  # kaggle 2.0.2's passes no kwargs
     except requests.HTTPError as exc:  # the client's retries ran out, still 429
         raise _rate_limited(what, _retry_after(exc.response)) from None
+
+
+def _not_json(what: str) -> KaggleError:
+    return KaggleError(f"Kaggle's answer when trying to {what} was not JSON (a proxy's or a sign-in page?); check "
+                       "your network, then try again.")  # fmt: skip
 
 
 def _retry_after(response: Any) -> float | None:
@@ -387,8 +391,7 @@ def _ask(api: Any, method: str, request: Any, what: str, not_found: Any = Kaggle
             try:
                 return getattr(kaggle.competitions.competition_api_client, method)(request)
             except json.JSONDecodeError:  # kagglesdk's own parse of a 200 that is not Kaggle's API
-                raise KaggleError(f"Kaggle's answer when trying to {what} was not JSON (a proxy's or a sign-in "
-                                  "page?); check your network, then try again.") from None  # fmt: skip
+                raise _not_json(what) from None
             except (KeyError, TypeError, ValueError) as exc:  # a field kagglesdk does not expect, an unknown value
                 raise KaggleError(f"Kaggle's answer when trying to {what} could not be read ({type(exc).__name__}: "
                                   f"{_excerpt(str(exc))}); try again later.") from None  # fmt: skip
