@@ -18,12 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from kit import config, render, runs
+from kit import config, paths, render, runs, user_models
 from kit.errors import UsageError
-
-# The recipe fields `kit train` spells as options of their own (the rest travel to a kernel as --set FIELD=VALUE).
-SHORTHANDS = ("folds", "repeats", "epochs", "batch_size", "learning_rate", "seed", "precision", "augment", "tta",
-              "pseudo", "pseudo_min")  # fmt: skip
 
 
 @dataclass
@@ -118,44 +114,42 @@ def train(
         raise UsageError(f"{unknown[0]}: no recipe field of that name; the fields are {', '.join(config.SETTABLE)}.")
     chosen = config.for_run(model, runs.saved_recipe(run_id, kaggle), recipe, sets, **fields)
     config.check_options(chosen, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored,
-                         kaggle=kaggle, data_dir=data_dir, kaggle_timeout=kaggle_timeout,
-                         recipe_file=recipe)  # fmt: skip
-    run_id = run_id or runs.new_id(model or chosen.model)
+                         kaggle=kaggle, data_dir=data_dir, kaggle_timeout=kaggle_timeout)  # fmt: skip
+    run_id = run_id or runs.new_id(config.model_label(model or chosen.model))
+    model_files = user_models.files(chosen, paths.runs_dir() / run_id)  # your own models: the run's copies, or yours
+    chosen = user_models.named(chosen)
     if kaggle:
-        return _on_kaggle(chosen, run_id, model, fields, sets, limit, jobs, mirrored, kaggle_timeout, show)
-    from kit import cluster, data, device, dispatch
+        return _on_kaggle(chosen, run_id, limit, jobs, mirrored, kaggle_timeout, show, model_files)
+    from kit import cluster, data, device, dispatch, models
 
     if ray:
         cluster.check(ray)
     comp = runs.training_data(run_id, data.load_competition(data_dir), limit)
     device.import_keras_quietly()  # after the cheap checks: a usage error should not wait for TensorFlow to load
     dev = device.setup(chosen.precision, mirrored)
+    models.check(chosen, model_files)  # your own models build and give probabilities, before any training
     with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
         jobs, where = dispatch.placement(chosen, dev, fold, jobs, on_ray)
         if show:
             render.training_start(where, run_id, chosen, comp)
         with render.training_progress() if show else contextlib.nullcontext() as on_progress:
             result = dispatch.train_run(chosen, comp, run_id=run_id, device=dev, only=fold, jobs=jobs, cluster=on_ray,
-                                        on_progress=on_progress)  # fmt: skip
+                                        on_progress=on_progress, model_files=model_files)  # fmt: skip
     if show:
         render.run_result(result, config.member_count(chosen))
     return Run(result.run_dir)
 
 
-def _on_kaggle(chosen: config.Recipe, run_id: str, model: str | None, fields: dict[str, Any],
-               sets: list[str] | None, limit: int | None, jobs: int | None, mirrored: bool, minutes: int | None,
-               show: bool) -> Run:  # fmt: skip
-    """The run trained in a Kaggle kernel: the kernel runs `kit train` with these options (recipe fields without an
-    option of their own travel as --set), and the run comes home into runs/<id>/."""
+def _on_kaggle(chosen: config.Recipe, run_id: str, limit: int | None, jobs: int | None, mirrored: bool,
+               minutes: int | None, show: bool, model_files: dict[str, Path]) -> Run:  # fmt: skip
+    """The run trained in a Kaggle kernel: the kernel runs `kit train` on this recipe (a recipe file in the kernel,
+    with your own model files) and these options, and the run comes home into runs/<id>/."""
     from kit import kaggle_kernel
 
-    extra = [f"{k}={v}" for k, v in fields.items() if k not in SHORTHANDS and v is not None]
-    given = dict(model=model, **{k: fields.get(k) for k in SHORTHANDS}, limit=limit, jobs=jobs,
-                 mirrored=mirrored or None, settings=[*(sets or []), *extra] or None)  # fmt: skip
     seconds = (minutes or config.KAGGLE_MINUTES) * 60
-    args = kaggle_kernel.command_line(given)
+    args = kaggle_kernel.command_line(dict(limit=limit, jobs=jobs, mirrored=mirrored or None))
     if not show:
-        return Run(kaggle_kernel.train(run_id, args, chosen, seconds))
+        return Run(kaggle_kernel.train(run_id, args, chosen, seconds, model_files=model_files))
 
     def on_push(info: dict, attached: bool) -> None:
         render.kernel_pushed(info, attached, run_id, chosen)
@@ -163,7 +157,7 @@ def _on_kaggle(chosen: config.Recipe, run_id: str, model: str | None, fields: di
     with render.status_line() as status:
         run_dir = kaggle_kernel.train(run_id, args, chosen, seconds,
                                       lambda state, secs, latest: status(render.kernel_line(state, secs, latest)),
-                                      on_push)  # fmt: skip
+                                      on_push, model_files)  # fmt: skip
     render.run_result(kaggle_kernel.result(run_dir), config.member_count(chosen))
     return Run(run_dir)
 

@@ -124,7 +124,10 @@ def train(
             "--model",
             help="Recipe preset: kitnet (our best one-family net, the default); leaderboard (kitnet, deotte and m5 "
             "on the same 5 folds, blended by weights fitted on their OOF rows: the leaderboard run for a GPU); "
-            "the families deotte, m5 and m3 alone; seed (the seed notebook). Any other blend: --recipe FILE.",
+            "the families deotte, m5 and m3 alone; seed (the seed notebook). Your own network: FILE.py:FUNCTION, "
+            "where FUNCTION(recipe) returns an uncompiled Keras model from (N, 28, 28, 1) images in [0, 1] to 10 "
+            "softmax probabilities; it trains with kitnet's recipe and the run keeps a copy of FILE "
+            "(docs/recipes.md). Any other blend: --recipe FILE.",
             show_default=config.DEFAULT_PRESET,
         ),
     ] = None,

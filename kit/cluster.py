@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import parallel, runs
+from kit import parallel, runs, user_models
 from kit.config import Recipe
 from kit.data import Competition
 from kit.errors import KitError, OfflineError, RunError, UsageError
@@ -134,8 +134,9 @@ def train_members(
     resources = task_resources(cluster, len(members))
     threads = max(1, int(resources["num_cpus"]))
     comp_ref = ray.put(comp)
+    code = {name: path.read_bytes() for name, path in user_models.files(r, run_dir).items()}  # your own models' files
     pending = {
-        remote.options(**resources).remote(r.to_dict(), comp_ref, folds, member, events, threads): member
+        remote.options(**resources).remote(r.to_dict(), comp_ref, folds, member, events, threads, code): member
         for member in members
     }
     started: dict[int, str] = {}  # member -> the node it runs on
@@ -196,10 +197,12 @@ def _failed(member: int, node: str | None, exc: Exception) -> str:
 
 
 def _task(
-    recipe: dict[str, Any], comp: Competition, folds: np.ndarray, member: int, events: Any, threads: int
-) -> dict[str, bytes]:
+    recipe: dict[str, Any], comp: Competition, folds: np.ndarray, member: int, events: Any, threads: int,
+    code: dict[str, bytes],
+) -> dict[str, bytes]:  # fmt: skip
     """The Ray task: train the member on this node into a temporary folder with kit.training.train_member (its
-    progress, naming the node, to the driver through `events`) and return its files (metrics.json with the node)."""
+    progress, naming the node, to the driver through `events`) and return its files (metrics.json with the node).
+    `code`: the run's own model files, written beside it as the run keeps them."""
     import ray
 
     from kit import config, training
@@ -208,6 +211,8 @@ def _task(
             "address": ray.util.get_node_ip_address()}  # fmt: skip
     where = f"{node['host']} ({node['address']})"
     with tempfile.TemporaryDirectory(prefix="kit-ray-") as tmp:
+        for name, text in code.items():
+            (Path(tmp) / name).write_bytes(text)
         metrics = training.train_member(config.from_dict(recipe), comp, folds, member, Path(tmp), threads=threads,
                                      on_progress=lambda event: _tell(events, event.to_dict()), where=where)  # fmt: skip
         runs.write_json(Path(tmp) / f"fold{member}" / "metrics.json", {**metrics, "node": node})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass(frozen=True)
 class Recipe:
-    model: str  # architecture, a function in kit.models
+    model: str  # architecture: a function in kit.models, or your own as FILE.py:FUNCTION (kit.user_models)
     epochs: int  # one model (folds=1); also per fold of a K-fold run unless `fold_epochs` says otherwise
     batch_size: int
     learning_rate: float  # the peak learning rate (Adam)
@@ -152,9 +153,11 @@ DEFAULT_PRESET = "kitnet"
 def recipe(preset: str = DEFAULT_PRESET, **overrides: Any) -> Recipe:
     """The named preset with the given fields replaced (None values are ignored), validated. A K-fold recipe
     trains `fold_epochs` per fold, where the preset sets it and `epochs` is not among the overrides."""
-    if preset not in PRESETS:
-        raise UsageError(f"--model {preset!r}: must be one of {', '.join(PRESETS)}.")
-    chosen = override(PRESETS[preset], **overrides)
+    if preset not in PRESETS and not is_user_model(preset):
+        raise UsageError(f"--model {preset!r}: must be one of {', '.join(PRESETS)}, or your own model as "
+                         "FILE.py:FUNCTION.")  # fmt: skip
+    base = PRESETS.get(preset) or dataclasses.replace(PRESETS[DEFAULT_PRESET], model=preset)
+    chosen = override(base, **overrides)
     if overrides.get("epochs") is None:
         chosen = _fold_epochs(chosen)
     return chosen
@@ -183,7 +186,8 @@ def for_run(preset: str | None, saved: dict[str, Any] | None, recipe_file: Any =
 
 def _resumed(preset: str | None, saved: dict[str, Any], **overrides: Any) -> Recipe:
     base = from_dict(saved)
-    if preset is not None and (preset not in PRESETS or PRESETS[preset].model != base.model):
+    same = model_in_run(preset or "") == base.model or (preset in PRESETS and PRESETS[preset].model == base.model)
+    if preset is not None and not same:
         raise UsageError(
             f"This run was trained with --model {base.model}; resume it without --model, or choose a new --run-id."
         )
@@ -205,11 +209,17 @@ def override(base: Recipe, **overrides: Any) -> Recipe:
 
 
 MODELS = ("seed", "kitnet", "deotte", "m5", "m3")  # the architectures in kit.models (kept in step by a test)
+USER_MODEL = re.compile(r"(?P<file>.+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)")  # your own: FILE.py:FUNCTION
 SCHEDULES = ("constant", "onecycle", "exponential")
 
 # Every field's check, in scikit-learn's form: (field, the name a user knows it by, ok(value), the requirement).
 _RULES: list[tuple[str, str, Any, str]] = [
-    ("model", "--model", lambda v: v in (*MODELS, "blend"), f"must be one of {', '.join(MODELS)}"),
+    (
+        "model",
+        "--model",
+        lambda v: v in (*MODELS, "blend") or is_user_model(v),
+        f"must be one of {', '.join(MODELS)}, or your own model as FILE.py:FUNCTION",
+    ),
     ("epochs", "--epochs", lambda v: _int(v) and v >= 1, "must be a whole number >= 1"),
     ("batch_size", "--batch-size", lambda v: _int(v) and v >= 1, "must be a whole number >= 1"),
     ("learning_rate", "--lr", lambda v: _num(v) and 0 < v < 1, "must be in (0, 1)"),
@@ -239,6 +249,28 @@ _RULES: list[tuple[str, str, Any, str]] = [
     ),
     ("pseudo_min", "--pseudo-min", lambda v: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
 ]
+
+
+def is_user_model(name: Any) -> bool:
+    """Whether a recipe's `model` names your own model (FILE.py:FUNCTION, kit.user_models) rather than kit's."""
+    return isinstance(name, str) and USER_MODEL.fullmatch(name) is not None
+
+
+def model_in_run(name: str) -> str:
+    """A model as a run's recipe names it: your own by its file's name in the run (experiments/nets.py:build ->
+    nets.py:build, kit.user_models), kit's as they are."""
+    if not is_user_model(name):
+        return name
+    file, _, function = name.rpartition(":")
+    return file.replace("\\", "/").rsplit("/", 1)[-1] + ":" + function
+
+
+def model_label(name: str) -> str:
+    """A model's name as a run id's label: kit's architectures as they are, your own by its file's name."""
+    if not is_user_model(name):
+        return name
+    stem = model_in_run(name).rpartition(":")[0].removesuffix(".py")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:40] or "model"
 
 
 def _int(v: Any) -> bool:
@@ -296,7 +328,6 @@ KAGGLE_MAX_MINUTES = 12 * 60
 def check_options(
     r: Recipe, *, fold: int | None, run_id: str | None, limit: int | None, jobs: int | None, ray: str | None,
     mirrored: bool, kaggle: bool = False, data_dir: Any = None, kaggle_timeout: int | None = None,
-    recipe_file: Any = None,
 ) -> None:  # fmt: skip
     """`kit train`'s options beside the recipe, checked with it at the door (before the data or Keras load)."""
     if run_id is not None and not is_run_id(run_id):
@@ -312,8 +343,6 @@ def check_options(
         raise UsageError("--pseudo students train here or in local workers for now, not on --ray.")
     if ray and (jobs is not None or mirrored):
         raise UsageError(f"--ray places the folds itself; drop {'--jobs' if jobs is not None else '--mirrored'}.")
-    if kaggle and recipe_file is not None:
-        raise UsageError("--recipe does not travel into a Kaggle kernel yet: give its fields as --set FIELD=VALUE.")
     if kaggle_timeout is not None and not kaggle:
         raise UsageError("--kaggle-timeout limits a Kaggle kernel's run time; it needs --kaggle.")
     if kaggle_timeout is not None and not 1 <= kaggle_timeout <= KAGGLE_MAX_MINUTES:
@@ -407,8 +436,9 @@ def from_file(path: Any) -> Recipe:
 
 
 def _filled(name: str | None, values: dict[str, Any]) -> Recipe:
-    """A recipe of one architecture: `values` over its preset's fields."""
-    preset = values.pop("preset", None) or values.get("model") or name or DEFAULT_PRESET
+    """A recipe of one architecture: `values` over its preset's fields (your own model's: kitnet's by default)."""
+    model = values.get("model")
+    preset = values.pop("preset", None) or (DEFAULT_PRESET if is_user_model(model) else model) or name or DEFAULT_PRESET
     if preset not in PRESETS or PRESETS[preset].families:
         raise UsageError(f"preset {preset!r} must be one of {', '.join(p for p in PRESETS if not PRESETS[p].families)}")
     unknown = sorted(set(values) - set(SETTABLE) - {"model"})
@@ -461,9 +491,10 @@ def changes(saved: dict[str, Any]) -> list[str]:
         pairs = [(f"{n}.", r.families[n], _fold_epochs(dataclasses.replace(base.families[n], folds=r.folds)))
                  for n in r.families]  # fmt: skip
     else:
-        if r.model not in PRESETS:
+        if r.model not in PRESETS and not is_user_model(r.model):
             return []
-        pairs = [("", r, _fold_epochs(dataclasses.replace(PRESETS[r.model], folds=r.folds, repeats=r.repeats)))]
+        base = PRESETS.get(r.model) or PRESETS[DEFAULT_PRESET]  # your own model trains kitnet's recipe by default
+        pairs = [("", r, _fold_epochs(dataclasses.replace(base, folds=r.folds, repeats=r.repeats)))]
     found = []
     for prefix, mine, preset in pairs:
         for field in SETTABLE:

@@ -47,15 +47,17 @@ def train_run(
     jobs: int = 1,
     cluster: Cluster | None = None,
     on_progress: ProgressHook | None = None,
+    model_files: dict[str, Path] | None = None,
 ) -> RunResult:
     """Train every incomplete member of run `run_id` (K folds; K x R with repeats; of each family for a blend), or
     just member `only`, and merge them once all are complete. On a Ray `cluster` (kit.cluster.connect) they train as
     its tasks; else, with `jobs` > 1 and several members to train, at once in worker processes (which load `comp`
     again from its folder: one built in memory trains here); otherwise here, one after another. `on_progress` gets
-    a queued event for every member to train, then each member's own."""
+    a queued event for every member to train, then each member's own. `model_files`: your own models' files
+    (kit.user_models.files), copied into a new run."""
     config.check_fold(r, only)
     total = config.member_count(r)
-    run_dir, folds = prepare_run(r, comp, run_id, device)
+    run_dir, folds = prepare_run(r, comp, run_id, device, model_files or {})
     todo = [k for k in ([only] if only is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):
         todo = [k for k in todo if not runs.member_done(run_dir, k)]  # another process may have finished one meanwhile
@@ -89,8 +91,11 @@ def _environment(device: Device) -> dict[str, Any]:
     return {"versions": versions, "device": device.describe(), "git_sha": sha or None}
 
 
-def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tuple[Path, np.ndarray]:
-    """Create runs/<id>/ (config.json, folds.npy), or reopen it after checking it is the same recipe."""
+def prepare_run(
+    r: Recipe, comp: Competition, run_id: str, device: Device, model_files: dict[str, Path] | None = None
+) -> tuple[Path, np.ndarray]:
+    """Create runs/<id>/ (folds.npy, a copy of each of your own models' files, config.json last), or reopen it after
+    checking it is the same recipe."""
     run_dir = paths.runs_dir() / runs.check_id(run_id)
     data = {"source": comp.source, "train_rows": len(comp.train_labels), "test_rows": len(comp.test_images)}
     config_path = run_dir / "config.json"
@@ -115,6 +120,8 @@ def prepare_run(r: Recipe, comp: Competition, run_id: str, device: Device) -> tu
     if students:
         runs.save_array(run_dir / "pseudo.npy", students["pseudo.npy"])
         runs.write_json(run_dir / "pseudo.json", students["pseudo.json"])
+    for name, path in (model_files or {}).items():
+        runs.write_atomic(run_dir / name, path.read_bytes())
     runs.write_config(run_dir, "train", created_utc=paths.utc_now(), recipe=r.to_dict(), data=data,
                       folds_id=runs.folds_id(folds), **_environment(device))  # fmt: skip
     return run_dir, folds

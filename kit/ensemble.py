@@ -207,12 +207,18 @@ def oof_accuracy(oof: np.ndarray, labels: np.ndarray) -> float | None:
     return float((oof[seen].argmax(1) == labels[seen]).mean())
 
 
-def load_fold_models(run_dir: Path, members: list[int]) -> dict[int, Any]:
+def load_fold_models(run_dir: Path, members: list[int], recipe: Recipe | None = None) -> dict[int, Any]:
     """The saved model of each of `members`, loaded; a missing or unreadable one is named, since predicting without
-    it would leave its rows unpredicted."""
+    it would leave its rows unpredicted. Your own models (the `recipe`'s) load with the layers of the run's copy of
+    their file."""
     import keras
 
     import kit.layers  # noqa: F401  (registers kit's layers, which the saved models use)
+    from kit import user_models
+
+    own = recipe is not None and bool(user_models.specs(recipe))
+    # the run's own model file is code kit runs anyway: its Lambda layers may load too (safe_mode refuses them)
+    options = {"custom_objects": user_models.custom_objects(recipe, run_dir), "safe_mode": False} if own else {}
 
     models = {}
     for k in members:
@@ -221,9 +227,10 @@ def load_fold_models(run_dir: Path, members: list[int]) -> dict[int, Any]:
             raise RunError(f"Run {run_dir.name} has no model for fold {k} ({path} is missing); train it again with "
                            f"`kit train --run-id {run_dir.name} --fold {k}` after deleting {path.parent}.")  # fmt: skip
         try:
-            models[k] = keras.saving.load_model(path)
+            models[k] = keras.saving.load_model(path, **options)
         except Exception as exc:  # a torn or foreign file: zipfile, h5py and Keras each raise their own
-            raise RunError(f"Run {run_dir.name}: the model of fold {k} ({path}) cannot be read ({type(exc).__name__}); "
+            why = user_models.reason(exc) if own else type(exc).__name__  # your own layers: say what Keras said
+            raise RunError(f"Run {run_dir.name}: the model of fold {k} ({path}) cannot be read ({why}); "
                            f"delete {path.parent} and train the fold again with `kit train --run-id {run_dir.name}`."
                            ) from None  # fmt: skip
     if not models:
@@ -252,7 +259,7 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
     recipe = from_dict(config.get("recipe", {}))
     n_folds = recipe.folds
     members = list(range(member_count(recipe))) if recipe.families else runs.members(folds, n_folds)
-    models = load_fold_models(source, members)
+    models = load_fold_models(source, members, recipe)
     probs = {}
     for k, model in models.items():
         rows = runs.member_rows(folds, n_folds, k)

@@ -33,75 +33,20 @@ from pathlib import Path
 from typing import Any
 
 import kit
-from kit import kaggle_api, runs, submission
+from kit import config, kaggle_api, kaggle_script, runs, submission
 from kit.config import Recipe
 from kit.errors import Detached, KaggleError, OfflineError, QuotaError, RunError, UsageError
+from kit.kaggle_script import ABOUT, PACKED
 from kit.paths import runs_dir, submissions_dir, utc_now
 from kit.runs import RunResult
 
 MACHINE = "NvidiaTeslaT4"  # Kaggle's "GPU T4 x2"
 CODE_FILE = "kit_train.py"
-PACKED = "kit-run.tar.gz"  # the run and its submission, one file (a kernel keeps at most 500 output files)
-ABOUT = "kit-kaggle.json"  # where it ran: GPUs, Python, TensorFlow, Keras
 ENDED = ("complete", "error", "cancel_requested", "cancel_acknowledged")
 StatusHook = Callable[[str, float, str], None]  # (status, seconds since the push, the latest epoch line)
 
-# The kernel's code file: the standard library only, until it hands over to `python -m kit`.
-SCRIPT = '''"""kit train on Kaggle's GPU, pushed by `kit train --kaggle` (kit {version}). Unpacks kit, installs the
-attached competition data, runs `kit train`, and packs the run and its submission into {packed} for kit to bring home.
-Nothing is installed: Kaggle's own TensorFlow and Keras train."""
-
-import base64, io, json, os, platform, subprocess, sys, tarfile, tempfile, zipfile
-from importlib import metadata
-from pathlib import Path
-
-RUN_ID = {run_id!r}
-ARGS = {args!r}
-KIT = {kit!r}
-
-
-def version(name):
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def gpus():
-    try:
-        found = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                               text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in found.stdout.splitlines() if line.strip()]
-
-
-work = Path.cwd()  # /kaggle/working: what the kernel's output keeps
-home = Path(tempfile.mkdtemp(prefix="kit-"))
-zipfile.ZipFile(io.BytesIO(base64.b64decode(KIT))).extractall(home / "src")
-env = dict(os.environ, PYTHONPATH=str(home / "src"), PYTHONUNBUFFERED="1", COLUMNS="160",
-           KIT_DATA_DIR=str(home / "data"), KIT_RUNS_DIR=str(home / "runs"), KIT_SUBMISSIONS_DIR=str(home / "subs"))
-about = dict(python=platform.python_version(), tensorflow=version("tensorflow"), keras=version("keras"), gpus=gpus())
-(work / {about!r}).write_text(json.dumps(about))
-print("kit on Kaggle:", json.dumps(about), flush=True)
-for step in (["download"], ["train", *ARGS, "--run-id", RUN_ID]):
-    code = subprocess.run([sys.executable, "-m", "kit", *step], env=env).returncode
-    if code:
-        sys.exit(f"kit {{step[0]}} failed on Kaggle (exit {{code}}): its error is the line before this one")
-with tarfile.open(work / ({packed!r} + ".part"), "w:gz") as tar:
-    tar.add(home / "runs" / RUN_ID, arcname=RUN_ID)
-    tar.add(home / "subs" / (RUN_ID + ".csv"), arcname=RUN_ID + ".csv")
-os.replace(work / ({packed!r} + ".part"), work / {packed!r})
-print("kit on Kaggle: packed", {packed!r}, flush=True)
-'''
-
-
-# `kit train`'s options as they are spelled on its command line (booleans: (on, off)).
-FLAGS = {"model": "--model", "folds": "--folds", "repeats": "--repeats", "epochs": "--epochs",
-         "batch_size": "--batch-size", "learning_rate": "--lr", "seed": "--seed", "precision": "--precision",
-         "augment": ("--augment", "--no-augment"), "tta": ("--tta", "--no-tta"), "limit": "--limit", "jobs": "--jobs",
-         "mirrored": ("--mirrored", None), "pseudo": "--pseudo", "pseudo_min": "--pseudo-min",
-         "settings": "--set"}  # fmt: skip
+# The options of `kit train` the kernel's command line may carry beside its recipe file (booleans: (on, off)).
+FLAGS = {"limit": "--limit", "jobs": "--jobs", "mirrored": ("--mirrored", None)}
 
 
 def command_line(given: dict[str, Any]) -> list[str]:
@@ -135,20 +80,28 @@ def slug(run_id: str) -> str:
     return ("kit-" + re.sub(r"[^a-z0-9]+", "-", run_id.lower()).strip("-"))[:50].rstrip("-")
 
 
-def _kit_zip() -> bytes:
-    """kit's package (its .py files) as a zip."""
+def _payload(run_id: str, recipe: Recipe, model_files: dict[str, Path]) -> bytes:
+    """What the kernel unpacks, as a zip: kit's package (its .py files) and work/, the folder `kit train` runs in:
+    the run's recipe file and your own model files."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(Path(kit.__file__).parent.glob("*.py")):
             archive.write(path, f"kit/{path.name}")
+        archive.writestr(f"work/{kaggle_script.RECIPE}", config.to_toml(recipe, f"run {run_id}, for its Kaggle kernel"))
+        for name, path in model_files.items():
+            archive.writestr(f"work/{name}", path.read_bytes())
     return buffer.getvalue()
 
 
-def write_kernel(folder: Path, owner: str, run_id: str, args: list[str]) -> Path:
-    """The kernel to push, in `folder`: kernel-metadata.json and the code file (kit inside it)."""
+def write_kernel(folder: Path, owner: str, run_id: str, args: list[str], recipe: Recipe,
+                 model_files: dict[str, Path] | None = None) -> Path:  # fmt: skip
+    """The kernel to push, in `folder`: kernel-metadata.json and the code file (kit.kaggle_script, which runs
+    `kit train --recipe` on the recipe with `args`; kit and your own model files inside it)."""
     name = slug(run_id)
-    code = SCRIPT.format(version=kit.__version__, packed=PACKED, about=ABOUT, run_id=run_id, args=args,
-                         kit=base64.b64encode(_kit_zip()).decode())  # fmt: skip
+    payload = base64.b64encode(_payload(run_id, recipe, model_files or {})).decode()
+    code = Path(kaggle_script.__file__).read_text(encoding="utf-8")
+    code += (f"\n\n# pushed by `kit train --kaggle` (kit {kit.__version__})\nRUN_ID = {run_id!r}\nARGS = {args!r}\n"
+             f"PAYLOAD = {payload!r}\n\nif __name__ == \"__main__\":\n    main(RUN_ID, ARGS, PAYLOAD)\n")  # fmt: skip
     (folder / CODE_FILE).write_text(code, encoding="utf-8")
     meta = {"id": f"{owner}/{name}", "title": name, "code_file": CODE_FILE, "language": "python",
             "kernel_type": "script", "is_private": True, "enable_gpu": True, "enable_internet": False,
@@ -181,11 +134,13 @@ def pending(run_id: str) -> dict[str, Any] | None:
     return info
 
 
-def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: int) -> dict[str, Any]:
+def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: int,
+           model_files: dict[str, Path] | None = None) -> dict[str, Any]:  # fmt: skip
     """Check the GPU quota, push the kernel (Kaggle stops it after `timeout_s` seconds), and write
     runs/<id>/config.json saying which kernel version trains it. The intent is written first (the kernel's newest
     version before the push), so a push that Ctrl-C or a lost connection interrupts is found again by the next
-    `kit train --kaggle --run-id ID` (`resume_push`) instead of pushed twice. Nothing stays when Kaggle refuses."""
+    `kit train --kaggle --run-id ID` (`resume_push`) instead of pushed twice; your own model files are kept in the
+    run beside it, for a push after a failure. Nothing stays when Kaggle refuses."""
     quota = kaggle_api.gpu_quota(api)
     if quota is not None and quota["used_s"] >= quota["allowed_s"]:
         raise QuotaError(f"Your Kaggle GPU quota is used up ({_hours(quota['used_s'])} of "
@@ -200,8 +155,11 @@ def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: in
     before = runs.load_config(run_dir) if (run_dir / "config.json").is_file() else None
     _record(run_id, recipe, info)
     try:
+        for name, path in (model_files or {}).items():
+            runs.write_atomic(run_dir / name, path.read_bytes())
         with tempfile.TemporaryDirectory(prefix="kit-kernel-") as folder:
-            pushed = kaggle_api.push_kernel(api, write_kernel(Path(folder), owner, run_id, args), timeout_s)
+            kernel = write_kernel(Path(folder), owner, run_id, args, recipe, model_files)
+            pushed = kaggle_api.push_kernel(api, kernel, timeout_s)
         if not pushed["version"]:
             raise KaggleError("Kaggle accepted the kernel but gave no version number; try again.")
     except (OfflineError, KeyboardInterrupt):
@@ -387,15 +345,22 @@ def failed(api: Any, run_id: str, info: dict[str, Any], state: dict[str, str]) -
 
 
 def train(run_id: str, args: list[str], recipe: Recipe, timeout_s: int, on_status: StatusHook | None = None,
-          on_push: Callable[[dict[str, Any], bool], None] | None = None) -> Path:  # fmt: skip
-    """`kit train ARGS --run-id ID` on Kaggle's GPU: push it (or re-attach to the version already training that run,
-    given no options or the same ones), wait, and bring the run home; returns runs/<id>/. Kaggle stops the kernel
-    after `timeout_s` seconds; Ctrl-C stops the waiting, never the kernel (Detached)."""
+          on_push: Callable[[dict[str, Any], bool], None] | None = None,
+          model_files: dict[str, Path] | None = None) -> Path:  # fmt: skip
+    """`kit train --recipe RECIPE ARGS --run-id ID` on Kaggle's GPU (`model_files`: your own models', which travel
+    with it): push it (or re-attach to the version already training that run, given the same recipe and options),
+    wait, and bring the run home; returns runs/<id>/. Kaggle stops the kernel after `timeout_s` seconds; Ctrl-C
+    stops the waiting, never the kernel (Detached)."""
     info = pending(run_id)
     if info is not None and info.get("status") not in ("error", "cancel_requested", "cancel_acknowledged"):
+        saved = config.from_dict(runs.load_config(runs_dir() / run_id).get("recipe", {})).to_dict()
+        differ = [f"{k} {v!r} there, {recipe.to_dict().get(k)!r} here" for k, v in saved.items()
+                  if recipe.to_dict().get(k) != v]  # fmt: skip
         if args and info.get("args") != args:
-            raise UsageError(f"Run '{run_id}' is already training on Kaggle as `kit train {' '.join(info['args'])}`; "
-                             f"re-attach with `{_again(run_id)}` alone, or choose a new --run-id.")  # fmt: skip
+            differ.append(f"options {' '.join(info.get('args') or []) or 'none'} there, {' '.join(args)} here")
+        if differ:
+            raise UsageError(f"Run '{run_id}' is already training on Kaggle with other options ({'; '.join(differ[:3])}"
+                             f"); re-attach with `{_again(run_id)}` alone, or choose a new --run-id.")  # fmt: skip
         attached = True
     else:
         attached = False
@@ -406,7 +371,7 @@ def train(run_id: str, args: list[str], recipe: Recipe, timeout_s: int, on_statu
         attached = info is not None
         args = args or (pending(run_id) or {}).get("args") or []
     if not attached:
-        info = launch(api, run_id, args, recipe, timeout_s)
+        info = launch(api, run_id, args, recipe, timeout_s, model_files)
     assert info is not None
     if on_push is not None:
         on_push(info, attached)

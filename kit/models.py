@@ -8,11 +8,14 @@ The last layer computes in float32 so mixed-precision softmax stays accurate.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 from keras import layers
 
-from kit.config import Recipe
+from kit import user_models
+from kit.config import Recipe, is_user_model, model_label
+from kit.errors import UsageError
 from kit.layers import BatchNorm, Dropout, RandomAffine
 
 
@@ -129,6 +132,53 @@ ARCHITECTURES: dict[str, Callable[[Recipe, int, bool], keras.Model]] = {
 }  # fmt: skip
 
 
-def build(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
-    """The recipe's architecture; `xla`: its training step will be XLA-compiled."""
+def own(r: Recipe, seed: int, xla: bool, path: Path) -> keras.Model:
+    """Your own model (kit.user_models: `build(recipe)` from its file at `path`) behind kit's input layers: the raw
+    pixels scaled to [0, 1], the recipe's augmentation; its output computed in float32. A model that does not build,
+    take 28x28x1 images or give (N, 10) is a UsageError."""
+    spec = r.model
+    try:
+        net = user_models.builder(spec, path)(r)
+    except UsageError:
+        raise
+    except Exception as exc:  # the user's code
+        raise UsageError(f"--model {spec}: building the model failed ({user_models.reason(exc)}).") from None
+    if not isinstance(net, keras.Model):
+        raise UsageError(f"--model {spec}: returned {type(net).__name__}, not a Keras model.")
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    for layer in augmentation(r, seed, xla):
+        x = layer(x)
+    try:
+        x = net(x)
+    except Exception as exc:
+        why = user_models.reason(exc)
+        raise UsageError(f"--model {spec}: the model does not take (N, 28, 28, 1) images ({why}).") from None
+    if tuple(x.shape) != (None, 10):
+        raise UsageError(f"--model {spec}: the model gives {tuple(x.shape)} for (N, 28, 28, 1) images, not (N, 10) "
+                         "class probabilities.")  # fmt: skip
+    outputs = layers.Activation("linear", dtype="float32")(x)  # probabilities in float32, as kit's own nets give
+    return keras.Model(inputs, outputs, name=model_label(spec).replace("-", "_").replace(".", "_"))
+
+
+def build(r: Recipe, seed: int = 0, xla: bool = False, folder: Path | None = None) -> keras.Model:
+    """The recipe's architecture; `xla`: its training step will be XLA-compiled; your own model's file is imported
+    from the run `folder` (None: from where the recipe names it)."""
+    if is_user_model(r.model):
+        return own(r, seed, xla, user_models.source(r.model, folder))
     return ARCHITECTURES[r.model](r, seed, xla)
+
+
+def check(r: Recipe, files: dict[str, Path]) -> None:
+    """Build each of the recipe's own models (`files`: kit.user_models.files) once and check it predicts a
+    probability per class for a batch of images, before any training starts: a UsageError names the first that
+    does not."""
+    import numpy as np
+
+    for spec in user_models.specs(r):
+        family = next((f for f in r.families.values() if f.model == spec), r) if r.families else r
+        model = own(family, 0, False, files[user_models.file_name(spec)])
+        probs = np.asarray(model.predict(np.zeros((2, 28, 28, 1), np.uint8), verbose=0))
+        if not np.all(np.isfinite(probs)) or probs.min() < 0 or not np.allclose(probs.sum(1), 1, atol=0.02):
+            raise UsageError(f"--model {spec}: its outputs are not probabilities (rows summing to 1); end the model "
+                             "in a softmax.")  # fmt: skip

@@ -64,15 +64,16 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(10, dtype=np.float32)[labels]
 
 
-def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int) -> Any:
-    """The recipe's model with its optimizer, schedule and loss (inside the strategy scope, if any)."""
+def compile_model(r: Recipe, device: Device, steps_per_epoch: int, seed: int, folder: Path | None = None) -> Any:
+    """The recipe's model with its optimizer, schedule and loss (inside the strategy scope, if any); your own model's
+    file is read from the run `folder`."""
     import keras
 
     from kit import models
 
     scope = device.strategy.scope() if device.strategy is not None else contextlib.nullcontext()
     with scope:
-        model = models.build(r, seed, xla=bool(device.jit_compile))
+        model = models.build(r, seed, xla=bool(device.jit_compile), folder=folder)
         total = steps_per_epoch * r.epochs
         if r.schedule == "onecycle":
             warmup = max(1, int(total * r.warmup))
@@ -238,7 +239,7 @@ def train_member(
         extra = len(keep)
 
     steps = -(-len(x_train) // r.batch_size)
-    model = compile_model(r, device, steps, seed=r.seed + member)
+    model = compile_model(r, device, steps, seed=r.seed + member, folder=run_dir)
     hook = lambda epoch, row: tell(Progress(member, members, epoch, r.epochs, logs=row, where=where))  # noqa: E731
     watch = np.random.default_rng(r.seed + member).permutation(len(x_val))[: config.EPOCH_VALIDATION_ROWS]
     history = fit(model, x_train, y_train, x_val[watch], y_val[watch], r, device, r.seed + member, hook)

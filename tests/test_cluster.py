@@ -111,6 +111,24 @@ def test_a_two_fold_run_trains_its_folds_on_two_nodes(env, sample, two_nodes):
 
 
 @pytest.mark.slow
+def test_your_own_model_file_travels_with_the_tasks(env, sample, two_nodes, tmp_path):
+    """`--model FILE.py:build --ray`: the tasks train from the run's copy of the file, sent with them (the nodes run
+    elsewhere than the user's folder), and its custom layer loads back for `kit predict`."""
+    address, ray_env, _ = two_nodes
+    own = tmp_path / "mine" / "nets.py"
+    own.parent.mkdir()
+    own.write_bytes((ROOT / "tests" / "own_model.py").read_bytes())
+    args = ["train", "--model", f"{own}:build", "--folds", "2", "--epochs", "1", "--limit", "400", "--run-id",
+            "own-ray", "--ray", address]  # fmt: skip
+    result = run_kit(args, {**env, **ray_env}, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = Path(env["KIT_RUNS_DIR"]) / "own-ray"
+    assert {p.name for p in (run / "fold0").iterdir()} == FOLD_FILES and (run / "nets.py").is_file()
+    own.unlink()
+    assert run_kit(["predict", "own-ray"], env).returncode == 0
+
+
+@pytest.mark.slow
 def test_a_failed_fold_is_one_line_the_other_is_kept_and_the_rerun_completes(env, sample, two_nodes):
     address, ray_env, fail = two_nodes
     args = ["train", "--model", "seed", "--folds", "2", "--epochs", "1", "--limit", "400", "--run-id", "flaky",

@@ -3,18 +3,20 @@ folder standing in for /kaggle/input and /kaggle/working), then the run brought 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import signal
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kit import config, data, kaggle_kernel, runs, submission
+from kit import config, data, kaggle_kernel, kaggle_script, runs, submission
 from kit.errors import RunError, UsageError
 from tests.conftest import ROOT, kit_here, run_kit
 from tests.fake_kaggle import FakeKaggle, zip_of
@@ -66,10 +68,8 @@ def test_a_run_trained_in_a_kaggle_kernel_comes_home_as_a_local_run(env, full_te
         assert pushed["enableGpu"] and pushed["machineShape"] == "NvidiaTeslaT4" and not pushed["enableInternet"]
         assert pushed["competitionDataSources"] == ["digit-recognizer"]
         assert pushed["sessionTimeoutSeconds"] == config.KAGGLE_MINUTES * 60  # a hung kernel cannot spend the week
-        assert (
-            "ARGS = ['--model', 'seed', '--folds', '2', '--epochs', '1', '--no-tta', '--limit', '2000', '--jobs', '1']"
-            in pushed["text"]
-        )
+        assert "ARGS = ['--limit', '2000', '--jobs', '1']" in pushed["text"]  # beside the recipe the kernel carries
+        assert pushed_recipe(pushed["text"]) == config.recipe("seed", folds=2, epochs=1, tta=False)
 
         run = runs.runs_dir() / "r1"
         saved = runs.load_config(run)
@@ -194,7 +194,7 @@ def test_a_push_cut_off_before_it_reached_kaggle_pushes_on_the_next_try(env, fak
     fake.queued_polls, fake.attach = 0, False  # it then fails at once: what matters is that it was pushed once
     again = run_kit(["train", "--kaggle", "--run-id", "r6"], remote)
     assert "pushed kernel alice/kit-r6 version 1" in again.stdout, again.stdout + again.stderr
-    assert len(fake.pushes) == 1 and "'--epochs', '1'" in fake.pushes[0]["text"]
+    assert len(fake.pushes) == 1 and pushed_recipe(fake.pushes[0]["text"]).epochs == 1
 
 
 @pytest.mark.parametrize(
@@ -224,41 +224,116 @@ def test_a_kernel_kaggle_will_not_run_is_one_line_and_leaves_nothing(env, fake, 
         assert fake.pushes == []
 
 
+def payload(code: str) -> zipfile.ZipFile:
+    """What a pushed kernel's code file carries: kit, and its work/ folder (the recipe, your own model files)."""
+    return zipfile.ZipFile(io.BytesIO(base64.b64decode(code.split("PAYLOAD = '")[1].split("'")[0])))
+
+
+def pushed_recipe(code: str) -> config.Recipe:
+    """The recipe a pushed kernel trains: its recipe file, read as `kit train --recipe` reads it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "recipe.toml"
+        path.write_bytes(payload(code).read("work/kit-recipe.toml"))
+        return config.from_file(path)
+
+
 # ------------------------------------------------------------------------------------------------ no server
 
 
-def test_the_kernel_runs_the_same_command_and_names_itself_as_kaggle_wants(tmp_path):
-    given = dict(model="leaderboard", folds=5, repeats=None, epochs=None, batch_size=None, learning_rate=0.002,
-                 seed=None, precision=None, augment=False, tta=True, pseudo=None, pseudo_min=None, limit=None,
-                 jobs=2, mirrored=True)  # fmt: skip
-    assert kaggle_kernel.command_line(given) == ["--model", "leaderboard", "--folds", "5", "--lr", "0.002",
-                                                 "--no-augment", "--tta", "--jobs", "2", "--mirrored"]  # fmt: skip
+def test_the_kernel_trains_the_recipe_it_carries_and_names_itself_as_kaggle_wants(tmp_path):
+    """The code file is kit.kaggle_script's text and a call to its main; the payload holds kit, the recipe file (which
+    reads back to the same recipe) and your own model files."""
     assert kaggle_kernel.slug("20261201-120000-Kit_Net.v2") == "kit-20261201-120000-kit-net-v2"
     assert len(kaggle_kernel.slug("x" * 100)) == 50
-    folder = kaggle_kernel.write_kernel(tmp_path, "alice", "r1", ["--folds", "2"])
+    r = config.settings(config.recipe("leaderboard", learning_rate=0.002), ["m5.epochs=3", "rotation=15"])
+    own = tmp_path / "nets.py"
+    own.write_text("def build(recipe): ...\n")
+    folder = tmp_path / "kernel"
+    folder.mkdir()
+    kaggle_kernel.write_kernel(folder, "alice", "r1", ["--jobs", "2"], r, {"nets.py": own})
     meta = json.loads((folder / "kernel-metadata.json").read_text())
     assert meta["id"] == "alice/kit-r1" and meta["title"] == "kit-r1" and meta["code_file"] == "kit_train.py"
     code = (folder / "kit_train.py").read_text()
     compile(code, "kit_train.py", "exec")  # the code file is Python that runs by itself
-    assert "RUN_ID = 'r1'" in code and "ARGS = ['--folds', '2']" in code
+    assert code.startswith(Path(kaggle_script.__file__).read_text()) and "RUN_ID = 'r1'" in code
+    carried = set(payload(code).namelist())
+    assert {"kit/cli.py", "kit/kaggle_script.py", "work/kit-recipe.toml", "work/nets.py"} <= carried
+    assert pushed_recipe(code) == r
 
 
-def test_the_kernels_command_line_is_spelled_as_kit_train_parses_it():
-    """kaggle_kernel.FLAGS repeats `kit train`'s spellings: every option, given, comes back from the command's own
-    parser as the value it was given (a renamed flag fails here, not in a kernel on Kaggle)."""
+def test_the_kernels_options_are_spelled_as_kit_train_parses_them():
+    """kaggle_kernel.FLAGS spells the few options that travel beside the recipe file: each, given, comes back from
+    `kit train`'s own parser as the value it was given (a renamed flag fails here, not in a kernel on Kaggle)."""
     import typer.main
 
     from kit.cli import app
 
     train = next(c for c in typer.main.get_command(app).commands.values() if c.name == "train")
-    values = dict(model="m5", folds=3, repeats=2, epochs=7, batch_size=64, learning_rate=0.002, seed=5,
-                  precision="float32", pseudo="teacher-run", pseudo_min=0.9, limit=500, jobs=2,
-                  settings=["rotation=15", "deotte.epochs=3"])  # fmt: skip
-    assert set(kaggle_kernel.FLAGS) == {*values, "augment", "tta", "mirrored"}
     for on in (True, False):
-        given = {**values, "augment": on, "tta": not on, "mirrored": True if on else None}
+        given = {"limit": 500, "jobs": 2, "mirrored": True if on else None}
         parsed = train.make_context("train", kaggle_kernel.command_line(given)).params
         assert {name: parsed[name] for name in kaggle_kernel.FLAGS} == {**given, "mirrored": on}
+
+
+def test_the_kernel_script_runs_kit_in_its_work_folder_and_packs_the_run(tmp_path, monkeypatch):
+    """kit.kaggle_script.main with a stand-in kit (its `train` writes a run and a submission, in the folder with the
+    recipe): the run and its submission packed, where it ran recorded; a failed step exits naming it."""
+    fake_kit = (
+        "import os, sys\nfrom pathlib import Path\nstep = sys.argv[1]\n"
+        "if step == 'train':\n"
+        "    assert Path('kit-recipe.toml').is_file() and Path('nets.py').is_file()\n"
+        "    run = Path(os.environ['KIT_RUNS_DIR']) / sys.argv[-1]\n    run.mkdir(parents=True)\n"
+        "    (run / 'config.json').write_text('{}')\n    subs = Path(os.environ['KIT_SUBMISSIONS_DIR'])\n"
+        "    subs.mkdir()\n    (subs / (sys.argv[-1] + '.csv')).write_text('ImageId,Label\\n')\n"
+        "sys.exit(int(os.environ.get('FAKE_KIT_EXIT', '0')) if step == 'train' else 0)\n"
+    )  # fmt: skip
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("kit/__init__.py", "")
+        archive.writestr("kit/__main__.py", fake_kit)
+        archive.writestr("work/kit-recipe.toml", "")
+        archive.writestr("work/nets.py", "")
+    payload = base64.b64encode(buffer.getvalue()).decode()
+    work = tmp_path / "working"
+    work.mkdir()
+    kaggle_script.main("r1", ["--jobs", "1"], payload, work)
+    with tarfile.open(work / kaggle_script.PACKED) as tar:
+        assert set(tar.getnames()) == {"r1", "r1/config.json", "r1.csv"}
+    assert set(json.loads((work / kaggle_script.ABOUT).read_text())) == {"python", "tensorflow", "keras", "gpus"}
+    monkeypatch.setenv("FAKE_KIT_EXIT", "3")
+    with pytest.raises(SystemExit, match=r"kit train failed on Kaggle \(exit 3\)"):
+        kaggle_script.main("r2", [], payload, work)
+
+
+def test_your_own_model_trains_in_the_kernel_and_predicts_at_home(env, fake, tiny, tmp_path):
+    """`--model FILE.py:build --kaggle`: the file travels in the kernel with the recipe, the run comes home with its
+    copy, and `kit predict` loads its custom layer here; a blend recipe file travels too."""
+    own = tmp_path / "mine" / "nets.py"
+    own.parent.mkdir()
+    own.write_bytes((ROOT / "tests" / "own_model.py").read_bytes())
+    _install(env, tiny.zip_bytes, tmp_path)
+    remote = {**env, **fake.env()}
+    args = ["train", "--model", f"{own}:build", "--folds", "2", "--epochs", "1", "--limit", "300", "--set",
+            "dropout=0.1", "--jobs", "1", "--kaggle", "--run-id", "ko"]  # fmt: skip
+    result = run_kit(args, remote, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = runs.runs_dir() / "ko"
+    assert (run / "nets.py").read_bytes() == own.read_bytes()
+    recipe = runs.read_json(run / "config.json")["recipe"]
+    assert recipe["model"] == "nets.py:build" and recipe["dropout"] == 0.1 and recipe["epochs"] == 1
+    assert fake.pushes and "--recipe" in fake.kernel("kit-ko")["folder"].joinpath("script.py").read_text()
+    own.unlink()
+    predicted = kit_here(["predict", "ko"], env)
+    assert predicted.returncode == 0, predicted.stderr
+
+    blend = tmp_path / "blend.toml"
+    blend.write_text("folds = 2\nepochs = 1\n\n[families.seed]\n\n[families.kitnet]\ntta = false\n")
+    mixed = run_kit(["train", "--recipe", str(blend), "--limit", "300", "--jobs", "1", "--kaggle", "--run-id", "kb"],
+                    remote, timeout=600)  # fmt: skip
+    assert mixed.returncode == 0, mixed.stdout + mixed.stderr
+    assert set(runs.load_metrics(runs.runs_dir() / "kb")["families"]) == {"seed", "kitnet"}
 
 
 @pytest.mark.parametrize("options", [{"ray": "local"}, {"data_dir": "elsewhere"}, {"fold": 1}, {"pseudo": True}])
