@@ -91,7 +91,8 @@ def test_a_model_that_cannot_train_is_one_line_before_any_training(env, sample, 
 @pytest.mark.slow
 def test_your_model_with_a_custom_layer_through_every_local_path(env, sample, nets, tmp_path):
     """Fold workers, --fold then resume, `kit predict --tta` on another checkout (the user's file gone), a pseudo-
-    label student, a blend recipe file with kitnet, and `kit runs --recipe` naming the run's copy."""
+    label student, `kit blend` of the two, a blend recipe file with kitnet, and `kit runs --recipe` naming the run's
+    copy."""
     base = ["--folds", "2", "--epochs", "1", "--limit", "300", "--batch-size", "50"]
     spec = f"{nets}:build"
     first = kit_here(["train", "--model", spec, *base, "--run-id", "own", "--fold", "1"], env)
@@ -122,6 +123,8 @@ def test_your_model_with_a_custom_layer_through_every_local_path(env, sample, ne
                         "nets.py") + ":build", *base, "--pseudo", "own", "--jobs", "1"], env)  # fmt: skip
     assert student.returncode == 0, student.stderr
     assert runs.read_json(runs.runs_dir() / "own-student" / "fold0" / "metrics.json")["pseudo_rows"] > 0
+    blended_runs = kit_here(["blend", "own", "own-student"], env)  # the same folds: the blend's OOF CV beside each
+    assert blended_runs.returncode == 0 and "own-student" in blended_runs.stdout, blended_runs.stderr
 
     shutil.copy(OWN, tmp_path / "nets.py")
     recipe = tmp_path / "blend.toml"
