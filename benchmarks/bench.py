@@ -74,12 +74,12 @@ def notebook_as_written(comp, epochs: int) -> list[float]:
 
 def kit_seed(comp, epochs: int) -> tuple[list[float], str]:
     """kit's seed recipe through kit's own training loop (kit.training.fit) at the auto precision."""
-    from kit import config, device, runs, training
+    from kit import config, device, splits, training
 
     recipe = config.recipe("seed", epochs=epochs)
     dev = device.setup(recipe.precision)
-    folds = training.assign_folds(comp.train_labels, 1, recipe.holdout, recipe.seed)
-    fit, val = runs.training_rows(folds, 1, 0), runs.member_rows(folds, 1, 0)
+    folds = splits.assign(comp.train_labels, 1, recipe.holdout, recipe.seed)
+    fit, val = splits.training_rows(folds, 1, 0), splits.member_rows(folds, 1, 0)
     model = training.compile_model(recipe, dev, steps_per_epoch=-(-int(fit.sum()) // recipe.batch_size), seed=0)
     history = training.fit(
         model, comp.train_images[fit], training.one_hot(comp.train_labels[fit]), comp.train_images[val],

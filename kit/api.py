@@ -20,6 +20,48 @@ import numpy as np
 
 from kit import config, paths, render, runs, user_models
 from kit.errors import UsageError
+from kit.paths import RUN_ID_RULE, is_run_id
+
+MIN_ROWS = 20  # --limit: fewer rows cannot hold a stratified holdout of every digit
+
+
+KAGGLE_MINUTES = 180  # `kit train --kaggle`'s default run-time limit: a hung kernel cannot spend more of the quota
+KAGGLE_MAX_MINUTES = 12 * 60
+
+
+def check_options(
+    r: config.Recipe, *, fold: int | None, run_id: str | None, limit: int | None, jobs: int | None, ray: str | None,
+    mirrored: bool, kaggle: bool = False, data_dir: Any = None, kaggle_timeout: int | None = None,
+) -> None:  # fmt: skip
+    """`kit train`'s options beside the recipe, checked with it at the door (before the data or Keras load): the
+    combinations that make sense, whichever way the command was given (the CLI, a notebook)."""
+    if run_id is not None and not is_run_id(run_id):
+        raise UsageError(f"--run-id {run_id!r}: {RUN_ID_RULE}.")
+    if fold is not None and run_id is None:
+        raise UsageError("--fold needs --run-id, so the folds trained separately end up in the same run.")
+    config.check_fold(r, fold)
+    if limit is not None and limit < MIN_ROWS:
+        raise UsageError(f"--limit {limit}: must be at least {MIN_ROWS} rows.")
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs {jobs}: must be a whole number >= 1.")
+    if ray and r.pseudo:
+        raise UsageError("--pseudo students train here or in local workers for now, not on --ray.")
+    if ray and (jobs is not None or mirrored):
+        raise UsageError(f"--ray places the folds itself; drop {'--jobs' if jobs is not None else '--mirrored'}.")
+    if kaggle_timeout is not None and not kaggle:
+        raise UsageError("--kaggle-timeout limits a Kaggle kernel's run time; it needs --kaggle.")
+    if kaggle_timeout is not None and not 1 <= kaggle_timeout <= KAGGLE_MAX_MINUTES:
+        raise UsageError(f"--kaggle-timeout {kaggle_timeout}: must be 1 to {KAGGLE_MAX_MINUTES} minutes (Kaggle "
+                         "stops any session at 12 hours).")  # fmt: skip
+    if kaggle:
+        here = {"--ray": ray, "--data-dir": data_dir, "--fold": fold}
+        given = [flag for flag, value in here.items() if value is not None]
+        if given:
+            raise UsageError(f"--kaggle trains the whole run in a Kaggle kernel on the competition's own data; drop "
+                             f"{' and '.join(given)}.")  # fmt: skip
+        if r.pseudo:
+            raise UsageError("--pseudo's teacher run is on this machine, not in the Kaggle kernel; train the students "
+                             "here.")  # fmt: skip
 
 
 @dataclass
@@ -113,10 +155,11 @@ def train(
     if unknown:
         raise UsageError(f"{unknown[0]}: no recipe field of that name; the fields are {', '.join(config.SETTABLE)}.")
     chosen = config.for_run(model, runs.saved_recipe(run_id, kaggle), recipe, sets, **fields)
-    config.check_options(chosen, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored,
-                         kaggle=kaggle, data_dir=data_dir, kaggle_timeout=kaggle_timeout)  # fmt: skip
+    check_options(chosen, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored, kaggle=kaggle,
+                  data_dir=data_dir, kaggle_timeout=kaggle_timeout)  # fmt: skip
+    new = run_id is None  # a run id kit makes up names a new folder, never an existing run's
     run_id = run_id or runs.new_id(config.model_label(model or chosen.model))
-    model_files = user_models.files(chosen, paths.runs_dir() / run_id)  # your own models: the run's copies, or yours
+    model_files = user_models.files(chosen, None if new else paths.runs_dir() / run_id)  # the run's copies, or yours
     chosen = user_models.named(chosen)
     if kaggle:
         return _on_kaggle(chosen, run_id, limit, jobs, mirrored, kaggle_timeout, show, model_files)
@@ -124,7 +167,7 @@ def train(
 
     if ray:
         cluster.check(ray)
-    comp = runs.training_data(run_id, data.load_competition(data_dir), limit)
+    comp = runs.training_data(None if new else run_id, data.load_competition(data_dir), limit)
     device.import_keras_quietly()  # after the cheap checks: a usage error should not wait for TensorFlow to load
     dev = device.setup(chosen.precision, mirrored)
     models.check(chosen, model_files)  # your own models build and give probabilities, before any training
@@ -134,7 +177,7 @@ def train(
             render.training_start(where, run_id, chosen, comp)
         with render.training_progress() if show else contextlib.nullcontext() as on_progress:
             result = dispatch.train_run(chosen, comp, run_id=run_id, device=dev, only=fold, jobs=jobs, cluster=on_ray,
-                                        on_progress=on_progress, model_files=model_files)  # fmt: skip
+                                        on_progress=on_progress, model_files=model_files, new=new)  # fmt: skip
     if show:
         render.run_result(result, config.member_count(chosen))
     return Run(result.run_dir)
@@ -146,7 +189,7 @@ def _on_kaggle(chosen: config.Recipe, run_id: str, limit: int | None, jobs: int 
     with your own model files) and these options, and the run comes home into runs/<id>/."""
     from kit import kaggle_kernel
 
-    seconds = (minutes or config.KAGGLE_MINUTES) * 60
+    seconds = (minutes or KAGGLE_MINUTES) * 60
     args = kaggle_kernel.command_line(dict(limit=limit, jobs=jobs, mirrored=mirrored or None))
     if not show:
         return Run(kaggle_kernel.train(run_id, args, chosen, seconds, model_files=model_files))

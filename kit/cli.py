@@ -1,4 +1,5 @@
-"""The `kit` command line: parses options, calls the stages, renders with rich. No logic of its own.
+"""The `kit` command line: each command is its options, its door checks and one call (kit.api or a stage), then
+kit.render shows the result. No logic and no rendering of its own.
 
 Stages (and their heavy imports: TensorFlow, pandas, kaggle) load inside each command, so `kit --help`
 stays fast and never authenticates with Kaggle.
@@ -14,10 +15,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from kit import config, render
+from kit import config, render, run_table
 from kit.errors import KitError
 
 app = typer.Typer(
@@ -27,8 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-out, err = render.out, render.err  # the consoles (tests narrow them to their width)
-
 DataDir = Annotated[
     Path | None,
     typer.Option(
@@ -37,6 +34,8 @@ DataDir = Annotated[
         "Notebook under /kaggle/working).",
     ),
 ]
+
+AsCsv = Annotated[bool, typer.Option("--csv", help="Print the rows as CSV instead of a table.")]
 
 
 def _quiet_tensorflow() -> None:
@@ -67,42 +66,16 @@ def download(
     rules accepted on kaggle.com. Files are checked (columns, values, row counts) and moved into place only
     when complete. A second run with the data present does nothing unless --force.
     """
-    from kit import data
+    from kit import data, submission
 
-    status = functools.partial(out.status, "Downloading digit-recognizer from Kaggle...")
-    result = data.install(data_dir, force, from_zip, sample, downloading=status)
-    meta, dest = result.meta, result.dest
-    if not result.new:
-        out.print(f"Data already in {dest} ({_describe(meta)}); nothing to do (--force installs it again).")
-        return
-    out.print(Text.assemble(("Installed", "green"), f" {_describe(meta)} in {dest}"))
-    if meta["source"] == "sample":
-        out.print(Text.assemble(
-            ("This is the SAMPLE data set", "yellow"),
-            " (scikit-learn's 8x8 digits resized to 28x28), for "
-            "trying kit offline; its scores say nothing about the competition. `kit download` fetches the real data."
-        ))  # fmt: skip
-    else:
-        _not_the_competition(meta)
-
-
-def _not_the_competition(meta: dict) -> None:
-    """A note where installed data that is not the sample has another test set than the one Kaggle scores."""
-    from kit import submission
-
-    if meta["source"] != "sample" and meta["test_rows"] != submission.REAL_TEST_ROWS:
-        out.print(Text.assemble(("note:", "yellow"), f" this test.csv has {meta['test_rows']:,} rows, not the "
-                                f"competition's {submission.REAL_TEST_ROWS:,}: Kaggle scores only files of "
-                                f"{submission.REAL_TEST_ROWS:,} rows, so `kit submit` refuses what is made from it "
-                                "(`kit download --force` fetches the competition's own)."))  # fmt: skip
-
-
-def _describe(meta: dict) -> str:
-    return f"{meta['train_rows']:,} train / {meta['test_rows']:,} test rows, source: {meta['source']}"
+    status = functools.partial(render.out.status, "Downloading digit-recognizer from Kaggle...")
+    render.installed(data.install(data_dir, force, from_zip, sample, downloading=status), submission.REAL_TEST_ROWS)
 
 
 # --------------------------------------------------------------------------------------------------- train
 
+# `kit train --help` in three panels: what trains, which run, where it trains.
+RECIPE, RUN, WHERE = "The recipe", "The run", "Where it trains"
 DEFAULT = config.PRESETS[config.DEFAULT_PRESET]  # what `kit train` trains without options; its values fill --help
 
 
@@ -122,6 +95,7 @@ def train(
         str | None,
         typer.Option(
             "--model",
+            rich_help_panel=RECIPE,
             help="Recipe preset: kitnet (our best one-family net, the default); leaderboard (kitnet, deotte and m5 "
             "on the same 5 folds, blended by weights fitted on their OOF rows: the leaderboard run for a GPU); "
             "the families deotte, m5 and m3 alone; seed (the seed notebook). Your own network: FILE.py:FUNCTION, "
@@ -134,13 +108,17 @@ def train(
     folds: Annotated[
         int | None,
         typer.Option(
-            "--folds", help="1: one model on a 90/10 split; K>=2: K-fold ensemble.", show_default=_default("folds")
+            "--folds",
+            rich_help_panel=RECIPE,
+            help="1: one model on a 90/10 split; K>=2: K-fold ensemble.",
+            show_default=_default("folds"),
         ),
     ] = None,
     repeats: Annotated[
         int | None,
         typer.Option(
             "--repeats",
+            rich_help_panel=RECIPE,
             help="K-fold: R differently seeded K-fold splits, K x R models; each row's OOF prediction is the mean of "
             "its R out-of-fold models, the test prediction the mean of all.",
             show_default=_default("repeats"),
@@ -150,6 +128,7 @@ def train(
         int | None,
         typer.Option(
             "--epochs",
+            rich_help_panel=RECIPE,
             help="Epochs (of each fold with --folds 2+).",
             show_default=f"{_default('epochs')} for one model, {DEFAULT.fold_epochs or DEFAULT.epochs} a fold with "
             "--folds 2+",
@@ -157,18 +136,25 @@ def train(
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option("--batch-size", help="Batch size.", show_default=_default("batch_size")),
+        typer.Option("--batch-size", rich_help_panel=RECIPE, help="Batch size.", show_default=_default("batch_size")),
     ] = None,
     learning_rate: Annotated[
-        float | None, typer.Option("--lr", help="Peak learning rate.", show_default=_default("learning_rate"))
+        float | None,
+        typer.Option(
+            "--lr", rich_help_panel=RECIPE, help="Peak learning rate.", show_default=_default("learning_rate")
+        ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed for the split and training.", show_default=_default("seed"))
+        int | None,
+        typer.Option(
+            "--seed", rich_help_panel=RECIPE, help="Seed for the split and training.", show_default=_default("seed")
+        ),
     ] = None,
     pseudo: Annotated[
         str | None,
         typer.Option(
             "--pseudo",
+            rich_help_panel=RECIPE,
             help="Students of a finished run (the teacher): each member also trains on the 28,000 test images with "
             "soft targets from the teacher members that never trained on its validation rows, so the CV stays honest "
             "(a K-fold teacher on the same --folds and --seed).",
@@ -178,6 +164,7 @@ def train(
         float | None,
         typer.Option(
             "--pseudo-min",
+            rich_help_panel=RECIPE,
             help="With --pseudo: only test images whose pseudo-label has this probability.",
             show_default=_default("pseudo_min"),
         ),
@@ -186,6 +173,7 @@ def train(
         str | None,
         typer.Option(
             "--precision",
+            rich_help_panel=RECIPE,
             help="auto | float32 | bfloat16 | float16 (auto picks the fastest safe one).",
             show_default=_default("precision"),
         ),
@@ -194,6 +182,7 @@ def train(
         bool | None,
         typer.Option(
             "--augment/--no-augment",
+            rich_help_panel=RECIPE,
             help="Random rotation/zoom/shift while training.",
             show_default=_default("augment"),
         ),
@@ -202,28 +191,38 @@ def train(
         bool | None,
         typer.Option(
             "--tta/--no-tta",
+            rich_help_panel=RECIPE,
             help=f"Predict OOF and test rows as the mean over {len(config.TTA_VIEWS)} shifted/rotated views.",
             show_default=_default("tta"),
         ),
     ] = None,
     fold: Annotated[
         int | None,
-        typer.Option("--fold", help="Train only fold I of a K-fold run (needs --run-id); with --repeats, member I."),
+        typer.Option(
+            "--fold",
+            rich_help_panel=RUN,
+            help="Train only fold I of a K-fold run (needs --run-id); with --repeats, member I.",
+        ),
     ] = None,
     limit: Annotated[
         int | None,
         typer.Option(
-            "--limit", help="Use only the first N training rows (quick experiments); a resumed run keeps its own."
+            "--limit",
+            rich_help_panel=RUN,
+            help="Use only the first N training rows (quick experiments); a resumed run keeps its own.",
         ),
     ] = None,
     run_id: Annotated[
         str | None,
-        typer.Option("--run-id", help="Name the run; an existing id resumes it, skipping done folds."),
+        typer.Option(
+            "--run-id", rich_help_panel=RUN, help="Name the run; an existing id resumes it, skipping done folds."
+        ),
     ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(
             "--jobs",
+            rich_help_panel=WHERE,
             help="Train up to N folds at once, each in its own process (default: up to 5 per GPU, each pinned to "
             "one GPU, at most one per CPU core; on a CPU one per core, or more so the last folds still fill the "
             "cores: 5 folds on 2 cores run 3 + 2).",
@@ -233,6 +232,7 @@ def train(
         bool,
         typer.Option(
             "--mirrored",
+            rich_help_panel=WHERE,
             help="Several GPUs: train one model at a time across all of them (MirroredStrategy) instead of one "
             "fold per GPU.",
         ),
@@ -241,6 +241,7 @@ def train(
         str | None,
         typer.Option(
             "--ray",
+            rich_help_panel=WHERE,
             envvar="KIT_RAY_ADDRESS",
             help="Train the folds as Ray tasks: 'local' starts a Ray instance for this run; 'auto', HOST:PORT or "
             "ray://HOST:PORT joins a cluster started with `ray start` (one GPU a fold where there are GPUs). The "
@@ -251,6 +252,7 @@ def train(
         bool,
         typer.Option(
             "--kaggle",
+            rich_help_panel=WHERE,
             help="Train on Kaggle's free GPU (T4 x2, from your weekly quota) instead: pushes a private kernel that "
             "runs this same command there, shows its status until it ends, and brings the run home into runs/ and "
             "submissions/. Ctrl-C stops waiting, not the kernel; `kit train --kaggle --run-id ID` re-attaches.",
@@ -260,6 +262,7 @@ def train(
         Path | None,
         typer.Option(
             "--recipe",
+            rich_help_panel=RECIPE,
             metavar="FILE",
             help="Train the recipe in this TOML file (fields it leaves out come from its `preset`; `kit runs "
             "--recipe RUN > FILE` writes any run's), with the options above and --set applied on top.",
@@ -269,6 +272,7 @@ def train(
         list[str] | None,
         typer.Option(
             "--set",
+            rich_help_panel=RECIPE,
             metavar="FIELD=VALUE",
             help="Set any recipe field (repeatable), after the options above: e.g. --set rotation=15 --set "
             "label_smoothing=0.1 --set dropout=0.3; in a blend, --set deotte.epochs=20 sets one family's. The fields: "
@@ -280,6 +284,7 @@ def train(
         int | None,
         typer.Option(
             "--kaggle-timeout",
+            rich_help_panel=WHERE,
             metavar="MINUTES",
             help="With --kaggle: the kernel's run-time limit, after which Kaggle stops it (a hung kernel spends no "
             "more of your GPU quota). [default: 180; at most 720]",
@@ -328,10 +333,7 @@ def validate(
 
     rows = submission.expected_rows(data_dir)
     submission.validate(path, rows)
-    out.print(Text.assemble((f"{path} is a valid submission", "green"), f" ({rows:,} rows)."))
-    if rows != submission.REAL_TEST_ROWS:  # valid here, and `kit submit` will refuse it: say so now
-        out.print(Text.assemble(("note:", "yellow"), f" valid for the installed data's {rows:,} test rows; Kaggle "
-                                f"scores {submission.REAL_TEST_ROWS:,}, so `kit submit` refuses it."))  # fmt: skip
+    render.valid_submission(path, rows, submission.REAL_TEST_ROWS)
 
 
 # ------------------------------------------------------------------------------------ report, predict, blend
@@ -351,25 +353,7 @@ def report(run: RunArg = None, data_dir: DataDir = None) -> None:
     """
     from kit import api
 
-    result = api.make_report(run, data_dir)
-    columns = ("digit", "precision", "recall", "support")
-    table = render.new_table(
-        f"{result.page.parent.parent.name}: {result.rows:,} OOF rows, accuracy {render.pct(result.accuracy)}",
-        columns,
-        columns,
-    )
-    for digit, precision, recall, support in result.per_class:
-        table.add_row(str(digit), render.pct(precision), render.pct(recall), f"{support:,}")
-    out.print(table)
-    pairs = ", ".join(f"{t} -> {p}: {n}" for t, p, n in result.confused) or "none"
-    out.print(Text.assemble(("most confused (true -> predicted)", "bold"), f" {pairs}"))
-    if result.blend:
-        render.blend_table({**result.blend, "cv_accuracy": result.accuracy})
-    for picture in result.pictures:
-        out.print(f"wrote {picture}")
-    out.print(
-        Text.assemble(("report page", "bold"), f" {result.page} (one file, pictures inside: open it in a browser)")
-    )
+    render.report(api.make_report(run, data_dir))
 
 
 @app.command()
@@ -387,13 +371,9 @@ def predict(
     from kit import data, ensemble, runs
 
     source = runs.resolve(run)
-    with out.status(f"Predicting with {source.name}'s fold models{' and TTA' if tta else ''}..."):
+    with render.out.status(f"Predicting with {source.name}'s fold models{' and TTA' if tta else ''}..."):
         result = ensemble.predict_run(source, data.load_competition(data_dir), tta)
-    out.print(Text.assemble(f"CV (OOF) {source.name}: {render.pct(result.cv_before)}  ->  {result.run_dir.name}: ",
-                            (render.pct(result.cv_after), "bold")))  # fmt: skip
-    out.print(f"test labels that changed: {result.changed:,}")
-    out.print(f"run directory: {result.run_dir}")
-    out.print(f"submission:    {result.submission}")
+    render.prediction(source, result)
 
 
 @app.command()
@@ -417,18 +397,7 @@ def blend(
     parsed = ensemble.parse_weights(weights)
     sources = [runs.resolve(r) for r in run_ids]
     labels = runs.competition_of(sources[0], data.load_competition(data_dir)).train_labels
-    result = ensemble.blend(sources, parsed, labels, output)
-    table = render.new_table(
-        f"blend {result.run_dir.name}", ("run", "weight", "CV (OOF)"), right=("weight", "CV (OOF)")
-    )
-    for (name, cv), w in zip(result.run_cv, result.weights, strict=True):
-        table.add_row(name, f"{w:.3f}", render.pct(cv))
-    table.add_row(
-        Text("blend", "bold"), "", Text(render.pct(result.cv), "bold") if result.cv is not None else "- (folds differ)"
-    )
-    out.print(table)
-    out.print(f"run directory: {result.run_dir}")
-    out.print(f"submission:    {result.submission}")
+    render.blended(ensemble.blend(sources, parsed, labels, output))
 
 
 # -------------------------------------------------------------------------------------------------- submit
@@ -467,7 +436,7 @@ def leaderboard(
     sync: Annotated[
         bool, typer.Option("--sync", help="Fetch your submissions from Kaggle and fill in scores.")
     ] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print the log as CSV instead of a table.")] = False,
+    as_csv: AsCsv = False,
     plot: Annotated[
         bool,
         typer.Option(
@@ -481,61 +450,23 @@ def leaderboard(
     from kit import ledger
 
     if sync:
-        from kit import submitting as stage
+        from kit import submitting
 
-        updated, added = stage.sync()
-        out.print(f"Synced with Kaggle: {updated} row(s) updated, {added} added.")
+        render.synced(*submitting.sync())
     if as_csv:
         sys.stdout.write(ledger.to_csv())
         return
     rows = ledger.table()
-    if not rows:
-        out.print(f"No submissions logged yet in {ledger.path()}; `kit submit` adds them.")
-        return
-    columns = ("time (UTC)", "run", "CV", "public LB", "LB - CV", "private", "status", "ref", "message")
-    table = render.new_table(
-        f"leaderboard log ({ledger.path()})", columns, right=("CV", "public LB", "LB - CV", "private")
-    )
-    for r in rows:
-        status = r["status"] + (f": {r['error']}" if r["error"] and r["status"] in ("error", "failed") else "")
-        table.add_row(
-            r["utc_time"].replace("T", " ").rstrip("Z"),
-            r["run_id"],
-            r["cv_accuracy"],
-            r["public_score"],
-            r["gap"],
-            r["private_score"],
-            status,
-            r["ref"],
-            r["message"],
-        )
-    out.print(table)
-    if plot:
-        _cv_lb_plot(rows)
+    render.leaderboard(rows, ledger.path())
+    if plot and rows:
+        from kit import report as stage
 
-
-def _cv_lb_plot(rows: list[dict[str, str]]) -> None:
-    from kit import ledger
-    from kit import report as stage
-
-    found = stage.cv_vs_lb_png(rows, ledger.path().with_name("cv_vs_lb.png"))
-    for row, why in found.others:
-        name = row["run_id"] or row["file"] or f"ref {row['ref']}"
-        when = f" ({row['utc_time'].replace('T', ' ').rstrip('Z')})" if row["utc_time"] else ""
-        out.print(f"not plotted: {name}{when}: {why}")
-    for row in found.strays:
-        out.print(Text.assemble(("strays from the line", "yellow"), f": {row['run_id']} (CV {row['cv_accuracy']}, "
-                                f"public {row['public_score']})"))  # fmt: skip
-    line = ""
-    if found.slope is not None:
-        r = f", r = {found.correlation:.3f}" if found.correlation is not None else ""
-        line = f": LB = {found.slope:.3f} CV {found.intercept:+.4f}{r}"
-    out.print(Text.assemble(("CV against LB", "bold"), f" ({len(found.points)} submission(s){line}) in {found.path}"))
+        render.cv_against_lb(stage.cv_vs_lb_png(rows, ledger.path().with_name("cv_vs_lb.png")))
 
 
 @app.command(name="runs")
 def list_runs(
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print the list as CSV instead of a table.")] = False,
+    as_csv: AsCsv = False,
     recipe_of: Annotated[
         str | None,
         typer.Option(
@@ -554,43 +485,14 @@ def list_runs(
     if recipe_of is not None:
         sys.stdout.write(runs.recipe_file(recipe_of))
         return
-    rows = runs.summaries(ledger.best_scores())
-    columns = ("id", "kind", "model", "members", "epochs", "changes", "cv", "train_seconds", "created", "public_score")
+    rows = run_table.summaries(ledger.best_scores())
     if as_csv:
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        sys.stdout.write(run_table.to_csv(rows))
         return
-    if not rows:
-        out.print(f"No runs in {paths.runs_dir()}; `kit train` makes one.")
-        return
-    headers = ("run", "kind", "model", "folds", "epochs", "changes", "CV", "train time", "created (UTC)", "public LB")
-    table = render.new_table(f"runs ({paths.runs_dir()})", headers, right=("epochs", "CV", "train time", "public LB"))
-    for r in rows:
-        seconds = r["train_seconds"]
-        table.add_row(
-            r["id"], r["kind"], r["model"], r["members"], str(r["epochs"]), r["changes"], render.pct(r["cv"]),
-            f"{seconds / 60:.1f} min" if seconds else "", r["created"].replace("T", " ").rstrip("Z"), r["public_score"],
-        )  # fmt: skip
-    out.print(table)
+    render.runs(rows, paths.runs_dir())
 
 
 # ---------------------------------------------------------------------------------------------------- main
-
-
-class _Notices(logging.Handler):
-    """The stages' notices (kit's logger) as one line each on the stderr of when kit started: a stage that hides a
-    library's own output meanwhile does not hide kit's."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.console = Console(file=sys.stderr, markup=False, width=err.width)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.console.print(Text.assemble(("note:", "yellow"), f" {record.getMessage()}"), highlight=False,
-                           soft_wrap=True)  # fmt: skip
 
 
 def main() -> None:
@@ -601,18 +503,17 @@ def main() -> None:
     # SIGTERM (kill, a notebook's stop button, a job scheduler) unwinds like Ctrl-C: `kit train` stops its fold
     # workers and leaves no half-written fold.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    notices = _Notices()  # what the stages log while they wait (Kaggle's 429s), one line each on stderr
+    notices = render.Notices()  # what the stages log while they wait (Kaggle's 429s), one line each on stderr
     logging.getLogger("kit").addHandler(notices)
     try:
         app()
     except KitError as exc:
-        err.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False, soft_wrap=True)
+        render.error(str(exc))
         sys.exit(exc.exit_code)
     except OSError as exc:  # a folder kit must write to is read-only, a file, or the disk is full
         where = (f" {exc.filename}" if exc.filename else "") + f" ({exc.strerror or exc})"
-        err.print(Text.assemble(("error:", "red"), f" cannot use{where}; check that the folder exists and is "
-                  "writable (or point KIT_DATA_DIR, KIT_RUNS_DIR or KIT_SUBMISSIONS_DIR elsewhere)."),
-                  highlight=False, soft_wrap=True)  # fmt: skip
+        render.error(f"cannot use{where}; check that the folder exists and is writable (or point KIT_DATA_DIR, "
+                     "KIT_RUNS_DIR or KIT_SUBMISSIONS_DIR elsewhere).")  # fmt: skip
         sys.exit(1)
     finally:
         logging.getLogger("kit").removeHandler(notices)

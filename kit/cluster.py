@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import parallel, runs, user_models
+from kit import files, parallel, runs, user_models
 from kit.config import Recipe
 from kit.data import Competition
 from kit.errors import KitError, OfflineError, RunError, UsageError
@@ -215,7 +215,7 @@ def _task(
             (Path(tmp) / name).write_bytes(text)
         metrics = training.train_member(config.from_dict(recipe), comp, folds, member, Path(tmp), threads=threads,
                                      on_progress=lambda event: _tell(events, event.to_dict()), where=where)  # fmt: skip
-        runs.write_json(Path(tmp) / f"fold{member}" / "metrics.json", {**metrics, "node": node})
+        files.write_json(Path(tmp) / f"fold{member}" / "metrics.json", {**metrics, "node": node})
         return {path.name: path.read_bytes() for path in (Path(tmp) / f"fold{member}").iterdir()}
 
 

@@ -208,7 +208,7 @@ def override(base: Recipe, **overrides: Any) -> Recipe:
     return chosen
 
 
-MODELS = ("seed", "kitnet", "deotte", "m5", "m3")  # the architectures in kit.models (kept in step by a test)
+MODELS = ("seed", "kitnet", "deotte", "m5", "m3")  # the architectures: kit.models has a function of each name
 USER_MODEL = re.compile(r"(?P<file>.+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)")  # your own: FILE.py:FUNCTION
 SCHEDULES = ("constant", "onecycle", "exponential")
 
@@ -316,47 +316,6 @@ def check_fold(r: Recipe, fold: int | None) -> None:
         what = f"{r.folds}-fold run" + (f" with {r.repeats} repeats" if r.repeats > 1 else "")
         what += f" of {len(r.families)} families" if r.families else ""
         raise UsageError(f"--fold {fold}: must be between 0 and {total - 1} for a {what}.")
-
-
-MIN_ROWS = 20  # --limit: fewer rows cannot hold a stratified holdout of every digit
-
-
-KAGGLE_MINUTES = 180  # `kit train --kaggle`'s default run-time limit: a hung kernel cannot spend more of the quota
-KAGGLE_MAX_MINUTES = 12 * 60
-
-
-def check_options(
-    r: Recipe, *, fold: int | None, run_id: str | None, limit: int | None, jobs: int | None, ray: str | None,
-    mirrored: bool, kaggle: bool = False, data_dir: Any = None, kaggle_timeout: int | None = None,
-) -> None:  # fmt: skip
-    """`kit train`'s options beside the recipe, checked with it at the door (before the data or Keras load)."""
-    if run_id is not None and not is_run_id(run_id):
-        raise UsageError(f"--run-id {run_id!r}: {RUN_ID_RULE}.")
-    if fold is not None and run_id is None:
-        raise UsageError("--fold needs --run-id, so the folds trained separately end up in the same run.")
-    check_fold(r, fold)
-    if limit is not None and limit < MIN_ROWS:
-        raise UsageError(f"--limit {limit}: must be at least {MIN_ROWS} rows.")
-    if jobs is not None and jobs < 1:
-        raise UsageError(f"--jobs {jobs}: must be a whole number >= 1.")
-    if ray and r.pseudo:
-        raise UsageError("--pseudo students train here or in local workers for now, not on --ray.")
-    if ray and (jobs is not None or mirrored):
-        raise UsageError(f"--ray places the folds itself; drop {'--jobs' if jobs is not None else '--mirrored'}.")
-    if kaggle_timeout is not None and not kaggle:
-        raise UsageError("--kaggle-timeout limits a Kaggle kernel's run time; it needs --kaggle.")
-    if kaggle_timeout is not None and not 1 <= kaggle_timeout <= KAGGLE_MAX_MINUTES:
-        raise UsageError(f"--kaggle-timeout {kaggle_timeout}: must be 1 to {KAGGLE_MAX_MINUTES} minutes (Kaggle "
-                         "stops any session at 12 hours).")  # fmt: skip
-    if kaggle:
-        here = {"--ray": ray, "--data-dir": data_dir, "--fold": fold}
-        given = [flag for flag, value in here.items() if value is not None]
-        if given:
-            raise UsageError(f"--kaggle trains the whole run in a Kaggle kernel on the competition's own data; drop "
-                             f"{' and '.join(given)}.")  # fmt: skip
-        if r.pseudo:
-            raise UsageError("--pseudo's teacher run is on this machine, not in the Kaggle kernel; train the students "
-                             "here.")  # fmt: skip
 
 
 SETTABLE = tuple(f.name for f in dataclasses.fields(Recipe) if f.name not in ("model", "families"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import config, data, ensemble, parallel, paths, pseudo, runs, submission, training
+from kit import config, data, ensemble, files, parallel, paths, pseudo, runs, splits, submission, training
 from kit.cluster import Cluster, train_members
 from kit.config import Recipe
 from kit.data import Competition
@@ -48,16 +48,18 @@ def train_run(
     cluster: Cluster | None = None,
     on_progress: ProgressHook | None = None,
     model_files: dict[str, Path] | None = None,
+    new: bool = False,
 ) -> RunResult:
     """Train every incomplete member of run `run_id` (K folds; K x R with repeats; of each family for a blend), or
     just member `only`, and merge them once all are complete. On a Ray `cluster` (kit.cluster.connect) they train as
     its tasks; else, with `jobs` > 1 and several members to train, at once in worker processes (which load `comp`
     again from its folder: one built in memory trains here); otherwise here, one after another. `on_progress` gets
     a queued event for every member to train, then each member's own. `model_files`: your own models' files
-    (kit.user_models.files), copied into a new run."""
+    (kit.user_models.files), copied into a new run. `new`: `run_id` was made up for this run (not named by the
+    user): its folder is made afresh (kit.runs.create), never an existing run's."""
     config.check_fold(r, only)
     total = config.member_count(r)
-    run_dir, folds = prepare_run(r, comp, run_id, device, model_files or {})
+    run_dir, folds = prepare_run(r, comp, run_id, device, model_files or {}, new)
     todo = [k for k in ([only] if only is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):
         todo = [k for k in todo if not runs.member_done(run_dir, k)]  # another process may have finished one meanwhile
@@ -68,7 +70,7 @@ def train_run(
         if cluster is not None:
             train_members(r, comp, folds, todo, run_dir, cluster, tell)
         elif jobs > 1 and len(todo) > 1 and where is not None:
-            command = lambda member, threads: training.worker_command(run_id, member, threads, where)  # noqa: E731
+            command = lambda member, threads: parallel.worker_command(run_dir.name, member, threads, where)  # noqa: E731
             parallel.run_workers(command, todo, jobs, run_dir, tell, gpus=parallel.worker_gpus(device))
         else:
             for member in todo:
@@ -92,14 +94,14 @@ def _environment(device: Device) -> dict[str, Any]:
 
 
 def prepare_run(
-    r: Recipe, comp: Competition, run_id: str, device: Device, model_files: dict[str, Path] | None = None
-) -> tuple[Path, np.ndarray]:
-    """Create runs/<id>/ (folds.npy, a copy of each of your own models' files, config.json last), or reopen it after
-    checking it is the same recipe."""
+    r: Recipe, comp: Competition, run_id: str, device: Device, model_files: dict[str, Path] | None = None,
+    new: bool = False,
+) -> tuple[Path, np.ndarray]:  # fmt: skip
+    """Create runs/<id>/ (folds.npy, a copy of each of your own models' files, config.json last; `new`: a fresh folder,
+    kit.runs.create), or reopen it after checking it is the same recipe."""
     run_dir = paths.runs_dir() / runs.check_id(run_id)
     data = {"source": comp.source, "train_rows": len(comp.train_labels), "test_rows": len(comp.test_images)}
-    config_path = run_dir / "config.json"
-    if config_path.is_file():
+    if not new and (run_dir / "config.json").is_file():
         saved = runs.load_config(run_dir)
         runs.not_on_kaggle(run_id, saved)
         mine = {k: v for k, v in r.to_dict().items() if k != "precision"}
@@ -113,17 +115,17 @@ def prepare_run(
                 "same options, or choose a new --run-id."
             )
         return run_dir, runs.load_folds(run_dir)
-    folds = training.assign_folds(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
+    folds = splits.assign(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
     students = pseudo.prepare(r, folds, len(comp.test_images)) if r.pseudo else {}  # checked before writing
-    run_dir.mkdir(parents=True, exist_ok=True)
-    runs.save_array(run_dir / "folds.npy", folds)
+    run_dir = runs.create(run_id, reuse=not new)
+    files.save_array(run_dir / "folds.npy", folds)
     if students:
-        runs.save_array(run_dir / "pseudo.npy", students["pseudo.npy"])
-        runs.write_json(run_dir / "pseudo.json", students["pseudo.json"])
+        files.save_array(run_dir / "pseudo.npy", students["pseudo.npy"])
+        files.write_json(run_dir / "pseudo.json", students["pseudo.json"])
     for name, path in (model_files or {}).items():
-        runs.write_atomic(run_dir / name, path.read_bytes())
+        files.write_atomic(run_dir / name, path.read_bytes())
     runs.write_config(run_dir, "train", created_utc=paths.utc_now(), recipe=r.to_dict(), data=data,
-                      folds_id=runs.folds_id(folds), **_environment(device))  # fmt: skip
+                      folds_id=splits.folds_id(folds), **_environment(device))  # fmt: skip
     return run_dir, folds
 
 
@@ -131,7 +133,7 @@ def collect(r: Recipe, comp: Competition, run_dir: Path, folds: np.ndarray, trai
     """The run's complete members, merged (OOF, test probabilities, CV, submission) once all K x R are there."""
     total = config.member_count(r)
     complete = [k for k in range(total) if runs.member_done(run_dir, k)]
-    fold_metrics = [runs.checked_metrics(p, runs.read_json(p)) for k in complete
+    fold_metrics = [runs.checked_metrics(p, files.read_json(p)) for k in complete
                     for p in [run_dir / f"fold{k}" / "metrics.json"]]  # fmt: skip
     if len(complete) < total:
         return RunResult(run_dir, fold_metrics, trained, None, None)
@@ -151,20 +153,16 @@ def merge(
     probs = {}
     for m in fold_metrics:
         member = run_dir / f"fold{m['fold']}"
-        rows = int(runs.member_rows(folds, r.folds, m["fold"]).sum())
+        rows = int(splits.member_rows(folds, r.folds, m["fold"]).sum())
         probs[m["fold"]] = (runs.load_probs(member / "val_probs.npy", rows),
                             runs.load_probs(member / "test_probs.npy", len(comp.test_images)))  # fmt: skip
-    extra: dict[str, Any] = {}
-    if r.families:
-        combined = ensemble.combine_families(r, folds, probs, comp.train_labels)
-        oof, test, cv = combined.oof, combined.test, combined.cv
-        runs.save_array(run_dir / "family_oof.npy", combined.family_oof)
-        runs.save_array(run_dir / "family_test.npy", combined.family_test)
-        extra = combined.summary
-    else:
-        oof, test, cv = ensemble.assemble(folds, r.folds, probs, comp.train_labels)
-    runs.save_array(run_dir / "oof.npy", oof)
-    runs.save_array(run_dir / "test_probs.npy", test)
+    merged = ensemble.merge(r, folds, probs, comp.train_labels)
+    oof, test, cv, extra = merged.oof, merged.test, merged.cv, merged.summary
+    if merged.family_oof is not None and merged.family_test is not None:  # a blend: each family's, for the report
+        files.save_array(run_dir / "family_oof.npy", merged.family_oof)
+        files.save_array(run_dir / "family_test.npy", merged.family_test)
+    files.save_array(run_dir / "oof.npy", oof)
+    files.save_array(run_dir / "test_probs.npy", test)
     csv = submission.write(test.argmax(1), paths.submissions_dir() / f"{run_dir.name}.csv")
     metrics = {
         **extra,
@@ -179,5 +177,5 @@ def merge(
     if folds.ndim == 1 and not r.families:  # without TTA, from each fold's plain accuracy (= cv_accuracy without TTA)
         plain = [(m.get("accuracy_plain", m["accuracy"]), m["val_rows"]) for m in fold_metrics]
         metrics["cv_accuracy_plain"] = _weighted(plain)
-    runs.write_json(run_dir / "metrics.json", metrics)
+    files.write_json(run_dir / "metrics.json", metrics)
     return metrics, csv

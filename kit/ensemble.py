@@ -1,12 +1,14 @@
-"""Blend runs, and test-time augmentation (TTA): re-predict with a run's fold models over small shifts and
-rotations of each image, averaging the softmax.
+"""Members into a run, runs into blends: a run's OOF and test probabilities assembled from its members, a blend
+run's families weighed on their OOF rows, and the `kit predict` (a run's saved models again, optionally with
+test-time augmentation, kit.predicting) and `kit blend` commands.
 
-Both write their result as a derived run (config.json says "kind": "predict" or "blend", with its inputs),
+Both commands write their result as a derived run (config.json says "kind": "predict" or "blend", with its inputs),
 so `kit submit` and the leaderboard log name it and show its CV like any run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import shutil
@@ -16,46 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from kit import paths, runs, submission
+from kit import files, paths, runs, splits, submission
 from kit.config import IDENTITY, TTA_VIEWS, Recipe, from_dict, member_count
 from kit.config import member as member_of
 from kit.data import Competition
 from kit.errors import RunError, UsageError
-
-PREDICT_BATCH = 1024
-
-
-def augmented(images: np.ndarray, view: tuple[float, float, float]) -> np.ndarray:
-    """`images` (uint8 N,28,28,1) seen through one TTA view, still uint8 (the models scale inside)."""
-    if view == IDENTITY:
-        return images
-    import keras
-
-    from kit.layers import warp
-
-    dx, dy, degrees = (np.full(len(images), value, "float32") for value in view)
-    ones = np.ones(len(images), "float32")
-    out = warp(images, np.radians(degrees), ones, ones, dx, dy)
-    return np.clip(np.round(keras.ops.convert_to_numpy(out)), 0, 255).astype(np.uint8)
-
-
-def predict(
-    model: Any, images: np.ndarray, views: list[tuple[float, float, float]], distributed: bool = False
-) -> np.ndarray:
-    """Mean softmax of `model` over the views of `images`.
-
-    Chunks go in one `predict_on_batch` call each, not through `model.predict`'s tf.data iterator (1.3-2.1x the
-    images/s on the CPU); a model under a distribution strategy (`distributed`) predicts through `model.predict`,
-    which splits each batch across the replicas."""
-    total = np.zeros((len(images), 10), np.float64)
-    for view in views:
-        seen = augmented(images, view)
-        if distributed:
-            total += model.predict(seen, batch_size=PREDICT_BATCH, verbose=0)
-            continue
-        for first in range(0, len(seen), PREDICT_BATCH):
-            total[first : first + PREDICT_BATCH] += model.predict_on_batch(seen[first : first + PREDICT_BATCH])
-    return (total / len(views)).astype(np.float32)
+from kit.predicting import predict
 
 
 def assemble(
@@ -67,7 +35,7 @@ def assemble(
     count = np.zeros(folds.shape[-1], np.int64)
     test = 0.0
     for member, (val, member_test) in member_probs.items():
-        rows = runs.member_rows(folds, n_folds, member)
+        rows = splits.member_rows(folds, n_folds, member)
         total[rows] += val
         count[rows] += 1
         test = test + member_test.astype(np.float64)
@@ -156,12 +124,23 @@ def error_overlap(names: list[str], oofs: np.ndarray, labels: np.ndarray) -> dic
 
 @dataclass
 class Combined:
-    oof: np.ndarray  # the blend's (N, 10)
+    oof: np.ndarray  # the run's (N, 10): a row's mean over its members, or the blend of the families'
     test: np.ndarray  # (M, 10)
     cv: float | None
-    family_oof: np.ndarray  # (F, N, 10)
-    family_test: np.ndarray  # (F, M, 10)
-    summary: dict[str, Any]  # for metrics.json: each family's CV, the blend's weights and alternatives, the overlap
+    family_oof: np.ndarray | None = None  # a blend's (F, N, 10)
+    family_test: np.ndarray | None = None  # a blend's (F, M, 10)
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)  # a blend's, for metrics.json: each family's
+    # CV, the blend's weights and alternatives, the overlap
+
+
+def merge(
+    r: Recipe, folds: np.ndarray, member_probs: dict[int, tuple[np.ndarray, np.ndarray]], labels: np.ndarray
+) -> Combined:
+    """A run's members merged: assembled (`assemble`), or for a blend each family assembled and the families blended
+    (`combine_families`). What training and `kit predict` both do with the members' probabilities."""
+    if r.families:
+        return combine_families(r, folds, member_probs, labels)
+    return Combined(*assemble(folds, r.folds, member_probs, labels))
 
 
 def combine_families(
@@ -258,17 +237,14 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
     folds = runs.load_folds(source)
     recipe = from_dict(config.get("recipe", {}))
     n_folds = recipe.folds
-    members = list(range(member_count(recipe))) if recipe.families else runs.members(folds, n_folds)
+    members = list(range(member_count(recipe))) if recipe.families else splits.members(folds, n_folds)
     models = load_fold_models(source, members, recipe)
     probs = {}
     for k, model in models.items():
-        rows = runs.member_rows(folds, n_folds, k)
+        rows = splits.member_rows(folds, n_folds, k)
         probs[k] = (predict(model, comp.train_images[rows], views), predict(model, comp.test_images, views))
-    if recipe.families:  # the families re-assembled and re-blended on their new OOF rows, as training did
-        combined = combine_families(recipe, folds, probs, comp.train_labels)
-        oof, test, cv_after = combined.oof, combined.test, combined.cv
-    else:
-        oof, test, cv_after = assemble(folds, n_folds, probs, comp.train_labels)
+    merged = merge(recipe, folds, probs, comp.train_labels)  # a blend's families re-blended on their new OOF rows
+    oof, test, cv_after = merged.oof, merged.test, merged.cv
     base = runs.load_metrics(source) or {}
     cv_before = base.get("cv_accuracy")
     test_shape = (len(comp.test_images), 10)
@@ -298,14 +274,14 @@ def _save_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarray
 
 def _write_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarray | None, test: np.ndarray,
                    metrics: dict, out: Path | None) -> Path:  # fmt: skip
-    runs.save_array(target / "folds.npy", folds)
+    files.save_array(target / "folds.npy", folds)
     if oof is not None:
-        runs.save_array(target / "oof.npy", oof)
-    runs.save_array(target / "test_probs.npy", test)
+        files.save_array(target / "oof.npy", oof)
+    files.save_array(target / "test_probs.npy", test)
     csv = submission.write(test.argmax(1), out or paths.submissions_dir() / f"{target.name}.csv")
-    runs.write_json(target / "metrics.json", {**metrics, "submission": str(csv)})
+    files.write_json(target / "metrics.json", {**metrics, "submission": str(csv)})
     created = paths.utc_now()
-    runs.write_config(target, **config, created_utc=created, folds_id=runs.folds_id(folds))
+    runs.write_config(target, **config, created_utc=created, folds_id=splits.folds_id(folds))
     return csv
 
 

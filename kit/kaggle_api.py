@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kit import COMPETITION
+from kit import COMPETITION, paths
 from kit.errors import (
     CredentialsError,
     KaggleError,
@@ -350,7 +350,7 @@ def _submission(item: Any) -> dict[str, Any]:
     if status == "complete" and not _is_score(public):
         raise KaggleError(f"Kaggle says submission {ref} is scored but its public score is {_excerpt(public)}; "
                           "`kit leaderboard --sync` reads it again later.")  # fmt: skip
-    date = item.date.strftime("%Y-%m-%dT%H:%M:%SZ") if getattr(item, "date", None) else ""
+    date = paths.utc_now(item.date) if getattr(item, "date", None) else ""
     return {
         "ref": ref,
         "status": status,

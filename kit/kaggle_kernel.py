@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import kit
-from kit import config, kaggle_api, kaggle_script, runs, submission
+from kit import config, files, kaggle_api, kaggle_script, runs, submission
 from kit.config import Recipe
 from kit.errors import Detached, KaggleError, OfflineError, QuotaError, RunError, UsageError
 from kit.kaggle_script import ABOUT, PACKED
@@ -70,7 +70,7 @@ def result(run_dir: Path) -> RunResult:
     """A run brought home, as `kit train` reports a finished run."""
     members = runs.member_dirs(run_dir)
     csv = submissions_dir() / f"{run_dir.name}.csv"
-    return RunResult(run_dir, [runs.checked_metrics(p / "metrics.json", runs.read_json(p / "metrics.json"))
+    return RunResult(run_dir, [runs.checked_metrics(p / "metrics.json", files.read_json(p / "metrics.json"))
                                for p in members], [], runs.load_metrics(run_dir),
                      csv if csv.is_file() else None)  # fmt: skip
 
@@ -156,7 +156,7 @@ def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: in
     _record(run_id, recipe, info)
     try:
         for name, path in (model_files or {}).items():
-            runs.write_atomic(run_dir / name, path.read_bytes())
+            files.write_atomic(run_dir / name, path.read_bytes())
         with tempfile.TemporaryDirectory(prefix="kit-kernel-") as folder:
             kernel = write_kernel(Path(folder), owner, run_id, args, recipe, model_files)
             pushed = kaggle_api.push_kernel(api, kernel, timeout_s)
@@ -281,10 +281,10 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
     run_dir = runs_dir() / run_id
     with tempfile.TemporaryDirectory(prefix=f".{run_id}.kaggle-", dir=runs_dir()) as tmp:
         out, staged = Path(tmp) / "output", Path(tmp) / "staged"
-        files = kaggle_api.kernel_output(api, info["kernel"], info["version"], out, _again(run_id))
-        logs = [f for f in files if f.suffix == ".log"]
+        fetched = kaggle_api.kernel_output(api, info["kernel"], info["version"], out, _again(run_id))
+        logs = [f for f in fetched if f.suffix == ".log"]
         if logs:
-            runs.write_atomic(run_dir / "kaggle.log", _log_text(logs[0].read_text(errors="replace")).encode())
+            files.write_atomic(run_dir / "kaggle.log", _log_text(logs[0].read_text(errors="replace")).encode())
         if not (out / PACKED).is_file():
             raise KaggleError(f"Kernel {info['kernel']} version {info['version']} completed without {PACKED}; its "
                               f"log is in {run_dir / 'kaggle.log'}.")  # fmt: skip
@@ -299,7 +299,7 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
         if not isinstance(test_rows, int):
             raise RunError(f"The kernel's run {run_id} does not say what data it trained on; it was not used.")
         submission.validate(csv, test_rows, "the kernel's run was not used")
-        about = runs.read_json(out / ABOUT) if (out / ABOUT).is_file() else {}
+        about = files.read_json(out / ABOUT) if (out / ABOUT).is_file() else {}
         trained = {k: info[k] for k in ("kernel", "version", "url", "pushed_utc")}
         config["kaggle"] = {**trained, **(about if isinstance(about, dict) else {}), "home_utc": utc_now()}
         order = sorted((p for p in home.rglob("*") if p.is_file() and p.name != "config.json"),
@@ -308,7 +308,7 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
             target = run_dir / path.relative_to(home)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
-        runs.write_atomic(submissions_dir() / f"{run_id}.csv", csv.read_bytes())
+        files.write_atomic(submissions_dir() / f"{run_id}.csv", csv.read_bytes())
         runs.write_config(run_dir, **config)
     return run_dir
 
@@ -324,11 +324,11 @@ def failed(api: Any, run_id: str, info: dict[str, Any], state: dict[str, str]) -
         tempfile.TemporaryDirectory(prefix=f".{run_id}.kaggle-", dir=runs_dir()) as tmp,
         suppress(KaggleError, OfflineError),
     ):
-        files = kaggle_api.kernel_output(api, info["kernel"], info["version"], Path(tmp), _again(run_id))
-        for f in files:
+        fetched = kaggle_api.kernel_output(api, info["kernel"], info["version"], Path(tmp), _again(run_id))
+        for f in fetched:
             if f.suffix == ".log":
                 log = _log_text(f.read_text(errors="replace"))
-                runs.write_atomic(run_dir / "kaggle.log", log.encode())
+                files.write_atomic(run_dir / "kaggle.log", log.encode())
     saved = runs.load_config(run_dir)
     saved["kaggle"] = {**info, "status": state["status"]}
     runs.write_config(run_dir, **saved)

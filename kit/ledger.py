@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kit import locks, paths, runs
+from kit import files, locks, paths
 from kit.errors import DataError
 
 COLUMNS = [
@@ -70,7 +70,7 @@ def _write(target: Path, rows: list[dict[str, str]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    runs.write_atomic(target, buffer.getvalue().encode())
+    files.write_atomic(target, buffer.getvalue().encode())
 
 
 def rows() -> list[dict[str, str]]:

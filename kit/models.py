@@ -14,38 +14,38 @@ import keras
 from keras import layers
 
 from kit import user_models
-from kit.config import Recipe, is_user_model, model_label
+from kit.config import MODELS, Recipe, is_user_model, model_label
 from kit.errors import UsageError
 from kit.layers import BatchNorm, Dropout, RandomAffine
 
 
-def augmentation(r: Recipe, seed: int, xla: bool) -> list[layers.Layer]:
-    """Random rotation, zoom and shift in one warp, active in training only (empty when augmentation is off);
-    `xla`: the training step is XLA-compiled (see kit.layers.warp)."""
-    if not r.augment:
-        return []
-    return [RandomAffine(r.rotation, r.zoom, r.shift, seed=seed, xla=xla)]
+def stem(r: Recipe, seed: int, xla: bool) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """Every model's input and its first steps: the raw pixels (N, 28, 28, 1) scaled to [0, 1], then the recipe's
+    random rotation, zoom and shift in one warp, active in training only (none when augmentation is off; `xla`: the
+    training step is XLA-compiled, see kit.layers.warp). Returns (the input, the images after it)."""
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    if r.augment:
+        x = RandomAffine(r.rotation, r.zoom, r.shift, seed=seed, xla=xla)(x)
+    return inputs, x
 
 
 def seed(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
     """The seed notebook's network exactly: 280,714 parameters (its summary, layer for layer)."""
-    return keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            layers.Rescaling(1 / 255.0),
-            *augmentation(r, seed, xla),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            Dropout(r.dropout),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            layers.Dense(10, activation="softmax", dtype="float32"),
-        ],
-        name="seed",
-    )
+    inputs, x = stem(r, seed, xla)
+    for layer in [
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        Dropout(r.dropout),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(10, activation="softmax", dtype="float32"),
+    ]:
+        x = layer(x)
+    return keras.Model(inputs, x, name="seed")
 
 
 def _conv(x: keras.KerasTensor, filters: int, kernel: int, bn: bool, strides: int = 1, padding: str = "valid"):
@@ -58,10 +58,7 @@ def _conv(x: keras.KerasTensor, filters: int, kernel: int, bn: bool, strides: in
 def kitnet(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
     """Stride-2 5x5 convolutions instead of pooling, as in the best public MNIST ensembles; batch norm after
     every conv, after the stride convs only, or none (`Recipe.batchnorm`)."""
-    inputs = keras.Input((28, 28, 1))
-    x = layers.Rescaling(1 / 255.0)(inputs)
-    for layer in augmentation(r, seed, xla):
-        x = layer(x)
+    inputs, x = stem(r, seed, xla)
     every, stride = r.batchnorm == "all", r.batchnorm in ("all", "stride")
     for filters in (32, 64):
         x = _conv(x, filters, 3, every)
@@ -78,10 +75,7 @@ def kitnet(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
 def deotte(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
     """Chris Deotte's net ("25 Million Images! [0.99757] MNIST"): kitnet's layers, each conv with its bias and ReLU
     followed by batch norm, dropout `r.dropout` (his 0.4) after each block and before the classifier."""
-    inputs = keras.Input((28, 28, 1))
-    x = layers.Rescaling(1 / 255.0)(inputs)
-    for layer in augmentation(r, seed, xla):
-        x = layer(x)
+    inputs, x = stem(r, seed, xla)
 
     def conv(x, filters: int, kernel: int, strides: int = 1, padding: str = "valid"):
         x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu")(x)
@@ -102,10 +96,7 @@ def deotte(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
 def _all_conv(r: Recipe, seed: int, xla: bool, kernel: int, channels: list[int], name: str) -> keras.Model:
     """An et al.'s all-convolutional nets (arXiv 2008.10400): inputs scaled to [-1, 1], valid convolutions without
     bias, each with batch norm and ReLU, no pooling; the classifier is a Dense layer followed by batch norm."""
-    inputs = keras.Input((28, 28, 1))
-    x = layers.Rescaling(1 / 255.0)(inputs)
-    for layer in augmentation(r, seed, xla):
-        x = layer(x)
+    inputs, x = stem(r, seed, xla)
     x = layers.Rescaling(2.0, offset=-1.0)(x)
     for filters in channels:
         x = _conv(x, filters, kernel, bn=True)
@@ -127,9 +118,8 @@ def m3(r: Recipe, seed: int = 0, xla: bool = False) -> keras.Model:
     return _all_conv(r, seed, xla, 3, [32 + 16 * i for i in range(10)], "m3")
 
 
-ARCHITECTURES: dict[str, Callable[[Recipe, int, bool], keras.Model]] = {
-    "seed": seed, "kitnet": kitnet, "deotte": deotte, "m5": m5, "m3": m3,
-}  # fmt: skip
+# The architectures by the names the recipe knows them by (kit.config.MODELS: one spelling, checked without Keras).
+ARCHITECTURES: dict[str, Callable[[Recipe, int, bool], keras.Model]] = {name: globals()[name] for name in MODELS}
 
 
 def own(r: Recipe, seed: int, xla: bool, path: Path) -> keras.Model:
@@ -145,10 +135,7 @@ def own(r: Recipe, seed: int, xla: bool, path: Path) -> keras.Model:
         raise UsageError(f"--model {spec}: building the model failed ({user_models.reason(exc)}).") from None
     if not isinstance(net, keras.Model):
         raise UsageError(f"--model {spec}: returned {type(net).__name__}, not a Keras model.")
-    inputs = keras.Input((28, 28, 1))
-    x = layers.Rescaling(1 / 255.0)(inputs)
-    for layer in augmentation(r, seed, xla):
-        x = layer(x)
+    inputs, x = stem(r, seed, xla)
     try:
         x = net(x)
     except Exception as exc:

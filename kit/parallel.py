@@ -3,11 +3,12 @@ the CPU cores.
 
 A small convnet cannot keep many cores busy with one batch at a time (two one-thread processes made 1.19x the
 img/s of one process on both of 2 cores). So on CPUs the folds of a K-fold run go to worker processes
-(`python -m kit.training`, the member runner kit.training.train_member), up to `jobs` at a time. Each worker gets
-cores // (workers that will run beside it) threads, at least one; by default there are enough workers that
-the last round of folds still fills the cores (`fill_cores`). On GPUs, up to FOLDS_PER_GPU folds train at once on
-each, every worker pinned to one GPU through CUDA_VISIBLE_DEVICES: a 300k-parameter CNN gains nothing from splitting
-each batch across GPUs (MirroredStrategy, `kit train --mirrored`), while independent folds keep every GPU busy.
+(`python -m kit.parallel`, whose `main` runs the member runner kit.training.train_member), up to `jobs` at a time.
+Each worker gets cores // (workers that will run beside it) threads, at least one; by default there are enough
+workers that the last round of folds still fills the cores (`fill_cores`). On GPUs, up to FOLDS_PER_GPU folds train
+at once on each, every worker pinned to one GPU through CUDA_VISIBLE_DEVICES: a 300k-parameter CNN gains nothing from
+splitting each batch across GPUs (MirroredStrategy, `kit train --mirrored`), while independent folds keep every GPU
+busy.
 
 Workers write their fold into the run directory exactly as an in-process fold does (metrics.json last), so
 an interrupted run resumes the same way, and report progress as JSON lines on stdout; their stderr goes to
@@ -16,17 +17,21 @@ runs/<id>/fold<i>.log (removed when empty).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import queue
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from kit import progress
+from kit import config, data, paths, progress, runs, training
 from kit.device import Device
-from kit.errors import RunError
+from kit.errors import KitError, RunError
 from kit.progress import ProgressHook
 
 
@@ -192,3 +197,52 @@ def _last_line(log: Path) -> str:
     except OSError:
         return "no log"
     return lines[-1] if lines else "no output"
+
+
+def worker_command(run_id: str, member: int, threads: int, where: dict[str, Any]) -> list[str]:
+    """The command line of a worker process that trains one member of an existing run (`main`)."""
+    spec = {"run_id": run_id, "member": member, "threads": threads, "data": where}
+    return [sys.executable, "-m", "kit.parallel", json.dumps(spec)]
+
+
+def main(argv: list[str]) -> int:
+    """A worker process: train one member of an existing run (its config.json holds the recipe, folds.npy the split)
+    and print each Progress as a line on stdout (kit.progress.to_line). Errors a user can cause end as one line on
+    stderr (the parent quotes it) and exit code 1."""
+    _die_with_parent()
+    try:
+        spec = json.loads(argv[0])
+        run_dir = paths.runs_dir() / runs.check_id(spec["run_id"])
+        recipe = config.from_dict(runs.load_config(run_dir)["recipe"])
+        comp = data.load_again(spec["data"])
+        folds = runs.load_folds(run_dir)
+        if folds.shape[-1] != len(comp.train_labels):
+            raise RunError(f"The data in {spec['data']['path']} is not the data run {run_dir.name} was split on.")
+        emit = lambda event: print(progress.to_line(event), flush=True)  # noqa: E731
+        training.train_member(recipe, comp, folds, spec["member"], run_dir, threads=spec["threads"], on_progress=emit)
+    except (KitError, OSError) as e:  # a user's problem, or a disk that is full or read-only: one line, twice
+        message = str(e) if isinstance(e, KitError) else _cannot_write(e)
+        print(f"error: {message}", file=sys.stderr)  # the worker's log, which a full disk may not take
+        print(progress.error_line(message), flush=True)  # the pipe to `kit train`, which it always reaches
+        return 1
+    return 0
+
+
+def _cannot_write(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where} ({exc.strerror or exc}); free some space or point KIT_RUNS_DIR at a writable folder"
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGTERM when the `kit train` that started it dies, even by SIGKILL."""
+    if not sys.platform.startswith("linux"):  # prctl is Linux's alone
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a run's folder name, matched whole
@@ -57,6 +58,8 @@ def submissions_dir() -> Path:
     return Path(os.environ.get("KIT_SUBMISSIONS_DIR") or _home() / "submissions")
 
 
-def utc_now() -> str:
-    """Now, as every file kit writes spells a time: ISO 8601 UTC to the second (2026-12-01T17:38:36Z)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def utc_now(when: datetime | None = None, compact: bool = False) -> str:
+    """Now (or `when`, a datetime taken as UTC when it has no zone) as every file kit writes spells a time: ISO 8601
+    UTC to the second (2026-12-01T17:38:36Z); `compact`: as a run id begins (20261201-173836)."""
+    stamp = time.gmtime() if when is None else when.utctimetuple()
+    return time.strftime("%Y%m%d-%H%M%S" if compact else "%Y-%m-%dT%H:%M:%SZ", stamp)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import runs
+from kit import files, runs, splits
 from kit.config import Recipe, from_dict, member_count
 from kit.errors import RunError, UsageError
 
@@ -48,8 +48,8 @@ def assign(teacher: Path, student: Recipe, folds: np.ndarray) -> dict[int, list[
                          f"finish it with `kit train --run-id {teacher.name}`.")  # fmt: skip
     assigned = {}
     for m in range(member_count(student)):
-        validated = runs.member_rows(folds, student.folds, m)
-        assigned[m] = [t for t in teachers if not (runs.training_rows(t_folds, t_recipe.folds, t) & validated).any()]
+        validated = splits.member_rows(folds, student.folds, m)
+        assigned[m] = [t for t in teachers if not (splits.training_rows(t_folds, t_recipe.folds, t) & validated).any()]
         if not assigned[m]:
             raise UsageError(
                 f"--pseudo {teacher.name}: every member of that run trained on rows that member {m} of this run "
@@ -91,7 +91,7 @@ def prepare(r: Recipe, folds: np.ndarray, test_rows: int) -> dict[str, Any]:
 def rows_for(run_dir: Path, member: int, min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """Member `member`'s pseudo-labelled test rows: (their indices, their soft targets), those whose most likely
     label has at least `min_confidence` (all of them at 0)."""
-    soft = runs.load_array(run_dir / "pseudo.npy")
+    soft = files.load_array(run_dir / "pseudo.npy")
     if soft.ndim != 3 or member >= len(soft) or soft.shape[2] != 10:
         raise RunError(f"{run_dir / 'pseudo.npy'} holds {soft.shape}, not this run's pseudo-labels; delete the run "
                        "and train it again.")  # fmt: skip

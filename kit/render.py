@@ -7,7 +7,10 @@ log or pipe as plain lines, and to a notebook cell alike.
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -220,3 +223,152 @@ def submission_end(state: dict, wait: bool, timeout: float) -> None:
     else:
         waited = "" if not wait else f" after {timeout:.0f} s"
         out.print(f"Submitted (ref {state['ref']}); no score yet{waited}. `kit leaderboard --sync` fetches it later.")
+
+
+def error(message: str) -> None:
+    """An error a user can act on: one line on stderr."""
+    err.print(Text.assemble(("error:", "red"), f" {message}"), highlight=False, soft_wrap=True)
+
+
+class Notices(logging.Handler):
+    """The stages' notices (kit's logger) as one line each on the stderr of when kit started: a stage that hides a
+    library's own output meanwhile does not hide kit's."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.console = Console(file=sys.stderr, markup=False, width=err.width)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.print(Text.assemble(("note:", "yellow"), f" {record.getMessage()}"), highlight=False,
+                           soft_wrap=True)  # fmt: skip
+
+
+def _rows_of(meta: dict) -> str:
+    return f"{meta['train_rows']:,} train / {meta['test_rows']:,} test rows, source: {meta['source']}"
+
+
+def installed(result, scored_rows: int) -> None:
+    """`kit download`: what was installed where (kit.data.Installed), or that it was there already; the sample, or
+    a test set of other than the `scored_rows` Kaggle scores, said so."""
+    meta, dest = result.meta, result.dest
+    if not result.new:
+        out.print(f"Data already in {dest} ({_rows_of(meta)}); nothing to do (--force installs it again).")
+        return
+    out.print(Text.assemble(("Installed", "green"), f" {_rows_of(meta)} in {dest}"))
+    if meta["source"] == "sample":
+        out.print(Text.assemble(
+            ("This is the SAMPLE data set", "yellow"),
+            " (scikit-learn's 8x8 digits resized to 28x28), for "
+            "trying kit offline; its scores say nothing about the competition. `kit download` fetches the real data."
+        ))  # fmt: skip
+    elif meta["test_rows"] != scored_rows:
+        out.print(Text.assemble(("note:", "yellow"), f" this test.csv has {meta['test_rows']:,} rows, not the "
+                                f"competition's {scored_rows:,}: Kaggle scores only files of {scored_rows:,} "
+                                "rows, so `kit submit` refuses what is made from it (`kit download --force` fetches "
+                                "the competition's own)."))  # fmt: skip
+
+
+def valid_submission(path: Path, rows: int, scored_rows: int) -> None:
+    """`kit validate`: the file is valid for the installed data; a note when Kaggle scores another number of rows."""
+    out.print(Text.assemble((f"{path} is a valid submission", "green"), f" ({rows:,} rows)."))
+    if rows != scored_rows:  # valid here, and `kit submit` will refuse it: say so now
+        out.print(Text.assemble(("note:", "yellow"), f" valid for the installed data's {rows:,} test rows; Kaggle "
+                                f"scores {scored_rows:,}, so `kit submit` refuses it."))  # fmt: skip
+
+
+def report(result) -> None:
+    """`kit report`: per-class scores, the most confused pairs, a blend's families, the pictures and the page."""
+    columns = ("digit", "precision", "recall", "support")
+    table = new_table(f"{result.page.parent.parent.name}: {result.rows:,} OOF rows, accuracy {pct(result.accuracy)}",
+                      columns, columns)  # fmt: skip
+    for digit, precision, recall, support in result.per_class:
+        table.add_row(str(digit), pct(precision), pct(recall), f"{support:,}")
+    out.print(table)
+    pairs = ", ".join(f"{t} -> {p}: {n}" for t, p, n in result.confused) or "none"
+    out.print(Text.assemble(("most confused (true -> predicted)", "bold"), f" {pairs}"))
+    if result.blend:
+        blend_table({**result.blend, "cv_accuracy": result.accuracy})
+    for picture in result.pictures:
+        out.print(f"wrote {picture}")
+    out.print(
+        Text.assemble(("report page", "bold"), f" {result.page} (one file, pictures inside: open it in a browser)")
+    )
+
+
+def _made(run_dir: Path, csv: Path) -> None:
+    out.print(f"run directory: {run_dir}")
+    out.print(f"submission:    {csv}")
+
+
+def prediction(source: Path, result) -> None:
+    """`kit predict`: the CV before and after, the labels that changed, the new run."""
+    out.print(Text.assemble(f"CV (OOF) {source.name}: {pct(result.cv_before)}  ->  {result.run_dir.name}: ",
+                            (pct(result.cv_after), "bold")))  # fmt: skip
+    out.print(f"test labels that changed: {result.changed:,}")
+    _made(result.run_dir, result.submission)
+
+
+def blended(result) -> None:
+    """`kit blend`: each run's weight and CV, the blend's CV, the new run."""
+    table = new_table(f"blend {result.run_dir.name}", ("run", "weight", "CV (OOF)"), right=("weight", "CV (OOF)"))
+    for (name, cv), w in zip(result.run_cv, result.weights, strict=True):
+        table.add_row(name, f"{w:.3f}", pct(cv))
+    table.add_row(
+        Text("blend", "bold"), "", Text(pct(result.cv), "bold") if result.cv is not None else "- (folds differ)"
+    )
+    out.print(table)
+    _made(result.run_dir, result.submission)
+
+
+def _when(utc: str) -> str:
+    return utc.replace("T", " ").rstrip("Z")
+
+
+def synced(updated: int, added: int) -> None:
+    out.print(f"Synced with Kaggle: {updated} row(s) updated, {added} added.")
+
+
+def leaderboard(rows: list[dict[str, str]], path: Path) -> None:
+    """`kit leaderboard`: the log's rows as a table, best public score first."""
+    if not rows:
+        out.print(f"No submissions logged yet in {path}; `kit submit` adds them.")
+        return
+    columns = ("time (UTC)", "run", "CV", "public LB", "LB - CV", "private", "status", "ref", "message")
+    table = new_table(f"leaderboard log ({path})", columns, right=("CV", "public LB", "LB - CV", "private"))
+    for r in rows:
+        status = r["status"] + (f": {r['error']}" if r["error"] and r["status"] in ("error", "failed") else "")
+        table.add_row(_when(r["utc_time"]), r["run_id"], r["cv_accuracy"], r["public_score"], r["gap"],
+                      r["private_score"], status, r["ref"], r["message"])  # fmt: skip
+    out.print(table)
+
+
+def cv_against_lb(found) -> None:
+    """`kit leaderboard --plot`: what was not plotted and why, the strays, the fitted line, where the picture is."""
+    for row, why in found.others:
+        name = row["run_id"] or row["file"] or f"ref {row['ref']}"
+        when = f" ({_when(row['utc_time'])})" if row["utc_time"] else ""
+        out.print(f"not plotted: {name}{when}: {why}")
+    for row in found.strays:
+        out.print(Text.assemble(("strays from the line", "yellow"), f": {row['run_id']} (CV {row['cv_accuracy']}, "
+                                f"public {row['public_score']})"))  # fmt: skip
+    line = ""
+    if found.slope is not None:
+        r = f", r = {found.correlation:.3f}" if found.correlation is not None else ""
+        line = f": LB = {found.slope:.3f} CV {found.intercept:+.4f}{r}"
+    out.print(Text.assemble(("CV against LB", "bold"), f" ({len(found.points)} submission(s){line}) in {found.path}"))
+
+
+def runs(rows: list[dict], root: Path) -> None:
+    """`kit runs`: every run, newest first (kit.run_table's rows)."""
+    if not rows:
+        out.print(f"No runs in {root}; `kit train` makes one.")
+        return
+    headers = ("run", "kind", "model", "folds", "epochs", "changes", "CV", "train time", "created (UTC)", "public LB")
+    table = new_table(f"runs ({root})", headers, right=("epochs", "CV", "train time", "public LB"))
+    for r in rows:
+        seconds = r["train_seconds"]
+        table.add_row(
+            r["id"], r["kind"], r["model"], r["members"], str(r["epochs"]), r["changes"], pct(r["cv"]),
+            f"{seconds / 60:.1f} min" if seconds else "", _when(r["created"]), r["public_score"],
+        )  # fmt: skip
+    out.print(table)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kit import config as recipes
-from kit import ledger, runs
+from kit import files, ledger, runs
 from kit.data import Competition
 from kit.errors import RunError
 
@@ -111,7 +111,7 @@ def learning_curves_png(run_dir: Path, path: Path) -> bool:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for n, file in enumerate(histories):
-        rows = runs.read_json(file)
+        rows = files.read_json(file)
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise RunError(f"{file} is damaged (it is not the per-epoch rows kit wrote); delete that fold and train it "
                            "again.")  # fmt: skip
@@ -357,5 +357,5 @@ def page(run_dir: Path, found: Report, title: str, metrics: dict, mine: list[dic
     head = f'<meta charset="utf-8"><title>kit report: {html.escape(run_dir.name)}</title><style>{_STYLE}</style>'
     text = f'<!doctype html>\n<html lang="en"><head>{head}</head><body>\n{body}\n</body></html>\n'
     target = found.folder / "index.html"
-    runs.write_atomic(target, text.encode())
+    files.write_atomic(target, text.encode())
     return target

@@ -1,7 +1,9 @@
-"""The run directory: create, save, load, list, resolve.
+"""The run directory: made in one place (`create`), its config.json's one writer (`write_config`), its members
+(`member_dirs`, `member_done`), its files read back checked, listed and resolved by id.
 
 runs/<run-id>/
   config.json         the effective recipe, plus versions, device, git sha, data source
+  nets.py             your own model's file, when the recipe names one (kit.user_models)
   folds.npy           int8 per training row: the fold that validates it (-1: never validated, folds=1); with
                       --repeats R, (R, N): one row per repeated split
   fold<i>/            member i (fold i % K of repeat i // K): model.keras, history.json, val_probs.npy,
@@ -18,12 +20,6 @@ A run training in a Kaggle kernel (kit train --kaggle) is config.json {"kind": "
 from __future__ import annotations
 
 import contextlib
-import errno
-import io
-import json
-import os
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +29,9 @@ import numpy as np
 
 from kit import locks
 from kit.errors import RunError
-from kit.paths import RUN_ID_RULE, is_run_id, runs_dir
+from kit.files import load_array, read_json, write_atomic, write_json
+from kit.paths import RUN_ID_RULE, is_run_id, runs_dir, utc_now
+from kit.splits import folds_id
 
 if TYPE_CHECKING:  # kit.data imports pandas: not needed to read runs
     from kit.data import Competition
@@ -50,7 +48,7 @@ class RunResult:
 
 def new_id(label: str) -> str:
     """A fresh, sortable run id: UTC time plus a label (the model name, 'blend', ...)."""
-    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{label}"
+    return f"{utc_now(compact=True)}-{label}"
 
 
 def check_id(run_id: str) -> str:
@@ -59,12 +57,16 @@ def check_id(run_id: str) -> str:
     return run_id
 
 
-def create(run_id: str) -> Path:
-    """Make runs/<run_id>/ for a new run, atomically: an existing run is never reused; '-2', '-3', ... is appended
-    until the name is free (two blends started in the same second get two runs)."""
+def create(run_id: str, reuse: bool = False) -> Path:
+    """The one place a run's folder is made: runs/<run_id>/ for a new run, atomically, never reusing an existing one
+    ('-2', '-3', ... is appended until the name is free: two runs started in the same second get two folders); with
+    `reuse`, the folder of the run the user named (`kit train --run-id ID`), made if it is not there yet."""
     root = runs_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
+        if reuse:
+            (root / check_id(run_id)).mkdir(exist_ok=True)
+            return root / run_id
         for n in range(1, 10_000):
             candidate = root / check_id(run_id if n == 1 else f"{run_id}-{n}")
             try:
@@ -131,14 +133,6 @@ def fold_locks(run_dir: Path, folds: list[int]) -> Iterator[None]:
             lock.release()
 
 
-def members(folds: np.ndarray, n_folds: int) -> list[int]:
-    """The members (fold models) of a run, from its folds.npy: fold numbers 0..K-1 for one split (N,), and
-    0..K*R-1 for R repeated splits (R, N), member m being fold m % K of repeat m // K."""
-    if folds.ndim == 1:
-        return sorted(int(f) for f in np.unique(folds) if f >= 0)
-    return list(range(folds.shape[0] * n_folds))
-
-
 def member_dirs(run_dir: Path, holding: str = "metrics.json") -> list[Path]:
     """The run's member folders (fold0, fold1, ...) that hold `holding`, in member order: fold2 before fold10."""
     found = [p for p in run_dir.glob("fold*") if p.name[4:].isdigit() and (p / holding).is_file()]
@@ -158,79 +152,6 @@ def member_done(run_dir: Path, member: int) -> bool:
     )
 
 
-def summaries(best_scores: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """One row per run in runs/, newest first, for `kit runs`: id, kind (train, predict, blend), model, members
-    ("5 x 3", or "3/5 folds" while incomplete), epochs, CV, training time, created, and its best public score
-    (from `best_scores`, the leaderboard log's). A damaged run is listed as such, not skipped."""
-    rows = []
-    for run in reversed(all_runs()):
-        score = (best_scores or {}).get(run.name, "")
-        row: dict[str, Any] = {"id": run.name, "kind": "damaged", "model": "", "members": "", "epochs": "",
-                               "changes": "", "cv": None, "train_seconds": None, "created": "",
-                               "public_score": score}  # fmt: skip
-        try:
-            rows.append(_summary(run, dict(row)))
-        except (RunError, ValueError, TypeError, AttributeError):  # a damaged run is listed as one, and only it
-            rows.append(row)
-    return rows
-
-
-def _summary(run: Path, row: dict[str, Any]) -> dict[str, Any]:
-    config = load_config(run)
-    metrics = load_metrics(run) or {}
-    recipe = config.get("recipe") or {}
-    from kit import config as recipes
-
-    row.update(kind=config.get("kind", "?"), created=config.get("created_utc", ""), cv=metrics.get("cv_accuracy"),
-               train_seconds=metrics.get("train_seconds"), epochs=recipe.get("epochs", ""),
-               changes=" ".join(recipes.changes(recipe)) if recipe else "")  # fmt: skip
-    if row["kind"] == "train":
-        folds, repeats = int(recipe.get("folds", 1)), int(recipe.get("repeats", 1))
-        families = recipe.get("families") or {}
-        total = folds * repeats * max(1, len(families))
-        if not 0 < total <= 100_000:
-            raise ValueError(f"{total} members")
-        done = sum(member_done(run, m) for m in range(total))
-        row["model"] = " + ".join(families) if families else recipe.get("model", "?")
-        if recipe.get("pseudo"):
-            book = read_json(run / "pseudo.json") if (run / "pseudo.json").is_file() else {}
-            extra = f" (+{book['test_rows']:,} test rows)" if isinstance(book, dict) and "test_rows" in book else ""
-            row["model"] += f", students of {recipe['pseudo']}{extra}"
-        row["members"] = f"{folds} x {repeats}" if repeats > 1 else str(folds)
-        if families:
-            row["epochs"] = "/".join(str(f.get("epochs", "?")) for f in families.values())
-        if done < total:
-            row["members"] = f"{done}/{total} folds"
-        if isinstance(config.get("kaggle"), dict):
-            row["model"] += f", trained on Kaggle ({', '.join(config['kaggle'].get('gpus') or []) or 'its GPU'})"
-    elif row["kind"] == "kaggle":  # training in a Kaggle kernel (kit.kaggle_kernel)
-        kernel = config.get("kaggle") or {}
-        row["model"] = " + ".join(recipe.get("families") or {}) or recipe.get("model", "?")
-        row["members"] = f"on Kaggle: {kernel.get('kernel', '?')} v{kernel.get('version', '?')}"
-        if kernel.get("status") in ("error", "cancel_requested", "cancel_acknowledged"):
-            row["members"] += f" ({kernel['status'].replace('_', ' ')})"
-    elif row["kind"] == "predict":
-        row["model"] = f"{config.get('source', '?')} ({len(config.get('views') or [])} views)"
-    elif row["kind"] == "blend":
-        row["model"] = " + ".join(config.get("inputs") or [])
-    return row
-
-
-def member_rows(folds: np.ndarray, n_folds: int, member: int) -> np.ndarray:
-    """The rows `member` validates (a boolean mask). A blend's families share the split: member m of a run with KR
-    members a family validates what member m % KR does."""
-    if folds.ndim == 1:
-        return folds == member % max(1, n_folds)
-    repeat, fold = divmod(member % (folds.shape[0] * n_folds), n_folds)
-    return folds[repeat] == fold
-
-
-def training_rows(folds: np.ndarray, n_folds: int, member: int) -> np.ndarray:
-    """The rows `member` trains on (a boolean mask): those the other folds of its split validate (K-fold), or those
-    outside the holdout (one model)."""
-    return ~member_rows(folds, n_folds, member) if n_folds > 1 else folds == -1
-
-
 def write_member(run_dir: Path, member: int, files: dict[str, bytes]) -> None:
     """A member trained elsewhere (a Ray task), written as a local fold writes it: every file atomically, and
     metrics.json, which marks the member complete, last."""
@@ -241,51 +162,12 @@ def write_member(run_dir: Path, member: int, files: dict[str, bytes]) -> None:
         write_atomic(fold_dir / name, files[name])
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (temp file + rename): readers never see half a file."""
-    write_atomic(path, (json.dumps(payload, indent=2, default=_jsonable) + "\n").encode())
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file kit wrote; a damaged one (truncated, overwritten, not UTF-8) is a RunError naming it."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RunError(
-            f"{path} is damaged ({type(exc).__name__}); delete the run (or that fold) and train it again."
-        ) from None
-
-
 def _created(run: Path) -> str:
     try:
         value = read_json(run / "config.json")
     except (RunError, OSError):
         return ""  # a damaged run sorts first, so it is never taken for the latest
     return str(value.get("created_utc", "")) if isinstance(value, dict) else ""
-
-
-def load_array(path: Path, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
-    """An array kit saved in a run; a damaged one (truncated, overwritten, or not of `shape`, None standing for any
-    length) is a RunError naming it."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise RunError(f"{path} is missing; the run is incomplete: train it again with the same --run-id.") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise RunError(
-            f"{path} is damaged ({type(exc).__name__}); delete the run (or that fold) and train it again."
-        ) from None
-    if array.dtype.kind not in "fiu":
-        raise RunError(
-            f"{path} is damaged (an array of {array.dtype}); delete the run (or that fold) and train it again."
-        )
-    if shape is not None and (
-        array.ndim != len(shape) or any(w not in (None, g) for w, g in zip(shape, array.shape, strict=False))
-    ):
-        want = "(" + ", ".join("N" if w is None else str(w) for w in shape) + ("," if len(shape) == 1 else "") + ")"
-        raise RunError(f"{path} is damaged (shape {array.shape}, where the run needs {want}); delete the run (or that "
-                       "fold) and train it again.")  # fmt: skip
-    return array
 
 
 def load_probs(path: Path, rows: int | None, unvalidated: bool = False) -> np.ndarray:
@@ -310,14 +192,6 @@ def load_probs(path: Path, rows: int | None, unvalidated: bool = False) -> np.nd
     return probs
 
 
-def folds_id(folds: np.ndarray) -> str:
-    """What identifies a split (its shape and entries): saved in config.json beside folds.npy, checked on reading."""
-    import hashlib
-
-    digest = hashlib.sha256(str(folds.shape).encode() + np.ascontiguousarray(folds, dtype=np.int64).tobytes())
-    return digest.hexdigest()[:16]
-
-
 def load_folds(run: Path) -> np.ndarray:
     """A run's folds.npy, checked against its config.json: one int entry per training row it used, one row per
     repeat, and the split the run was made with (its `folds_id`, where config.json records it)."""
@@ -338,39 +212,6 @@ def load_folds(run: Path) -> np.ndarray:
         raise RunError(f"{run / 'folds.npy'} is not the split run {run.name} was made with (it was replaced); "
                        "its CV would be measured on the wrong rows: delete the run and train it again.")  # fmt: skip
     return folds
-
-
-def save_array(path: Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    write_atomic(path, buffer.getvalue())
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write a file whole or not at all (a temp file beside it, synced, then renamed): readers never see half of
-    it, and a failure (a full disk, Ctrl-C) leaves no temp file. A full disk is a RunError naming the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise RunError(f"{path.parent} is full (no space left on its disk); free some space, or point "
-                           "KIT_RUNS_DIR / KIT_SUBMISSIONS_DIR elsewhere.") from None  # fmt: skip
-        raise
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def all_runs() -> list[Path]:

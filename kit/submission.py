@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import runs
+from kit import files
 from kit.errors import DataError
 
 HEADER = "ImageId,Label"
@@ -25,7 +25,7 @@ def write(labels: np.ndarray, path: Path) -> Path:
     """Write predicted labels (one per test row, in test.csv order) as ImageId,Label; atomic."""
     path = Path(path)
     body = HEADER + "\n" + "".join(f"{i},{int(v)}\n" for i, v in enumerate(labels, start=1))
-    runs.write_atomic(path, body.encode())
+    files.write_atomic(path, body.encode())
     return path
 
 

@@ -1,17 +1,15 @@
-"""Training: the split, the model, the training loop and one member.
+"""Training: the compiled model, the training loop and one member.
 
-Read top-down: `assign_folds` splits the rows, `compile_model` turns the recipe into a compiled model, `fit` is the
-training loop, and `train_member` trains and saves one member of a run: the one member runner, which kit.dispatch
-calls in this process, a worker process (`python -m kit.training`, started by kit.parallel) calls in `main`, and a Ray
-task (kit.cluster) calls on its node. The run itself (creating it, its members, merging them) is kit.dispatch's.
+Read top-down: `compile_model` turns the recipe into a compiled model, `fit` is the training loop, and `train_member`
+trains and saves one member of a run on the rows its split gives it (kit.splits): the one member runner, which
+kit.dispatch calls in this process, a worker process (`python -m kit.parallel`) calls in kit.parallel's `main`, and a
+Ray task (kit.cluster) calls on its node. The run itself (creating it, its members, merging them) is kit.dispatch's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,44 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from kit import config, data, ensemble, paths, progress, pseudo, runs
+from kit import config, files, predicting, pseudo, splits
 from kit.config import Recipe
 from kit.data import Competition
 from kit.device import Device
-from kit.errors import KitError, RunError, UsageError
 from kit.progress import Progress, ProgressHook
-
-
-def assign_folds(labels: np.ndarray, folds: int, holdout: float, seed: int, repeats: int = 1) -> np.ndarray:
-    """int8 per row: the fold whose model validates it. folds=1: a stratified holdout (fold 0), the rest -1.
-    With `repeats` R > 1, an (R, N) array: R stratified K-fold splits, seeded seed, seed + 1, ..."""
-    from sklearn.model_selection import StratifiedKFold, train_test_split
-
-    if repeats > 1:
-        return np.stack([assign_folds(labels, folds, holdout, seed + r) for r in range(repeats)])
-
-    assignment = np.full(len(labels), -1, np.int8)
-    counts = np.bincount(labels, minlength=10)
-    present = counts[counts > 0]
-    if folds == 1 and (present.min() < 2 or int(np.ceil(holdout * len(labels))) < len(present)):
-        digit = int(np.flatnonzero(counts == present.min())[0])
-        raise UsageError(
-            f"{len(labels)} training rows are too few for a stratified holdout (digit {digit} has {present.min()} "
-            f"example(s); the holdout needs one of each of {len(present)} digits): use a larger --limit."
-        )
-    if folds == 1:
-        _, val = train_test_split(np.arange(len(labels)), test_size=holdout, stratify=labels, random_state=seed)
-        assignment[val] = 0
-        return assignment
-    if present.min() < folds:
-        raise UsageError(
-            f"--folds {folds} needs at least {folds} examples of every digit, and one has {present.min()}; use fewer "
-            "folds or more rows (--limit)."
-        )
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for k, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-        assignment[val] = k
-    return assignment
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
@@ -155,8 +120,8 @@ def _ema_pairs(model: Any) -> list[tuple[Any, Any]]:
 
 
 def validate(model: Any, x: np.ndarray, y: np.ndarray, distributed: bool = False) -> dict[str, float]:
-    """Loss (the compiled loss) and accuracy on (x, y), predicted by `kit.ensemble.predict`."""
-    probs = ensemble.predict(model, x, [config.IDENTITY], distributed)
+    """Loss (the compiled loss) and accuracy on (x, y), predicted by `kit.predicting.predict`."""
+    probs = predicting.predict(model, x, [config.IDENTITY], distributed)
     return {"val_loss": float(model.loss(y, probs)), "val_accuracy": float((probs.argmax(1) == y.argmax(1)).mean())}
 
 
@@ -229,7 +194,7 @@ def train_member(
     tell(Progress(member, members, 0, r.epochs, where=where))
     started = time.perf_counter()
     keras.utils.set_random_seed(r.seed + member)
-    train, val = runs.training_rows(folds, r.folds, member), runs.member_rows(folds, r.folds, member)
+    train, val = splits.training_rows(folds, r.folds, member), splits.member_rows(folds, r.folds, member)
     x_train, y_train = comp.train_images[train], one_hot(comp.train_labels[train])
     x_val, y_val = comp.train_images[val], one_hot(comp.train_labels[val])
     extra = 0
@@ -245,10 +210,10 @@ def train_member(
     history = fit(model, x_train, y_train, x_val[watch], y_val[watch], r, device, r.seed + member, hook)
     use_average(model)  # with `ema`: the averaged weights predict and are saved
     distributed = device.strategy is not None
-    plain = ensemble.predict(model, x_val, [config.IDENTITY], distributed)
+    plain = predicting.predict(model, x_val, [config.IDENTITY], distributed)
     views = config.TTA_VIEWS if r.tta else [config.IDENTITY]
-    val_probs = ensemble.predict(model, x_val, views, distributed) if r.tta else plain
-    test_probs = ensemble.predict(model, comp.test_images, views, distributed)
+    val_probs = predicting.predict(model, x_val, views, distributed) if r.tta else plain
+    test_probs = predicting.predict(model, comp.test_images, views, distributed)
     accuracy = float((val_probs.argmax(1) == comp.train_labels[val]).mean())
 
     fold_dir = run_dir / f"fold{member}"
@@ -260,9 +225,9 @@ def train_member(
     except BaseException:  # a full disk, Ctrl-C: no half-saved model is left behind
         tmp.unlink(missing_ok=True)
         raise
-    runs.write_json(fold_dir / "history.json", history)
-    runs.save_array(fold_dir / "val_probs.npy", val_probs)
-    runs.save_array(fold_dir / "test_probs.npy", test_probs)
+    files.write_json(fold_dir / "history.json", history)
+    files.save_array(fold_dir / "val_probs.npy", val_probs)
+    files.save_array(fold_dir / "test_probs.npy", test_probs)
     rates = [h["images_per_s"] for h in history[1:]] or [history[0]["images_per_s"]]  # epoch 1 traces
     metrics = {
         "fold": member,
@@ -278,54 +243,5 @@ def train_member(
         "seconds": time.perf_counter() - started,
         "device": device.describe(),
     }
-    runs.write_json(fold_dir / "metrics.json", metrics)  # last: its presence marks the member complete
+    files.write_json(fold_dir / "metrics.json", metrics)  # last: its presence marks the member complete
     return metrics
-
-
-def worker_command(run_id: str, member: int, threads: int, where: dict[str, Any]) -> list[str]:
-    """The command line of a worker process that trains one member of an existing run (`main`)."""
-    spec = {"run_id": run_id, "member": member, "threads": threads, "data": where}
-    return [sys.executable, "-m", "kit.training", json.dumps(spec)]
-
-
-def main(argv: list[str]) -> int:
-    """A worker process: train one member of an existing run (its config.json holds the recipe, folds.npy the split)
-    and print each Progress as a line on stdout (kit.progress.to_line). Errors a user can cause end as one line on
-    stderr (the parent quotes it) and exit code 1."""
-    _die_with_parent()
-    try:
-        spec = json.loads(argv[0])
-        run_dir = paths.runs_dir() / runs.check_id(spec["run_id"])
-        recipe = config.from_dict(runs.load_config(run_dir)["recipe"])
-        comp = data.load_again(spec["data"])
-        folds = runs.load_folds(run_dir)
-        if folds.shape[-1] != len(comp.train_labels):
-            raise RunError(f"The data in {spec['data']['path']} is not the data run {run_dir.name} was split on.")
-        emit = lambda event: print(progress.to_line(event), flush=True)  # noqa: E731
-        train_member(recipe, comp, folds, spec["member"], run_dir, threads=spec["threads"], on_progress=emit)
-    except (KitError, OSError) as e:  # a user's problem, or a disk that is full or read-only: one line, twice
-        message = str(e) if isinstance(e, KitError) else _cannot_write(e)
-        print(f"error: {message}", file=sys.stderr)  # the worker's log, which a full disk may not take
-        print(progress.error_line(message), flush=True)  # the pipe to `kit train`, which it always reaches
-        return 1
-    return 0
-
-
-def _cannot_write(exc: OSError) -> str:
-    where = f" {exc.filename}" if exc.filename else ""
-    return f"cannot write{where} ({exc.strerror or exc}); free some space or point KIT_RUNS_DIR at a writable folder"
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel sends this worker SIGTERM when the `kit train` that started it dies, even by SIGKILL."""
-    if not sys.platform.startswith("linux"):  # prctl is Linux's alone
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

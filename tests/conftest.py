@@ -140,7 +140,7 @@ def kit_here(args: list[str], env: dict[str, str]) -> Ran:
     process of their own: not the Kaggle client (it reads its environment once, at import), not signals, not a
     backend other than this process's. An exception that main lets through is a traceback on stderr and exit 1, as
     it would be in a process of its own."""
-    from kit import cli
+    from kit import cli, render
 
     saved_env, saved_argv, saved_term = dict(os.environ), sys.argv, signal.getsignal(signal.SIGTERM)
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -149,8 +149,8 @@ def kit_here(args: list[str], env: dict[str, str]) -> Ran:
     os.environ.update(env)
     sys.argv = ["kit", *args]
     width = int(env.get("COLUMNS", "200"))
-    widths = cli.out.width, cli.err.width
-    cli.out.width = cli.err.width = width
+    widths = render.out.width, render.err.width
+    render.out.width = render.err.width = width
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
@@ -167,7 +167,7 @@ def kit_here(args: list[str], env: dict[str, str]) -> Ran:
         os.environ.update(saved_env)
         sys.argv = saved_argv
         signal.signal(signal.SIGTERM, saved_term)
-        cli.out.width, cli.err.width = widths
+        render.out.width, render.err.width = widths
         if "keras" in sys.modules:  # `kit train` sets Keras' global precision policy; the next test expects float32
             sys.modules["keras"].mixed_precision.set_global_policy("float32")
     return Ran(["kit", *args], code, stdout.getvalue(), stderr.getvalue())

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from kit import config, data, ensemble, runs
+from kit import config, data, ensemble, files, runs, splits
 from kit.errors import UsageError
 from tests.conftest import ROOT, kit_here
 
@@ -62,14 +62,14 @@ def test_a_blend_recipe_trains_each_family_on_the_same_folds():
 
 
 def test_member_rows_of_a_blend_repeat_the_split_for_each_family():
-    from kit.training import assign_folds
+    from kit.splits import assign as assign_folds
 
     labels = np.repeat(np.arange(10), 6)
     folds = assign_folds(labels, 3, 0.1, seed=0)
     for m in range(6):
-        assert (runs.member_rows(folds, 3, m) == (folds == m % 3)).all()
+        assert (splits.member_rows(folds, 3, m) == (folds == m % 3)).all()
     repeated = assign_folds(labels, 3, 0.1, seed=0, repeats=2)
-    assert (runs.member_rows(repeated, 3, 6 + 4) == runs.member_rows(repeated, 3, 4)).all()
+    assert (splits.member_rows(repeated, 3, 6 + 4) == splits.member_rows(repeated, 3, 4)).all()
 
 
 # ------------------------------------------------------------------------------------------------- blending
@@ -132,7 +132,7 @@ def test_a_blend_is_fitted_on_oof_rows_only_and_reports_vote_mean_and_overlap():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 10, 3000)
     r = two_families(folds=3)
-    from kit.training import assign_folds
+    from kit.splits import assign as assign_folds
 
     folds = assign_folds(labels, 3, 0.1, seed=0)
     fam = {"kitnet": _probs(labels, 0.92, rng), "deotte": _probs(labels, 0.85, rng)}
@@ -141,7 +141,7 @@ def test_a_blend_is_fitted_on_oof_rows_only_and_reports_vote_mean_and_overlap():
         out = {}
         for m in range(6):
             name, _ = config.member(r, m)
-            rows = runs.member_rows(folds, 3, m)
+            rows = splits.member_rows(folds, 3, m)
             out[m] = (fam[name][rows], np.full((50, 10), test_value, np.float32))
         return out
 
@@ -323,7 +323,7 @@ def test_a_blend_from_a_recipe_file_end_to_end(env, sample, tmp_path):
     assert metrics["members"] == 4 and set(metrics["families"]) == {"kitnet", "deotte"}
     assert sum(metrics["blend"]["weights"].values()) == pytest.approx(1.0)
     assert metrics["blend"]["method"] == "mean"  # 200 rows are too few to fit weights on
-    assert [runs.read_json(run / f"fold{m}" / "metrics.json")["family"] for m in range(4)] == [
+    assert [files.read_json(run / f"fold{m}" / "metrics.json")["family"] for m in range(4)] == [
         "kitnet", "kitnet", "deotte", "deotte"]  # fmt: skip
     assert np.load(run / "family_oof.npy").shape == (2, 200, 10)
     assert "blend" in trained.stdout and "errors in common" in trained.stdout

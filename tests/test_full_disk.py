@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import ensemble, runs, submission
+from kit import ensemble, files, submission
 from kit.errors import RunError
 from tests.conftest import log_row
 
@@ -63,7 +63,7 @@ def test_a_blend_on_a_full_disk_leaves_no_run_without_its_config(full, tmp_path,
     for name in ("a", "b"):
         run = tmp_path / name
         run.mkdir()
-        runs.write_json(run / "config.json", {"kind": "train", "created_utc": "2026-01-01", "data": {}})
+        files.write_json(run / "config.json", {"kind": "train", "created_utc": "2026-01-01", "data": {}})
         np.save(run / "test_probs.npy", np.full((28_000, 10), 0.1, np.float32))
     _fill(full, 4096)
     with pytest.raises(RunError, match="is full"):

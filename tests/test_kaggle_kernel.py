@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import config, data, kaggle_kernel, kaggle_script, runs, submission
+from kit import api, config, data, files, kaggle_kernel, kaggle_script, runs, submission
 from kit.errors import RunError, UsageError
 from tests.conftest import ROOT, kit_here, run_kit
 from tests.fake_kaggle import FakeKaggle, zip_of
@@ -67,7 +67,7 @@ def test_a_run_trained_in_a_kaggle_kernel_comes_home_as_a_local_run(env, full_te
         assert pushed["slug"] == "alice/kit-r1" and pushed["kernelType"] == "script" and pushed["isPrivate"]
         assert pushed["enableGpu"] and pushed["machineShape"] == "NvidiaTeslaT4" and not pushed["enableInternet"]
         assert pushed["competitionDataSources"] == ["digit-recognizer"]
-        assert pushed["sessionTimeoutSeconds"] == config.KAGGLE_MINUTES * 60  # a hung kernel cannot spend the week
+        assert pushed["sessionTimeoutSeconds"] == api.KAGGLE_MINUTES * 60  # a hung kernel cannot spend the week
         assert "ARGS = ['--limit', '2000', '--jobs', '1']" in pushed["text"]  # beside the recipe the kernel carries
         assert pushed_recipe(pushed["text"]) == config.recipe("seed", folds=2, epochs=1, tta=False)
 
@@ -321,7 +321,7 @@ def test_your_own_model_trains_in_the_kernel_and_predicts_at_home(env, fake, tin
     assert result.returncode == 0, result.stdout + result.stderr
     run = runs.runs_dir() / "ko"
     assert (run / "nets.py").read_bytes() == own.read_bytes()
-    recipe = runs.read_json(run / "config.json")["recipe"]
+    recipe = files.read_json(run / "config.json")["recipe"]
     assert recipe["model"] == "nets.py:build" and recipe["dropout"] == 0.1 and recipe["epochs"] == 1
     assert fake.pushes and "--recipe" in fake.kernel("kit-ko")["folder"].joinpath("script.py").read_text()
     own.unlink()
@@ -343,7 +343,7 @@ def test_options_that_make_no_sense_in_a_kernel_are_refused(options):
         r = config.override(r, pseudo="teacher")
     kwargs = {"fold": None, "run_id": "r", "limit": None, "jobs": None, "ray": None, "mirrored": False, **options}
     with pytest.raises(UsageError, match="--kaggle|Kaggle kernel"):
-        config.check_options(r, kaggle=True, **kwargs)
+        api.check_options(r, kaggle=True, **kwargs)
 
 
 @pytest.mark.parametrize("name", ["../evil.txt", "/etc/passwd", "other-run/metrics.json", "link"])
@@ -382,7 +382,7 @@ def test_a_kernel_stopped_at_its_run_time_limit_says_so(env, monkeypatch):
     monkeypatch.setattr(kaggle_api, "kernel_output", lambda *a, **k: [])  # no log to fetch
     run_dir = runs.runs_dir() / "r9"
     run_dir.mkdir(parents=True)
-    runs.write_json(run_dir / "config.json", {"kind": "kaggle", "run_id": "r9"})
+    files.write_json(run_dir / "config.json", {"kind": "kaggle", "run_id": "r9"})
     info = {"kernel": "alice/kit-r9", "version": 1, "url": "u", "pushed_at": time.time() - 3700, "timeout_s": 3600}
     state = {"status": "error", "failure": "Your notebook was stopped."}
     stopped = kaggle_kernel.failed(None, "r9", info, state)

@@ -39,15 +39,15 @@ def test_random_affine_limits():
 
 
 def test_tta_views_move_the_image_as_named():
-    from kit import config, ensemble
+    from kit import config, predicting
 
     image = np.zeros((2, 28, 28, 1), np.uint8)
     image[:, 6:22, 10:18] = 200
-    right = ensemble.augmented(image, (1, 0, 0))  # dx = +1: one pixel to the right
+    right = predicting.augmented(image, (1, 0, 0))  # dx = +1: one pixel to the right
     np.testing.assert_array_equal(right[:, :, 1:], image[:, :, :-1])
-    down = ensemble.augmented(image, (0, 1, 0))  # dy = +1: one pixel down
+    down = predicting.augmented(image, (0, 1, 0))  # dy = +1: one pixel down
     np.testing.assert_array_equal(down[:, 1:], image[:, :-1])
-    assert ensemble.augmented(image, config.IDENTITY) is image
+    assert predicting.augmented(image, config.IDENTITY) is image
 
 
 @pytest.mark.parametrize("rate", [0.25, 0.4])

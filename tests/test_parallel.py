@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kit import config, parallel, training
+from kit import config, parallel
 from kit.device import Device
 from kit.errors import RunError
 from kit.progress import Progress
@@ -165,7 +165,7 @@ def test_worker_reports_user_errors_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KIT_RUNS_DIR", str(tmp_path))
     (tmp_path / "missing").mkdir()
     (tmp_path / "missing" / "config.json").write_text(json.dumps({"recipe": config.recipe("seed").to_dict()}))
-    command = training.worker_command("missing", 0, 1, {"path": str(tmp_path / "nodata"), "rows": None})
-    assert command[1:3] == ["-m", "kit.training"]
-    assert training.main(command[3:]) == 1
+    command = parallel.worker_command("missing", 0, 1, {"path": str(tmp_path / "nodata"), "rows": None})
+    assert command[1:3] == ["-m", "kit.parallel"]
+    assert parallel.main(command[3:]) == 1
     assert "error: No competition data in" in capsys.readouterr().err

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kit import config, data, dispatch, pseudo, runs
+from kit import config, data, dispatch, files, pseudo, run_table, runs
 from kit.errors import UsageError
-from kit.training import assign_folds
+from kit.splits import assign as assign_folds
 from tests.test_families import two_families
 
 
@@ -19,12 +19,12 @@ def _teacher(run_id: str, r: config.Recipe, folds: np.ndarray, test_rows: int = 
     predicts label t % 10 for every test image, so a mean says who contributed)."""
     run = runs.runs_dir() / run_id
     run.mkdir(parents=True)
-    runs.write_json(run / "config.json", {"kind": "train", "recipe": r.to_dict(), "created_utc": "2026-01-01"})
-    runs.save_array(run / "folds.npy", folds)
+    files.write_json(run / "config.json", {"kind": "train", "recipe": r.to_dict(), "created_utc": "2026-01-01"})
+    files.save_array(run / "folds.npy", folds)
     for t in range(config.member_count(r) if done is None else done):
         (run / f"fold{t}").mkdir()
-        runs.save_array(run / f"fold{t}" / "test_probs.npy", np.eye(10, dtype=np.float32)[np.full(test_rows, t % 10)])
-        runs.write_json(
+        files.save_array(run / f"fold{t}" / "test_probs.npy", np.eye(10, dtype=np.float32)[np.full(test_rows, t % 10)])
+        files.write_json(
             run / f"fold{t}" / "metrics.json",
             {"fold": t, "accuracy": 0.9, "val_rows": 1, "images_per_s": 1.0, "seconds": 1.0},
         )
@@ -111,10 +111,10 @@ def test_students_do_not_learn_their_own_validation_labels_through_the_test_imag
     r = config.recipe("seed", folds=3, epochs=20, batch_size=10, dropout=0.0, tta=False)
     teacher = _cv(r, copies, "teacher")
     honest = _cv(config.override(r, pseudo="teacher"), copies, "honest")
-    book = runs.read_json(runs.runs_dir() / "honest" / "pseudo.json")
+    book = files.read_json(runs.runs_dir() / "honest" / "pseudo.json")
     assert book["teacher"] == "teacher" and book["members"] == {"0": [0], "1": [1], "2": [2]}
-    assert runs.read_json(runs.runs_dir() / "honest" / "fold0" / "metrics.json")["pseudo_rows"] == 90
-    listed = {row["id"]: row["model"] for row in runs.summaries()}
+    assert files.read_json(runs.runs_dir() / "honest" / "fold0" / "metrics.json")["pseudo_rows"] == 90
+    listed = {row["id"]: row["model"] for row in run_table.summaries()}
     assert listed["honest"] == "seed, students of teacher (+90 test rows)"
 
     # the same students, each taught by every teacher member: two of the three trained on its validation rows

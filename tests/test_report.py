@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import data, submission
+from kit import data, predicting, submission
 from tests.conftest import copy_world, kit_here, world_env
 
 pytestmark = pytest.mark.slow
@@ -122,8 +122,8 @@ def test_tta_with_zero_shift_equals_plain_prediction(in_env):
     from kit import ensemble
 
     comp = data.load_competition()
-    assert ensemble.augmented(comp.test_images, (0, 0, 0)) is comp.test_images
-    shifted = ensemble.augmented(comp.test_images[:5], (1, 0, 0))
+    assert predicting.augmented(comp.test_images, (0, 0, 0)) is comp.test_images
+    shifted = predicting.augmented(comp.test_images[:5], (1, 0, 0))
     np.testing.assert_array_equal(shifted[:, :, 1:], comp.test_images[:5, :, :-1])  # one pixel to the right
     plain = ensemble.predict_run(in_env, comp, tta=True, views=[(0, 0, 0)])
     np.testing.assert_allclose(np.load(plain.run_dir / "test_probs.npy"), np.load(in_env / "test_probs.npy"),

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from kit import ledger, paths, runs
+from kit import files, ledger, paths, run_table, runs
 from tests.conftest import kit_here, log_row
 
 
@@ -45,7 +45,7 @@ def _world() -> None:
 
 def test_summaries_list_every_run_newest_first(env):
     _world()
-    rows = runs.summaries(ledger.best_scores())
+    rows = run_table.summaries(ledger.best_scores())
     assert [r["id"] for r in rows] == ["mix", "big-tta", "half", "big", "old", "torn"]
     by_id = {r["id"]: r for r in rows}
     assert by_id["big"]["members"] == "5 x 3" and by_id["big"]["public_score"] == "0.99750"
@@ -85,7 +85,7 @@ def test_a_resumed_runs_saved_recipe_and_blend_weights(env):
     assert runs.saved_recipe(None) is None and runs.saved_recipe("not-there") is None
     run = paths.runs_dir() / "r1"
     run.mkdir(parents=True)
-    runs.write_json(run / "config.json", {"kind": "train", "recipe": config.recipe("seed").to_dict()})
+    files.write_json(run / "config.json", {"kind": "train", "recipe": config.recipe("seed").to_dict()})
     assert config.from_dict(runs.saved_recipe("r1")) == config.recipe("seed")
     with pytest.raises(RunError, match="not a valid run id"):
         runs.saved_recipe("../elsewhere")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import config, data, submission
+from kit import api, config, data, predicting, splits, submission
 from tests.conftest import ROOT, kit_here
 
 
@@ -34,7 +34,7 @@ def test_seed_model_is_the_notebooks(env):
 
 
 def test_assign_folds_covers_every_row_once():
-    from kit.training import assign_folds
+    from kit.splits import assign as assign_folds
 
     labels = np.repeat(np.arange(10), 50)
     folds = assign_folds(labels, 5, 0.1, seed=1)
@@ -181,7 +181,6 @@ def test_training_with_tta_saves_tta_probabilities(env, sample):
     import keras
 
     import kit.layers  # noqa: F401
-    from kit import ensemble
 
     # batch 50 divides a fold's 200 training rows (a partial batch is traced again); in this process (--jobs 1)
     args = ["train", "--folds", "2", "--epochs", "1", "--run-id", "t2", "--batch-size", "50", "--tta", "--limit", "400",
@@ -196,13 +195,13 @@ def test_training_with_tta_saves_tta_probabilities(env, sample):
     fold_metrics = json.loads((run / "fold0" / "metrics.json").read_text())
     assert fold_metrics["tta_views"] == len(config.TTA_VIEWS) > 1
     rows = sample.train_images[:400][folds == 0]
-    tta = ensemble.predict(model, rows, config.TTA_VIEWS)
+    tta = predicting.predict(model, rows, config.TTA_VIEWS)
     np.testing.assert_allclose(np.load(run / "fold0" / "val_probs.npy"), tta, atol=1e-4)
-    plain = ensemble.predict(model, rows, [(0, 0, 0)])
+    plain = predicting.predict(model, rows, [(0, 0, 0)])
     labels = sample.train_labels[:400][folds == 0]
     assert fold_metrics["accuracy_plain"] == pytest.approx((plain.argmax(1) == labels).mean())
     assert fold_metrics["accuracy"] == pytest.approx((tta.argmax(1) == labels).mean())
-    test_tta = ensemble.predict(model, sample.test_images, config.TTA_VIEWS)
+    test_tta = predicting.predict(model, sample.test_images, config.TTA_VIEWS)
     np.testing.assert_allclose(np.load(run / "fold0" / "test_probs.npy"), test_tta, atol=1e-4)
 
 
@@ -287,7 +286,7 @@ import json
 import keras
 import numpy as np
 import kit.layers
-from kit import config, data, device, dispatch, ensemble
+from kit import config, data, device, dispatch, predicting
 
 dev = device.configure(keras.backend.backend(), "gpu", ["cpu"], "auto")
 comp = data.head(data.load_competition(), 200)  # and 100 test images, in memory: trained in this process
@@ -300,7 +299,7 @@ res = dispatch.train_run(r, comp, run_id="gpu", device=dev)
 run = res.run_dir
 model = keras.saving.load_model(run / "fold0" / "model.keras")
 folds = np.load(run / "folds.npy")
-tta = ensemble.predict(model, comp.train_images[folds == 0], config.TTA_VIEWS)
+tta = predicting.predict(model, comp.train_images[folds == 0], config.TTA_VIEWS)
 cache = None
 if dev.backend == "jax":
     import jax
@@ -401,7 +400,7 @@ def _workers_of(run_id: str) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if "kit.training" in cmdline and f'"run_id": "{run_id}"' in cmdline:
+        if "kit.parallel" in cmdline and f'"run_id": "{run_id}"' in cmdline:
             found.append(int(proc.name))
     return found
 
@@ -489,7 +488,7 @@ def test_repeats_need_kfold():
 
 def test_too_few_rows_and_a_bad_seed_are_usage_errors():
     from kit.errors import UsageError
-    from kit.training import assign_folds
+    from kit.splits import assign as assign_folds
 
     labels = np.repeat(np.arange(10), 2)[:19]  # digit 9 once
     with pytest.raises(UsageError, match="digit 9 has 1 example"):
@@ -619,8 +618,8 @@ def test_train_options_are_checked_with_the_recipe(options, message):
     r = config.recipe("kitnet", folds=5)
     given = {"fold": None, "run_id": None, "limit": None, "jobs": None, "ray": None, "mirrored": False, **options}
     with pytest.raises(UsageError, match=re.escape(message)):
-        config.check_options(r, **given)
-    config.check_options(r, **{**given, **dict(fold=4, run_id="r", limit=20, jobs=1, ray=None, mirrored=False)})
+        api.check_options(r, **given)
+    api.check_options(r, **{**given, **dict(fold=4, run_id="r", limit=20, jobs=1, ray=None, mirrored=False)})
 
 
 def test_placement_picks_the_jobs_and_says_where(monkeypatch):
@@ -643,16 +642,16 @@ def test_placement_picks_the_jobs_and_says_where(monkeypatch):
 
 
 def test_member_rows_and_oof_accuracy():
-    from kit import ensemble, runs
-    from kit.training import assign_folds
+    from kit import ensemble
+    from kit.splits import assign as assign_folds
 
     labels = np.repeat(np.arange(10), 6)
     repeated = assign_folds(labels, 3, 0.1, seed=0, repeats=2)
     for member in range(6):
-        val, fit = runs.member_rows(repeated, 3, member), runs.training_rows(repeated, 3, member)
+        val, fit = splits.member_rows(repeated, 3, member), splits.training_rows(repeated, 3, member)
         assert not (val & fit).any() and (val | fit).all() and val.sum() == 20
     holdout = assign_folds(labels, 1, 0.2, seed=0)
-    assert (runs.training_rows(holdout, 1, 0) == (holdout == -1)).all()
+    assert (splits.training_rows(holdout, 1, 0) == (holdout == -1)).all()
 
     oof = np.eye(10, dtype=np.float32)[[0, 1, 2, 3]]
     oof[3] = np.nan  # row 3 has no prediction

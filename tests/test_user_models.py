@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import config, data, runs, user_models
+from kit import config, data, files, runs, user_models
 from kit.errors import UsageError
 from tests.conftest import ROOT, kit_here
 
@@ -99,7 +99,7 @@ def test_your_model_with_a_custom_layer_through_every_local_path(env, sample, ne
     assert first.returncode == 0, first.stderr
     run = runs.runs_dir() / "own"
     assert (run / "nets.py").read_bytes() == OWN.read_bytes()  # the run keeps its model file
-    assert runs.read_json(run / "config.json")["recipe"]["model"] == "nets.py:build"
+    assert files.read_json(run / "config.json")["recipe"]["model"] == "nets.py:build"
     assert runs.member_done(run, 1) and not runs.member_done(run, 0)
     nets.write_text(nets.read_text().replace("Conv2D(8", "Conv2D(16"))  # the user edits their file meanwhile
     resumed = kit_here(["train", "--model", spec, *base, "--run-id", "own", "--jobs", "2"], env)
@@ -122,7 +122,7 @@ def test_your_model_with_a_custom_layer_through_every_local_path(env, sample, ne
     student = kit_here(["train", "--run-id", "own-student", "--model", str(tmp_path / "elsewhere" / "runs" / "own" /
                         "nets.py") + ":build", *base, "--pseudo", "own", "--jobs", "1"], env)  # fmt: skip
     assert student.returncode == 0, student.stderr
-    assert runs.read_json(runs.runs_dir() / "own-student" / "fold0" / "metrics.json")["pseudo_rows"] > 0
+    assert files.read_json(runs.runs_dir() / "own-student" / "fold0" / "metrics.json")["pseudo_rows"] > 0
     blended_runs = kit_here(["blend", "own", "own-student"], env)  # the same folds: the blend's OOF CV beside each
     assert blended_runs.returncode == 0 and "own-student" in blended_runs.stdout, blended_runs.stderr
 
@@ -134,7 +134,7 @@ def test_your_model_with_a_custom_layer_through_every_local_path(env, sample, ne
                         "--no-tta"], env)  # fmt: skip
     assert blended.returncode == 0, blended.stderr
     mix = runs.runs_dir() / "mix"
-    saved = runs.read_json(mix / "config.json")["recipe"]
+    saved = files.read_json(mix / "config.json")["recipe"]
     assert saved["families"]["mine"]["model"] == "nets.py:build" and saved["families"]["mine"]["dropout"] == 0.1
     assert (mix / "nets.py").is_file() and set(runs.load_metrics(mix)["families"]) == {"kitnet", "mine"}
     assert kit_here(["predict", "mix"], env).returncode == 0
