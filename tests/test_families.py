@@ -192,8 +192,9 @@ print("RESULT " + json.dumps({"kind": dev.kind, "families": out}))
 
 
 # On JAX: one family a builder (m3 is m5's `models._all_conv` with other kernels and widths; its compile cost more
-# than deotte's here).
-_BACKENDS = {"tensorflow": ["deotte", "m5", "m3"], "jax": ["deotte", "m5"]}
+# than deotte's here), and a user's own model with its custom layer (kit.user_models: Keras 3 API on either backend).
+OWN = "tests/own_model.py:build"
+_BACKENDS = {"tensorflow": ["deotte", "m5", "m3"], "jax": ["deotte", "m5", OWN]}
 
 
 @pytest.mark.slow
@@ -210,7 +211,7 @@ def test_every_family_trains_on_each_backend(env, backend):
     got = got["families"]
     assert list(got) == _BACKENDS[backend]
     # An et al.'s M5 and M3 have 1.1 M parameters (their summaries); Deotte's net kitnet's 0.33 M with more norms
-    params = {"deotte": 327_242, "m5": 1_129_160, "m3": 1_126_280}
+    params = {"deotte": 327_242, "m5": 1_129_160, "m3": 1_126_280, OWN: 13_618}
     for name, row in got.items():
         assert row["params"] == params[name], name
         assert row["steps"] == 2, name
