@@ -245,9 +245,13 @@ def recipe_file(run: str) -> str:
     if not saved:
         raise RunError(f"Run {run_dir.name} has no recipe of its own (a {load_config(run_dir).get('kind')} run); "
                        "ask for the recipe of a run it came from.")  # fmt: skip
-    return config.to_toml(
-        config.from_dict(saved), f"the recipe of run {run_dir.name}: `kit train --recipe FILE` trains it again"
-    )
+    r = config.from_dict(saved)
+    title = f"the recipe of run {run_dir.name}: `kit train --recipe FILE` trains it again"
+    models = [f.model for f in r.families.values()] if r.families else [r.model]
+    own = sorted({m.rpartition(":")[0] for m in models if config.is_user_model(m)})
+    if own:  # your own model: its file is read from where `kit train` runs, and the run keeps the copy it trained
+        title += f" (beside {', '.join(own)}: the run's copy is in {run_dir})"
+    return config.to_toml(r, title)
 
 
 def saved_recipe(run_id: str | None, kaggle: bool = False) -> dict | None:
