@@ -151,7 +151,7 @@ def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: in
     info = {"kernel": kernel, "version": 0, "url": f"https://www.kaggle.com/code/{kernel}", "args": args,
             "pushed_utc": utc_now(), "pushed_at": time.time(), "status": "pushing", "gpu_quota": quota,
             "timeout_s": timeout_s, "versions_before": kaggle_api.kernel_version(api, kernel)}  # fmt: skip
-    run_dir = runs_dir() / run_id
+    run_dir = runs.create(run_id, reuse=True)  # the run's own id: the kernel's slug is made of it
     before = runs.load_config(run_dir) if (run_dir / "config.json").is_file() else None
     _record(run_id, recipe, info)
     try:
