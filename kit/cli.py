@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from kit import config, render, run_table
+from kit import config, render
 from kit.errors import KitError
 
 app = typer.Typer(
@@ -480,7 +480,7 @@ def list_runs(
     """Every run in runs/, newest first: kind (train, predict, blend), model, folds (x repeats; "3/5 folds" while
     incomplete), epochs, what its recipe changed from its preset, CV, training time, when it was made, and its best
     public score if it was submitted. `kit report`, `predict`, `blend` and `submit` take the ids shown here."""
-    from kit import ledger, paths, runs
+    from kit import ledger, paths, run_table, runs
 
     if recipe_of is not None:
         sys.stdout.write(runs.recipe_file(recipe_of))

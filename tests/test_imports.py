@@ -31,3 +31,20 @@ def test_no_import_circles():
 
     circles = sorted(module for module in graph if reaches(module, module, {module}))
     assert circles == [], f"modules on an import circle: {circles}"
+
+
+def test_help_imports_no_heavy_library():
+    """`kit --help` and `kit train --help` answer at once: no numpy, pandas, TensorFlow, Keras or Kaggle client (which
+    authenticates on import)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom kit.cli import app\n"
+        "for args in (['--help'], ['train', '--help']):\n"
+        "    try:\n        app(args)\n    except SystemExit:\n        pass\n"
+        "print('HEAVY', sorted(m for m in ('numpy', 'pandas', 'tensorflow', 'keras', 'kaggle') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=KIT.parent)  # fmt: skip
+    assert "HEAVY []" in result.stdout, result.stdout[-500:] + result.stderr[-2000:]
