@@ -476,6 +476,12 @@ def mistyped(values: Any) -> str | None:
     return None
 
 
+def differences(theirs: Recipe, mine: Recipe, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The fields two recipes disagree on, as "field THEIRS vs MINE" (a run's recipe against the one asked for)."""
+    a, b = theirs.to_dict(), mine.to_dict()
+    return [f"{k} {a[k]!r} vs {b[k]!r}" for k in a if k not in ignore and a[k] != b[k]]
+
+
 def from_dict(values: dict[str, Any]) -> Recipe:
     """A recipe read back from a run's config.json, validated: an unknown model or a missing field is named."""
     fields = {f.name for f in dataclasses.fields(Recipe)}

@@ -104,9 +104,7 @@ def prepare_run(
     if not new and (run_dir / "config.json").is_file():
         saved = runs.load_config(run_dir)
         runs.not_on_kaggle(run_id, saved)
-        mine = {k: v for k, v in r.to_dict().items() if k != "precision"}
-        theirs = {k: v for k, v in config.from_dict(saved.get("recipe", {})).to_dict().items() if k != "precision"}
-        diff = [f"{k} {theirs.get(k)!r} vs {v!r}" for k, v in mine.items() if theirs.get(k) != v]
+        diff = config.differences(config.from_dict(saved.get("recipe", {})), r, ignore=("precision",))
         if saved.get("data") != data:
             diff.append(f"data {saved.get('data')} vs {data}")
         if diff:

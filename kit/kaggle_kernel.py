@@ -353,11 +353,9 @@ def train(run_id: str, args: list[str], recipe: Recipe, timeout_s: int, on_statu
     stops the waiting, never the kernel (Detached)."""
     info = pending(run_id)
     if info is not None and info.get("status") not in ("error", "cancel_requested", "cancel_acknowledged"):
-        saved = config.from_dict(runs.load_config(runs_dir() / run_id).get("recipe", {})).to_dict()
-        differ = [f"{k} {v!r} there, {recipe.to_dict().get(k)!r} here" for k, v in saved.items()
-                  if recipe.to_dict().get(k) != v]  # fmt: skip
+        differ = config.differences(config.from_dict(runs.load_config(runs_dir() / run_id).get("recipe", {})), recipe)
         if args and info.get("args") != args:
-            differ.append(f"options {' '.join(info.get('args') or []) or 'none'} there, {' '.join(args)} here")
+            differ.append(f"options {' '.join(info.get('args') or []) or 'none'} vs {' '.join(args)}")
         if differ:
             raise UsageError(f"Run '{run_id}' is already training on Kaggle with other options ({'; '.join(differ[:3])}"
                              f"); re-attach with `{_again(run_id)}` alone, or choose a new --run-id.")  # fmt: skip

@@ -133,7 +133,7 @@ def test_ctrl_c_stops_waiting_not_the_kernel_then_the_same_command_re_attaches(e
     assert "on Kaggle: alice/kit-r2 v1" in listed.stdout
 
     other = run_kit([*args[:-2], "--epochs", "3", "--run-id", "r2"], remote)  # other options: not this run
-    assert other.returncode == 2 and "already training on Kaggle" in other.stderr
+    assert other.returncode == 2 and "already training on Kaggle with other options (epochs 1 vs 3)" in other.stderr
     local = kit_here(["train", "--run-id", "r2", "--model", "seed"], {**env, "KIT_DATA_DIR": env["HOME"] + "/none"})
     assert local.returncode == 8 and "is training on Kaggle" in local.stderr  # at the door: before the (missing) data
 

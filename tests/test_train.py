@@ -218,7 +218,7 @@ def test_single_fold_then_resume_completes_the_run(env, sample):
     stamp = (run / "fold1" / "metrics.json").stat().st_mtime_ns
 
     clash = kit_here(["train", "--run-id", "split", "--epochs", "2"], env)
-    assert clash.returncode == 8 and "different recipe" in clash.stderr
+    assert clash.returncode == 8 and "different recipe (epochs 1 vs 2)" in clash.stderr
 
     resumed = kit_here(["train", "--run-id", "split"], env)  # the saved recipe and rows (--limit 400) are reused
     assert resumed.returncode == 0, resumed.stderr
