@@ -145,12 +145,14 @@ def train(
     kaggle: bool = False,
     kaggle_timeout: int | None = None,
     data_dir: Path | None = None,
+    predict: bool = True,
     show: bool = True,
     **fields: Any,
 ) -> Run:
     """`kit train`: a preset (`model`), a recipe file (`recipe`) or the run being resumed (`run_id`), with any recipe
     field given by name (`rotation=15`) and `sets` ("deotte.epochs=20") on top. Trains here, in local workers, on Ray
-    (`ray`) or in a Kaggle kernel (`kaggle`), as the CLI does; `show` renders the same progress and result table."""
+    (`ray`) or in a Kaggle kernel (`kaggle`), as the CLI does; `show` renders the same progress and result table.
+    `predict=False`: a CV-only run (no test prediction, no submission; `kit.predict(run)` adds them later)."""
     unknown = sorted(set(fields) - set(config.SETTABLE))
     if unknown:
         raise UsageError(f"{unknown[0]}: no recipe field of that name; the fields are {', '.join(config.SETTABLE)}.")
@@ -162,35 +164,46 @@ def train(
     model_files = user_models.files(chosen, None if new else paths.runs_dir() / run_id)  # the run's copies, or yours
     chosen = user_models.named(chosen)
     if kaggle:
-        return _on_kaggle(chosen, run_id, limit, jobs, mirrored, kaggle_timeout, show, model_files)
-    from kit import cluster, data, device, dispatch, models
+        return _on_kaggle(chosen, run_id, limit, jobs, mirrored, kaggle_timeout, show, model_files, predict)
+    from kit import cluster, data, device
 
     if ray:
         cluster.check(ray)
     comp = runs.training_data(None if new else run_id, data.load_competition(data_dir), limit)
     device.import_keras_quietly()  # after the cheap checks: a usage error should not wait for TensorFlow to load
+    from kit import dispatch, models  # Keras at import: after the quiet import above
+
     dev = device.setup(chosen.precision, mirrored)
     models.check(chosen, model_files)  # your own models build and give probabilities, before any training
+    done = [] if new else runs.members_done(run_id, config.member_count(chosen))
     with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
-        jobs, where = dispatch.placement(chosen, dev, fold, jobs, on_ray)
+        jobs, where = dispatch.placement(chosen, dev, fold, jobs, on_ray, len(done))
         if show:
-            render.training_start(where, run_id, chosen, comp)
-        with render.training_progress() if show else contextlib.nullcontext() as on_progress:
-            result = dispatch.train_run(chosen, comp, run_id=run_id, device=dev, only=fold, jobs=jobs, cluster=on_ray,
-                                        on_progress=on_progress, model_files=model_files, new=new)  # fmt: skip
+            render.training_start(where, run_id, chosen, comp, done, predict)
+        try:
+            with render.training_progress() if show else contextlib.nullcontext() as on_progress:
+                result = dispatch.train_run(chosen, comp, run_id=run_id, device=dev, only=fold, jobs=jobs,
+                                            cluster=on_ray, on_progress=on_progress, model_files=model_files, new=new,
+                                            predict=predict)  # fmt: skip
+        except KeyboardInterrupt:
+            if show:
+                render.stopped(run_id, runs.members_done(run_id, config.member_count(chosen)),
+                               config.member_count(chosen))  # fmt: skip
+            raise
     if show:
         render.run_result(result, config.member_count(chosen))
     return Run(result.run_dir)
 
 
 def _on_kaggle(chosen: config.Recipe, run_id: str, limit: int | None, jobs: int | None, mirrored: bool,
-               minutes: int | None, show: bool, model_files: dict[str, Path]) -> Run:  # fmt: skip
+               minutes: int | None, show: bool, model_files: dict[str, Path], predict: bool = True) -> Run:  # fmt: skip
     """The run trained in a Kaggle kernel: the kernel runs `kit train` on this recipe (a recipe file in the kernel,
     with your own model files) and these options, and the run comes home into runs/<id>/."""
     from kit import kaggle_kernel
 
     seconds = (minutes or KAGGLE_MINUTES) * 60
-    args = kaggle_kernel.command_line(dict(limit=limit, jobs=jobs, mirrored=mirrored or None))
+    args = kaggle_kernel.command_line(dict(limit=limit, jobs=jobs, mirrored=mirrored or None,
+                                           predict=None if predict else False))  # fmt: skip
     if not show:
         return Run(kaggle_kernel.train(run_id, args, chosen, seconds, model_files=model_files))
 
@@ -203,6 +216,34 @@ def _on_kaggle(chosen: config.Recipe, run_id: str, limit: int | None, jobs: int 
                                       on_push, model_files)  # fmt: skip
     render.run_result(kaggle_kernel.result(run_dir), config.member_count(chosen))
     return Run(run_dir)
+
+
+def predict(run: Run | str | Path | None = None, tta: bool = False, *, data_dir: Path | None = None,
+            show: bool = True) -> Run:  # fmt: skip
+    """`kit predict`: a CV-only run's test prediction, filled into the run itself (its recipe's views, then its
+    submission); or, for a run that has one (or with `tta`), its saved models predict the OOF and test rows again,
+    as a new run RUN-predict / RUN-tta. Returns the run that holds the new submission."""
+    from kit import data, device
+
+    source = runs.resolve(run.id if isinstance(run, Run) else None if run is None else str(run))
+    comp = data.load_competition(data_dir)
+    device.import_keras_quietly()
+    from kit import dispatch, ensemble
+
+    fill = not tta and not dispatch.predicts_test(source)
+    what = "the test rows" if fill else f"with {source.name}'s models{' and TTA' if tta else ''}"
+    with render.out.status(f"Predicting {what}...") if show else contextlib.nullcontext():
+        if fill:
+            result = dispatch.fill_in_test(source, comp)
+        else:
+            prediction = ensemble.predict_run(source, comp, tta)
+    if fill:
+        if show:
+            render.run_result(result, len(result.fold_metrics))
+        return Run(source)
+    if show:
+        render.prediction(source, prediction)
+    return Run(prediction.run_dir)
 
 
 def make_report(run: str | None = None, data_dir: Path | None = None) -> Any:

@@ -38,12 +38,6 @@ DataDir = Annotated[
 AsCsv = Annotated[bool, typer.Option("--csv", help="Print the rows as CSV instead of a table.")]
 
 
-def _quiet_tensorflow() -> None:
-    from kit.device import import_keras_quietly
-
-    import_keras_quietly()
-
-
 # ------------------------------------------------------------------------------------------------ download
 
 
@@ -280,6 +274,15 @@ def train(
             + ".",
         ),
     ] = None,
+    predict: Annotated[
+        bool,
+        typer.Option(
+            "--predict/--no-predict",
+            rich_help_panel=RUN,
+            help="Predict the 28,000 test rows and write the submission (default), or train for the CV alone "
+            "(quicker experiments; `kit predict RUN` adds the submission later). A resumed run keeps its own.",
+        ),
+    ] = True,
     kaggle_timeout: Annotated[
         int | None,
         typer.Option(
@@ -316,6 +319,7 @@ def train(
         kaggle=kaggle,
         kaggle_timeout=kaggle_timeout,
         data_dir=data_dir,
+        predict=predict,
         **overrides,
     )
 
@@ -362,18 +366,16 @@ def predict(
     tta: Annotated[bool, typer.Option("--tta", help="Average over shifted and rotated views of each image.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Re-predict test.csv with a run's saved fold models, optionally with test-time augmentation.
+    """Predict test.csv with a run's saved fold models: a CV-only run's (`kit train --no-predict`) test rows, or
+    again, optionally with test-time augmentation.
 
-    The OOF rows are re-predicted the same way, so the CV with and without TTA is shown side by side. The
-    result is saved as a new run (RUN_ID-tta or RUN_ID-predict) with its own submission CSV.
+    A CV-only run gets its test prediction and submission in place (its recipe's views). Any other run is
+    re-predicted, its OOF rows too, so the CV with and without TTA is shown side by side, as a new run (RUN_ID-tta
+    or RUN_ID-predict) with its own submission CSV.
     """
-    _quiet_tensorflow()
-    from kit import data, ensemble, runs
+    from kit import api
 
-    source = runs.resolve(run)
-    with render.out.status(f"Predicting with {source.name}'s fold models{' and TTA' if tta else ''}..."):
-        result = ensemble.predict_run(source, data.load_competition(data_dir), tta)
-    render.prediction(source, result)
+    api.predict(run, tta, data_dir=data_dir)
 
 
 @app.command()
@@ -476,16 +478,25 @@ def list_runs(
             "RUN > my.toml`, edit it, `kit train --recipe my.toml`).",
         ),
     ] = None,
+    sort: Annotated[
+        str,
+        typer.Option("--sort", help="Order: created (newest first), cv, lb (best public score) or wall (longest)."),
+    ] = "created",
+    last: Annotated[int | None, typer.Option("--last", min=1, help="Show only the first N runs of that order.")] = None,
 ) -> None:
     """Every run in runs/, newest first: kind (train, predict, blend), model, folds (x repeats; "3/5 folds" while
-    incomplete), epochs, what its recipe changed from its preset, CV, training time, when it was made, and its best
-    public score if it was submitted. `kit report`, `predict`, `blend` and `submit` take the ids shown here."""
+    incomplete), epochs, the rows it trained on (marked when --limit cut them or they are the offline sample), what
+    its recipe changed from its preset, CV, wall time, when it was made, and its best public score if it was
+    submitted. `kit report`, `predict`, `blend` and `submit` take the ids shown here."""
     from kit import ledger, paths, run_table, runs
+    from kit.errors import UsageError
 
+    if sort not in run_table.SORTS:
+        raise UsageError(f"--sort {sort!r}: choose one of {', '.join(run_table.SORTS)}.")
     if recipe_of is not None:
         sys.stdout.write(runs.recipe_file(recipe_of))
         return
-    rows = run_table.summaries(ledger.best_scores())
+    rows = run_table.ordered(run_table.summaries(ledger.best_scores()), sort, last)
     if as_csv:
         sys.stdout.write(run_table.to_csv(rows))
         return
@@ -503,6 +514,9 @@ def main() -> None:
     # SIGTERM (kill, a notebook's stop button, a job scheduler) unwinds like Ctrl-C: `kit train` stops its fold
     # workers and leaves no half-written fold.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    from kit.device import quiet_native_logs
+
+    quiet_native_logs()
     notices = render.Notices()  # what the stages log while they wait (Kaggle's 429s), one line each on stderr
     logging.getLogger("kit").addHandler(notices)
     try:

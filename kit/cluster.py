@@ -120,6 +120,7 @@ def train_members(
     run_dir: Path,
     cluster: Cluster,
     on_progress: ProgressHook | None = None,
+    predict: bool = True,
 ) -> None:
     """Train `members` as Ray tasks and write each into `run_dir` as it completes. A member that fails, or whose node
     or worker dies, ends the run with a RunError naming it and its node, once the members already running have
@@ -136,7 +137,7 @@ def train_members(
     comp_ref = ray.put(comp)
     code = {name: path.read_bytes() for name, path in user_models.files(r, run_dir).items()}  # your own models' files
     pending = {
-        remote.options(**resources).remote(r.to_dict(), comp_ref, folds, member, events, threads, code): member
+        remote.options(**resources).remote(r.to_dict(), comp_ref, folds, member, events, threads, code, predict): member
         for member in members
     }
     started: dict[int, str] = {}  # member -> the node it runs on
@@ -198,7 +199,7 @@ def _failed(member: int, node: str | None, exc: Exception) -> str:
 
 def _task(
     recipe: dict[str, Any], comp: Competition, folds: np.ndarray, member: int, events: Any, threads: int,
-    code: dict[str, bytes],
+    code: dict[str, bytes], predict: bool = True,
 ) -> dict[str, bytes]:  # fmt: skip
     """The Ray task: train the member on this node into a temporary folder with kit.training.train_member (its
     progress, naming the node, to the driver through `events`) and return its files (metrics.json with the node).
@@ -214,7 +215,8 @@ def _task(
         for name, text in code.items():
             (Path(tmp) / name).write_bytes(text)
         metrics = training.train_member(config.from_dict(recipe), comp, folds, member, Path(tmp), threads=threads,
-                                     on_progress=lambda event: _tell(events, event.to_dict()), where=where)  # fmt: skip
+                                     on_progress=lambda event: _tell(events, event.to_dict()), where=where,
+                                     predict_test=predict)  # fmt: skip
         files.write_json(Path(tmp) / f"fold{member}" / "metrics.json", {**metrics, "node": node})
         return {path.name: path.read_bytes() for path in (Path(tmp) / f"fold{member}").iterdir()}
 

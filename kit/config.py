@@ -385,7 +385,8 @@ def from_file(path: Any) -> Recipe:
             if not isinstance(families, dict) or not all(isinstance(f, dict) for f in families.values()):
                 raise UsageError("its families must be [families.NAME] tables")
             shared = {k: v for k, v in values.items() if k not in ("preset", "model")}
-            chosen = blend({name: _filled(name, {**f, **shared}) for name, f in families.items()})
+            # a family's own value wins over the shared top level: the file means what each table says
+            chosen = blend({name: _filled(name, {**shared, **f}) for name, f in families.items()})
         else:
             chosen = _filled(None, values)
         validate(chosen)

@@ -504,7 +504,8 @@ def install_sample(dest: Path) -> dict:
 
 def head(comp: Competition, rows: int) -> Competition:
     """The competition with only its first `rows` training rows (the test set stays whole)."""
-    rows = min(rows, len(comp.train_labels))
+    if rows >= len(comp.train_labels):  # all of them: not limited
+        return comp
     return dataclasses.replace(comp, train_images=comp.train_images[:rows], train_labels=comp.train_labels[:rows],
                                rows=rows)  # fmt: skip
 

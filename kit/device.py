@@ -47,15 +47,34 @@ class Device:
         return f"{where} ({hardware}) | keras {self.backend} | {self.policy}{xla}{extra}"
 
 
+VERBOSE = "KIT_VERBOSE"  # set (to anything but 0 or empty): TensorFlow's, XLA's and absl's own log lines are shown
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE, "") not in ("", "0")
+
+
+def quiet_native_logs() -> None:
+    """TensorFlow's, XLA's and gRPC's C++ log lines (`I0000 ...`, `E0000 ... failed call to cuInit` on a CPU) off for
+    this process and the workers it starts, unless KIT_VERBOSE; set before TensorFlow loads, or they are not."""
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
 def import_keras_quietly() -> None:
-    """Import Keras (and TensorFlow) with C++ start-up logging silenced.
+    """Import Keras (and TensorFlow) with C++ start-up logging silenced (unless KIT_VERBOSE).
 
     TensorFlow's native code logs oneDNN and CUDA-probe notices straight to file descriptor 2 at import,
     before TF_CPP_MIN_LOG_LEVEL applies; kit's output is cleaner without them. Python errors still surface.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_native_logs()
     # tf.function retracing notices when each fold's fresh model predicts: expected, not actionable.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if verbose():
+        import keras  # noqa: F401
+
+        return
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:

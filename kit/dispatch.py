@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import config, data, ensemble, files, parallel, paths, pseudo, runs, splits, submission, training
+from kit import config, data, ensemble, files, parallel, paths, predicting, pseudo, runs, splits, submission, training
 from kit.cluster import Cluster, train_members
 from kit.config import Recipe
 from kit.data import Competition
@@ -28,11 +28,11 @@ from kit.runs import RunResult
 
 
 def placement(
-    r: Recipe, device: Device, only_fold: int | None, jobs: int | None, cluster: Cluster | None
+    r: Recipe, device: Device, only_fold: int | None, jobs: int | None, cluster: Cluster | None, done: int = 0
 ) -> tuple[int, str]:
     """How many members train at once here (`jobs`, else kit.parallel's choice for the device), and the line that
-    says where they train."""
-    left = config.member_count(r) if only_fold is None else 1
+    says where they train; `done`: members a resumed run has already (the rest are what is placed)."""
+    left = max(1, config.member_count(r) - done) if only_fold is None else 1
     jobs = jobs or parallel.auto_jobs(device, left)
     return jobs, cluster.describe() if cluster else f"{device.describe()}: {parallel.plan(device, jobs, left)}"
 
@@ -49,6 +49,7 @@ def train_run(
     on_progress: ProgressHook | None = None,
     model_files: dict[str, Path] | None = None,
     new: bool = False,
+    predict: bool = True,
 ) -> RunResult:
     """Train every incomplete member of run `run_id` (K folds; K x R with repeats; of each family for a blend), or
     just member `only`, and merge them once all are complete. On a Ray `cluster` (kit.cluster.connect) they train as
@@ -56,26 +57,59 @@ def train_run(
     again from its folder: one built in memory trains here); otherwise here, one after another. `on_progress` gets
     a queued event for every member to train, then each member's own. `model_files`: your own models' files
     (kit.user_models.files), copied into a new run. `new`: `run_id` was made up for this run (not named by the
-    user): its folder is made afresh (kit.runs.create), never an existing run's."""
+    user): its folder is made afresh (kit.runs.create), never an existing run's. Without `predict` (a new run's
+    choice; a resumed run keeps its own) the members predict no test rows: a CV-only run, no submission until
+    `fill_in_test`."""
     config.check_fold(r, only)
     total = config.member_count(r)
-    run_dir, folds = prepare_run(r, comp, run_id, device, model_files or {}, new)
+    run_dir, folds = prepare_run(r, comp, run_id, device, model_files or {}, new, predict)
+    predict = predicts_test(run_dir)
     todo = [k for k in ([only] if only is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):
         todo = [k for k in todo if not runs.member_done(run_dir, k)]  # another process may have finished one meanwhile
         tell = on_progress or (lambda event: None)
         for k in todo:
-            tell(Progress(k, total, 0, config.member(r, k)[1].epochs, started=False))
+            rows = int(splits.member_rows(folds, r.folds, k).sum())
+            member_recipe = config.member(r, k)[1]
+            work = predicting.rows_to_predict(member_recipe.tta, rows, len(comp.test_images), predict)
+            tell(Progress(k, total, 0, member_recipe.epochs, started=False, to_predict=work,
+                          images=int(splits.training_rows(folds, r.folds, k).sum())))  # fmt: skip
         where = data.where(comp)
         if cluster is not None:
-            train_members(r, comp, folds, todo, run_dir, cluster, tell)
+            train_members(r, comp, folds, todo, run_dir, cluster, tell, predict)
         elif jobs > 1 and len(todo) > 1 and where is not None:
             command = lambda member, threads: parallel.worker_command(run_dir.name, member, threads, where)  # noqa: E731
             parallel.run_workers(command, todo, jobs, run_dir, tell, gpus=parallel.worker_gpus(device))
         else:
             for member in todo:
-                training.train_member(r, comp, folds, member, run_dir, device, on_progress=tell)
+                training.train_member(r, comp, folds, member, run_dir, device, on_progress=tell, predict_test=predict)
     return collect(r, comp, run_dir, folds, todo)
+
+
+def predicts_test(run_dir: Path) -> bool:
+    """Whether the run's members predict the test rows (config.json's `predict`: a CV-only run's is false)."""
+    return runs.load_config(run_dir).get("predict", True) is not False
+
+
+def fill_in_test(run_dir: Path, comp: Competition, on_rows: Any = None) -> RunResult:
+    """A finished CV-only run's test prediction (`kit predict RUN`): each member's saved model predicts the test rows
+    in the recipe's views, then the run is merged again, now with its test probabilities and submission."""
+    saved = runs.load_config(run_dir)
+    r = config.from_dict(saved.get("recipe", {}))
+    comp = runs.competition_of(run_dir, comp)
+    folds = runs.load_folds(run_dir)
+    total = config.member_count(r)
+    missing = [k for k in range(total) if not runs.member_done(run_dir, k)]
+    if missing:
+        raise RunError(f"Run {run_dir.name} is not finished ({total - len(missing)}/{total} members); `kit train "
+                       f"--run-id {run_dir.name}` trains the rest, with its test prediction.")  # fmt: skip
+    models = ensemble.load_fold_models(run_dir, list(range(total)), r)
+    for k, model in models.items():
+        views = config.TTA_VIEWS if config.member(r, k)[1].tta else [config.IDENTITY]
+        files.save_array(run_dir / f"fold{k}" / "test_probs.npy",
+                         predicting.predict(model, comp.test_images, views, on_rows=on_rows))  # fmt: skip
+    runs.write_config(run_dir, **{**saved, "predict": True})
+    return collect(r, comp, run_dir, folds, [])
 
 
 def _environment(device: Device) -> dict[str, Any]:
@@ -95,17 +129,18 @@ def _environment(device: Device) -> dict[str, Any]:
 
 def prepare_run(
     r: Recipe, comp: Competition, run_id: str, device: Device, model_files: dict[str, Path] | None = None,
-    new: bool = False,
+    new: bool = False, predict: bool = True,
 ) -> tuple[Path, np.ndarray]:  # fmt: skip
     """Create runs/<id>/ (folds.npy, a copy of each of your own models' files, config.json last; `new`: a fresh folder,
-    kit.runs.create), or reopen it after checking it is the same recipe."""
+    kit.runs.create), or reopen it after checking it is the same recipe. config.json's `data` says which rows it
+    trains on (`limit`: the first N of the installed data), its `predict` whether it predicts the test rows."""
     run_dir = paths.runs_dir() / runs.check_id(run_id)
     data = {"source": comp.source, "train_rows": len(comp.train_labels), "test_rows": len(comp.test_images)}
     if not new and (run_dir / "config.json").is_file():
         saved = runs.load_config(run_dir)
         runs.not_on_kaggle(run_id, saved)
         diff = config.differences(config.from_dict(saved.get("recipe", {})), r, ignore=("precision",))
-        if saved.get("data") != data:
+        if {k: (saved.get("data") or {}).get(k) for k in data} != data:
             diff.append(f"data {saved.get('data')} vs {data}")
         if diff:
             raise RunError(
@@ -122,8 +157,10 @@ def prepare_run(
         files.write_json(run_dir / "pseudo.json", students["pseudo.json"])
     for name, path in (model_files or {}).items():
         files.write_atomic(run_dir / name, path.read_bytes())
+    if comp.rows is not None:
+        data["limit"] = comp.rows
     runs.write_config(run_dir, "train", created_utc=paths.utc_now(), recipe=r.to_dict(), data=data,
-                      folds_id=splits.folds_id(folds), **_environment(device))  # fmt: skip
+                      folds_id=splits.folds_id(folds), predict=predict, **_environment(device))  # fmt: skip
     return run_dir, folds
 
 
@@ -139,29 +176,49 @@ def collect(r: Recipe, comp: Competition, run_dir: Path, folds: np.ndarray, trai
     return RunResult(run_dir, fold_metrics, trained, metrics, csv)
 
 
+def _wall(fold_metrics: list[dict[str, Any]]) -> float | None:
+    """The run's wall time: how long members were training, members that trained at once counted once (the union of
+    their [started, ended] spans, which a resumed run's sittings add up without the pause between); None where a
+    member does not say (an older kit's)."""
+    spans = sorted((m["started_at"], m["ended_at"]) for m in fold_metrics if "started_at" in m and "ended_at" in m)
+    if len(spans) < len(fold_metrics) or not spans:
+        return None
+    total, (start, end) = 0.0, spans[0]
+    for a, b in spans[1:]:
+        if a > end:
+            total, start = total + end - start, a
+        end = max(end, b)
+    return float(total + end - start)
+
+
 def _weighted(pairs: list[tuple[float, int]]) -> float:
     return float(sum(a * n for a, n in pairs) / max(1, sum(n for _, n in pairs)))
 
 
 def merge(
     r: Recipe, run_dir: Path, comp: Competition, folds: np.ndarray, fold_metrics: list[dict[str, Any]]
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[dict[str, Any], Path | None]:
     """Combine complete members: OOF probabilities, averaged test probabilities, CV accuracy, submission. A blend's
     families are assembled each, then blended by weights fitted on their OOF rows (kit.ensemble.fit_blend)."""
     probs = {}
+    test_too = predicts_test(run_dir)
     for m in fold_metrics:
         member = run_dir / f"fold{m['fold']}"
         rows = int(splits.member_rows(folds, r.folds, m["fold"]).sum())
+        test_path = member / "test_probs.npy"
         probs[m["fold"]] = (runs.load_probs(member / "val_probs.npy", rows),
-                            runs.load_probs(member / "test_probs.npy", len(comp.test_images)))  # fmt: skip
+                            runs.load_probs(test_path, len(comp.test_images)) if test_too else None)  # fmt: skip
     merged = ensemble.merge(r, folds, probs, comp.train_labels)
     oof, test, cv, extra = merged.oof, merged.test, merged.cv, merged.summary
-    if merged.family_oof is not None and merged.family_test is not None:  # a blend: each family's, for the report
+    if merged.family_oof is not None:  # a blend: each family's, for the report
         files.save_array(run_dir / "family_oof.npy", merged.family_oof)
-        files.save_array(run_dir / "family_test.npy", merged.family_test)
+        if merged.family_test is not None:
+            files.save_array(run_dir / "family_test.npy", merged.family_test)
     files.save_array(run_dir / "oof.npy", oof)
-    files.save_array(run_dir / "test_probs.npy", test)
-    csv = submission.write(test.argmax(1), paths.submissions_dir() / f"{run_dir.name}.csv")
+    csv = None
+    if test is not None:
+        files.save_array(run_dir / "test_probs.npy", test)
+        csv = submission.write(test.argmax(1), paths.submissions_dir() / f"{run_dir.name}.csv")
     metrics = {
         **extra,
         "cv_accuracy": cv,
@@ -170,8 +227,11 @@ def merge(
         "folds": [{k: m[k] for k in ("fold", "accuracy", "val_rows", "images_per_s", "seconds")} for m in fold_metrics],
         "images_per_s": float(np.mean([m["images_per_s"] for m in fold_metrics])),
         "train_seconds": float(sum(m["seconds"] for m in fold_metrics)),
-        "submission": str(csv),
+        "submission": str(csv) if csv is not None else None,
     }
+    wall = _wall(fold_metrics)
+    if wall is not None:
+        metrics["wall_seconds"] = wall
     if folds.ndim == 1 and not r.families:  # without TTA, from each fold's plain accuracy (= cv_accuracy without TTA)
         plain = [(m.get("accuracy_plain", m["accuracy"]), m["val_rows"]) for m in fold_metrics]
         metrics["cv_accuracy_plain"] = _weighted(plain)

@@ -27,22 +27,24 @@ from kit.predicting import predict
 
 
 def assemble(
-    folds: np.ndarray, n_folds: int, member_probs: dict[int, tuple[np.ndarray, np.ndarray]], labels: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, float | None]:
+    folds: np.ndarray, n_folds: int, member_probs: dict[int, tuple[np.ndarray, np.ndarray | None]], labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, float | None]:
     """From each member's (validation probabilities, test probabilities): the OOF probabilities (a row's mean over
-    the members that validated it, NaN where none did), the mean test probabilities, and the OOF accuracy."""
+    the members that validated it, NaN where none did), the mean test probabilities (None when a member has none: a
+    CV-only run), and the OOF accuracy."""
     total = np.zeros((folds.shape[-1], 10), np.float64)
     count = np.zeros(folds.shape[-1], np.int64)
-    test = 0.0
+    test: Any = 0.0
     for member, (val, member_test) in member_probs.items():
         rows = splits.member_rows(folds, n_folds, member)
         total[rows] += val
         count[rows] += 1
-        test = test + member_test.astype(np.float64)
+        test = None if test is None or member_test is None else test + member_test.astype(np.float64)
     oof = np.full(total.shape, np.nan, np.float32)
     seen = count > 0
     oof[seen] = total[seen] / count[seen, None]
-    return oof, (test / max(1, len(member_probs))).astype(np.float32), oof_accuracy(oof, labels)
+    mean = None if test is None else (test / max(1, len(member_probs))).astype(np.float32)
+    return oof, mean, oof_accuracy(oof, labels)
 
 
 # ------------------------------------------------------------------------------------ a blend run's families
@@ -125,7 +127,7 @@ def error_overlap(names: list[str], oofs: np.ndarray, labels: np.ndarray) -> dic
 @dataclass
 class Combined:
     oof: np.ndarray  # the run's (N, 10): a row's mean over its members, or the blend of the families'
-    test: np.ndarray  # (M, 10)
+    test: np.ndarray | None  # (M, 10); None for a CV-only run
     cv: float | None
     family_oof: np.ndarray | None = None  # a blend's (F, N, 10)
     family_test: np.ndarray | None = None  # a blend's (F, M, 10)
@@ -155,12 +157,13 @@ def combine_families(
         oofs.append(oof)
         tests.append(test)
         family_cv[name] = cv
-    family_oof, family_test = np.stack(oofs), np.stack(tests)
+    family_oof = np.stack(oofs)
+    family_test = None if any(t is None for t in tests) else np.stack(tests)
     seen = ~np.isnan(family_oof).any(axis=(0, 2))
     weights = fit_blend(family_oof[:, seen], labels[seen], r.seed)
     w = np.asarray(weights.weights)
     oof = np.tensordot(w, family_oof, axes=1).astype(np.float32)
-    test = np.tensordot(w, family_test, axes=1).astype(np.float32)
+    test = None if family_test is None else np.tensordot(w, family_test, axes=1).astype(np.float32)
     mean_cv = oof_accuracy(family_oof.mean(0), labels)
     voted = vote(family_oof[:, seen])
     summary = {

@@ -3,6 +3,7 @@ the data cache. A reader never sees half a file; a damaged one is a RunError nam
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -61,12 +62,22 @@ def save_array(path: Path, array: np.ndarray) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+def _umask() -> int:
+    mask = os.umask(0o22)  # reading it means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, payload: bytes) -> None:
     """Write a file whole or not at all (a temp file beside it, synced, then renamed): readers never see half of
-    it, and a failure (a full disk, Ctrl-C) leaves no temp file. A full disk is a RunError naming the folder."""
+    it, and a failure (a full disk, Ctrl-C) leaves no temp file. A full disk is a RunError naming the folder. The
+    file gets the permissions a plain `open` would give it (the user's umask: teammates on a shared box can read a
+    run), not the temp file's private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        with contextlib.suppress(OSError, NotImplementedError):  # a file system without modes keeps its own
+            os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()

@@ -205,10 +205,12 @@ def client() -> Any:
     return api
 
 
-def call(fn: Callable[..., T], what: str, *args: Any, not_found: Any = KaggleError, **kwargs: Any) -> T:
+def call(fn: Callable[..., T], what: str, *args: Any, not_found: Any = KaggleError, unseen: bool = False,
+         **kwargs: Any) -> T:  # fmt: skip
     """Run one kaggle client call, turning HTTP and network failures into kit errors. A 429 is waited out as its
     Retry-After says, by the client's own retry loop, while the wait stays within RATE_LIMIT_WAIT_S; then one line.
-    `not_found`: what a 404 returns instead of raising (KaggleError: raise)."""
+    `not_found`: what a 404 returns instead of raising (KaggleError: raise); with `unseen`, what a 403 returns too:
+    Kaggle answers 403 for what the caller cannot see, whether it exists or not."""
     import requests
 
     deadline = time.monotonic() + RATE_LIMIT_WAIT_S
@@ -219,7 +221,7 @@ def call(fn: Callable[..., T], what: str, *args: Any, not_found: Any = KaggleErr
                 return fn(*a, **kw)
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
-            if status == 404 and not_found is not KaggleError:
+            if (status == 404 or (status == 403 and unseen)) and not_found is not KaggleError:
                 return not_found
             if status == 429:
                 delay = _retry_after(exc.response)
@@ -532,7 +534,9 @@ def username(api: Any) -> str:
 
 
 def kernel_version(api: Any, ref: str) -> int:
-    """The newest version number of kernel `ref` ("owner/slug"), 0 where there is no such kernel yet."""
+    """The newest version number of kernel `ref` ("owner/slug"), 0 where there is no such kernel yet. Kaggle answers
+    a kernel that does not exist yet with a 403 as often as a 404 (it hides which slugs exist), so both mean 0 here:
+    a real refusal shows on the push, in its own words."""
     from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelRequest
 
     owner, _, name = ref.partition("/")
@@ -543,7 +547,7 @@ def kernel_version(api: Any, ref: str) -> int:
         with api.build_kaggle_client() as kaggle:
             return kaggle.kernels.kernels_api_client.get_kernel(request)
 
-    reply = call(send, "look up the training kernel", not_found=None)
+    reply = call(send, "look up the training kernel", not_found=None, unseen=True)
     metadata = getattr(reply, "metadata", None)
     return int(getattr(metadata, "current_version_number", 0) or 0) if metadata is not None else 0
 

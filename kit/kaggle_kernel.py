@@ -46,7 +46,7 @@ ENDED = ("complete", "error", "cancel_requested", "cancel_acknowledged")
 StatusHook = Callable[[str, float, str], None]  # (status, seconds since the push, the latest epoch line)
 
 # The options of `kit train` the kernel's command line may carry beside its recipe file (booleans: (on, off)).
-FLAGS = {"limit": "--limit", "jobs": "--jobs", "mirrored": ("--mirrored", None)}
+FLAGS = {"limit": "--limit", "jobs": "--jobs", "mirrored": ("--mirrored", None), "predict": (None, "--no-predict")}
 
 
 def command_line(given: dict[str, Any]) -> list[str]:
@@ -298,7 +298,9 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
         test_rows = (config.get("data") or {}).get("test_rows")
         if not isinstance(test_rows, int):
             raise RunError(f"The kernel's run {run_id} does not say what data it trained on; it was not used.")
-        submission.validate(csv, test_rows, "the kernel's run was not used")
+        cv_only = config.get("predict") is False  # `--no-predict`: no test prediction, no submission
+        if not cv_only:
+            submission.validate(csv, test_rows, "the kernel's run was not used")
         about = files.read_json(out / ABOUT) if (out / ABOUT).is_file() else {}
         trained = {k: info[k] for k in ("kernel", "version", "url", "pushed_utc")}
         config["kaggle"] = {**trained, **(about if isinstance(about, dict) else {}), "home_utc": utc_now()}
@@ -308,7 +310,8 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
             target = run_dir / path.relative_to(home)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
-        files.write_atomic(submissions_dir() / f"{run_id}.csv", csv.read_bytes())
+        if not cv_only:
+            files.write_atomic(submissions_dir() / f"{run_id}.csv", csv.read_bytes())
         runs.write_config(run_dir, **config)
     return run_dir
 
@@ -344,6 +347,16 @@ def failed(api: Any, run_id: str, info: dict[str, Any], state: dict[str, str]) -
                        f"{kept}. Fix that and run `{_again(run_id)}` to push it again.")  # fmt: skip
 
 
+def _check_owner(api: Any, run_id: str, info: dict[str, Any]) -> None:
+    """A run's kernel is re-attached to only by its owner: Kaggle shows a private kernel to nobody else (a 403 on
+    every call), so a run folder from a teammate's account is one line, not a 403 half way."""
+    owner, me = str(info.get("kernel", "")).partition("/")[0], kaggle_api.username(api)
+    if owner.lower() != me.lower():
+        raise KaggleError(f"Run '{run_id}' is training in kernel {info.get('kernel')}, which belongs to Kaggle user "
+                          f"{owner}, and you are signed in as {me}: only {owner}'s credentials can bring it home; "
+                          "choose a new --run-id to train it in your own account.")  # fmt: skip
+
+
 def train(run_id: str, args: list[str], recipe: Recipe, timeout_s: int, on_status: StatusHook | None = None,
           on_push: Callable[[dict[str, Any], bool], None] | None = None,
           model_files: dict[str, Path] | None = None) -> Path:  # fmt: skip
@@ -364,6 +377,8 @@ def train(run_id: str, args: list[str], recipe: Recipe, timeout_s: int, on_statu
         attached = False
     kaggle_api.require_client(kaggle_api.KERNELS_CLIENT, "kit train --kaggle")
     api = kaggle_api.client()
+    if attached and info is not None:
+        _check_owner(api, run_id, info)
     if attached and info is not None and info.get("status") == "pushing":  # an interrupted push: made, or not?
         info = resume_push(api, run_id, recipe, info)
         attached = info is not None

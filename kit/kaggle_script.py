@@ -61,6 +61,7 @@ def main(run_id: str, args: list[str], payload: str, work: Path | None = None) -
             sys.exit(f"kit {step[0]} failed on Kaggle (exit {code}): its error is the line before this one")
     with tarfile.open(work / (PACKED + ".part"), "w:gz") as tar:
         tar.add(home / "runs" / run_id, arcname=run_id)
-        tar.add(home / "subs" / (run_id + ".csv"), arcname=run_id + ".csv")
+        if (home / "subs" / (run_id + ".csv")).is_file():  # a CV-only run (--no-predict) makes none
+            tar.add(home / "subs" / (run_id + ".csv"), arcname=run_id + ".csv")
     os.replace(work / (PACKED + ".part"), work / PACKED)
     print("kit on Kaggle: packed", PACKED, flush=True)

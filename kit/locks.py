@@ -30,17 +30,18 @@ def try_exclusive(path: Path) -> filelock.BaseFileLock | None:
     except filelock.Timeout:
         return None
     with contextlib.suppress(OSError):
-        _owner_file(path).write_text(f"{os.getpid()}\n", encoding="ascii")
+        owner_file(path).write_text(f"{os.getpid()}\n", encoding="ascii")
     return lock
 
 
 def owner(path: Path) -> str:
     """The pid that last took the lock at `path` ('' where unknown)."""
     try:
-        return _owner_file(path).read_text(encoding="ascii").strip()
+        return owner_file(path).read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return ""
 
 
-def _owner_file(path: Path) -> Path:
+def owner_file(path: Path) -> Path:
+    """Where the pid of the lock at `path`'s holder is kept."""
     return path.with_name(path.name + ".pid")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import config, data, paths, progress, runs, training
-from kit.device import Device
+from kit.device import Device, quiet_native_logs
 from kit.errors import KitError, RunError
 from kit.progress import ProgressHook
 
@@ -210,6 +210,7 @@ def main(argv: list[str]) -> int:
     and print each Progress as a line on stdout (kit.progress.to_line). Errors a user can cause end as one line on
     stderr (the parent quotes it) and exit code 1."""
     _die_with_parent()
+    quiet_native_logs()  # the worker's log holds kit's errors, not TensorFlow's start-up notices
     try:
         spec = json.loads(argv[0])
         run_dir = paths.runs_dir() / runs.check_id(spec["run_id"])
@@ -219,7 +220,9 @@ def main(argv: list[str]) -> int:
         if folds.shape[-1] != len(comp.train_labels):
             raise RunError(f"The data in {spec['data']['path']} is not the data run {run_dir.name} was split on.")
         emit = lambda event: print(progress.to_line(event), flush=True)  # noqa: E731
-        training.train_member(recipe, comp, folds, spec["member"], run_dir, threads=spec["threads"], on_progress=emit)
+        predict = runs.load_config(run_dir).get("predict", True) is not False  # a CV-only run's members: no test
+        training.train_member(recipe, comp, folds, spec["member"], run_dir, threads=spec["threads"], on_progress=emit,
+                              predict_test=predict)  # fmt: skip
     except (KitError, OSError) as e:  # a user's problem, or a disk that is full or read-only: one line, twice
         message = str(e) if isinstance(e, KitError) else _cannot_write(e)
         print(f"error: {message}", file=sys.stderr)  # the worker's log, which a full disk may not take

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,17 +17,30 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+
+def _console(stderr: bool = False) -> Console:
+    """A console for stdout or stderr. Off a terminal (a pipe, a log, a notebook's `!kit ...`) and without COLUMNS,
+    nothing is cut or wrapped: rich would squeeze to 80 columns, cutting run ids, dates and scores."""
+    console = Console(stderr=stderr, markup=False)
+    if not console.is_terminal and not console.is_jupyter and not os.environ.get("COLUMNS"):
+        console.width = OFF_TERMINAL_WIDTH
+    return console
+
+
+OFF_TERMINAL_WIDTH = 1_000  # a table's own width is what it needs (tables do not expand), a line's its length
 # No markup: paths, messages, names and whatever else a user or a file supplies print as they are; kit styles its own
 # words with rich Text (`Text.assemble`).
-out = Console(markup=False)
-err = Console(stderr=True, markup=False)
+out = _console()
+err = _console(stderr=True)
 
 
-def new_table(title: str, columns: tuple[str, ...], right: tuple[str, ...]) -> Table:
-    """A rich table with these columns, the ones in `right` right-aligned (numbers)."""
+def new_table(title: str, columns: tuple[str, ...], right: tuple[str, ...], wrap: tuple[str, ...] = ()) -> Table:
+    """A rich table with these columns, the ones in `right` right-aligned (numbers). Only the `wrap` columns (free
+    text: messages, recipe changes) fold when the table is too wide; ids, dates and numbers are never cut."""
     table = Table(title=title)
     for column in columns:
-        table.add_column(column, justify="right" if column in right else "left")
+        table.add_column(column, justify="right" if column in right else "left", no_wrap=column not in wrap,
+                         overflow="fold")  # fmt: skip
     return table
 
 
@@ -92,6 +106,9 @@ def training_progress() -> Iterator[Callable]:
         return (f"run {time_left.epochs_done}/{time_left.epochs_total} epochs, {clock(time_left.elapsed())} elapsed, "
                 f"{clock(time_left.left())} left")  # fmt: skip
 
+    def predicted(event) -> str:
+        return f"{event.predicted:,}/{event.to_predict:,} image-views (validation and test rows, each TTA view)"
+
     def stats(logs: dict[str, float]) -> str:
         return (f"loss {logs.get('loss', float('nan')):.4f}  acc {pct(logs.get('accuracy'))}  "
                 f"val_acc {pct(logs.get('val_accuracy'))}  {logs.get('images_per_s', 0):,.0f} img/s")  # fmt: skip
@@ -104,7 +121,11 @@ def training_progress() -> Iterator[Callable]:
             if not event.started:
                 return
             name = f"fold {event.member + 1}"
-            if event.epoch == 0:
+            if event.predicting:
+                if event.predicted < event.to_predict and time_left.elapsed() - last[0] < PLAIN_EVERY:
+                    return
+                text = f"{name} predicting {predicted(event)}  | {run_line()}"
+            elif event.epoch == 0:
                 text = f"{name}/{event.members} started" + (f" on {event.where}" if event.where else "")
             elif event.epoch in (1, event.epochs) or time_left.elapsed() - last[0] >= PLAIN_EVERY:
                 text = f"{name} epoch {event.epoch}/{event.epochs}  {stats(event.logs)}  | {run_line()}"
@@ -118,10 +139,10 @@ def training_progress() -> Iterator[Callable]:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
-               TextColumn("{task.fields[stats]}"))  # fmt: skip
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[unit]}"), TextColumn("{task.fields[stats]}"))  # fmt: skip
     with Progress(*columns, console=out) as bars:
-        run = bars.add_task("run", total=None, stats="")
+        run = bars.add_task("run", total=None, stats="", unit="epochs")
         tasks: dict[int, int] = {}
 
         def live(event) -> None:
@@ -133,8 +154,11 @@ def training_progress() -> Iterator[Callable]:
             if event.member not in tasks:
                 where = f" on {event.where}" if event.where else ""
                 tasks[event.member] = bars.add_task(f"fold {event.member + 1}/{event.members}{where}", total=None,
-                                                    stats="")  # fmt: skip
-            if event.epoch:
+                                                    stats="", unit="epochs")  # fmt: skip
+            if event.predicting:
+                bars.update(tasks[event.member], total=event.to_predict, completed=event.predicted,
+                            unit="image-views", stats="predicting validation and test rows")  # fmt: skip
+            elif event.epoch:
                 bars.update(tasks[event.member], total=event.epochs, completed=event.epoch, stats=stats(event.logs))
 
         yield live
@@ -167,6 +191,8 @@ def run_result(result, total_folds: int) -> None:
     out.print(f"run directory: {result.run_dir}")
     if result.submission:
         out.print(f"submission:    {result.submission}")
+    elif result.metrics:
+        out.print(f"CV only: no submission; `kit predict {result.run_dir.name}` predicts the test rows and writes it.")
     else:
         done = len(result.fold_metrics)
         out.print(f"{done}/{total_folds} folds complete; train the others with the same --run-id to finish the run.")
@@ -190,12 +216,26 @@ def blend_table(metrics: dict) -> None:
     out.print(f"weights: {blend['why']}")
 
 
-def training_start(where: str, run_id: str, recipe, comp) -> None:
-    """The device line and the run line, before the first epoch."""
+def training_start(where: str, run_id: str, recipe, comp, done: list[int] | None = None, predict: bool = True) -> None:
+    """The device line and the run line, before the first epoch; what a resumed run found done; a CV-only run."""
     out.print(Text.assemble(("device", "bold"), f" {where}"))
     note = ("  (SAMPLE data: scores say nothing about the competition)", "yellow") if comp.is_sample else ""
     out.print(Text.assemble(("run", "bold"), f" {run_id}: {model_line(recipe)}, {members_line(recipe)}, "
                             f"{len(comp.train_labels):,} train rows{extra_rows(recipe, comp)}", note))  # fmt: skip
+    total = len(recipe.families or {"": 0}) * recipe.folds * recipe.repeats
+    if done:
+        names = ", ".join(str(k) for k in done)
+        out.print(Text.assemble(("resuming", "bold"), f" {len(done)}/{total} members done (fold {names}); training "
+                                f"the other {total - len(done)}"))  # fmt: skip
+    if not predict:
+        out.print(Text.assemble(("CV only", "bold"), ": no test prediction and no submission (`kit predict "
+                                f"{run_id}` adds them later)"))  # fmt: skip
+
+
+def stopped(run_id: str, done: list[int], total: int) -> None:
+    """Ctrl-C during `kit train`: what is kept and the command that resumes the run."""
+    err.print(Text.assemble(("stopped:", "yellow"), f" run {run_id} keeps its {len(done)}/{total} finished members; "
+                            f"`kit train --run-id {run_id}` resumes it."), highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def kernel_pushed(info: dict, attached: bool, run_id: str, recipe) -> None:
@@ -334,11 +374,13 @@ def leaderboard(rows: list[dict[str, str]], path: Path) -> None:
         out.print(f"No submissions logged yet in {path}; `kit submit` adds them.")
         return
     columns = ("time (UTC)", "run", "CV", "public LB", "LB - CV", "private", "status", "ref", "message")
-    table = new_table(f"leaderboard log ({path})", columns, right=("CV", "public LB", "LB - CV", "private"))
+    table = new_table(f"leaderboard log ({path})", columns, right=("CV", "public LB", "LB - CV", "private"),
+                      wrap=("status", "message"))  # fmt: skip
     for r in rows:
         status = r["status"] + (f": {r['error']}" if r["error"] and r["status"] in ("error", "failed") else "")
-        table.add_row(_when(r["utc_time"]), r["run_id"], r["cv_accuracy"], r["public_score"], r["gap"],
-                      r["private_score"], status, r["ref"], r["message"])  # fmt: skip
+        gap = f"{100 * float(r['gap']):+.3f}" if r["gap"] else ""  # percentage points, as CV and LB are shown
+        table.add_row(_when(r["utc_time"]), r["run_id"], _score(r["cv_accuracy"]), _score(r["public_score"]), gap,
+                      _score(r["private_score"]), status, r["ref"], r["message"])  # fmt: skip
     out.print(table)
 
 
@@ -358,17 +400,42 @@ def cv_against_lb(found) -> None:
     out.print(Text.assemble(("CV against LB", "bold"), f" ({len(found.points)} submission(s){line}) in {found.path}"))
 
 
+def _minutes(seconds: float | None) -> str:
+    from kit.progress import clock
+
+    return clock(seconds) if seconds else ""
+
+
+def _rows(r: dict) -> str:
+    """How many rows a run trained on: marked when --limit cut them, or when they are the offline sample's."""
+    if r["rows"] is None:
+        return ""
+    marks = [m for m, on in (("limit", r["limited"]), ("sample", r["data"] == "sample")) if on]
+    return f"{r['rows']:,}" + (f" ({', '.join(marks)})" if marks else "")
+
+
 def runs(rows: list[dict], root: Path) -> None:
-    """`kit runs`: every run, newest first (kit.run_table's rows)."""
+    """`kit runs`: the runs (kit.run_table's rows, in the order asked): the run's wall time (members that trained at
+    once counted once; `~` and the members' sum for a run made before kit measured it), the rows it trained on."""
     if not rows:
         out.print(f"No runs in {root}; `kit train` makes one.")
         return
-    headers = ("run", "kind", "model", "folds", "epochs", "changes", "CV", "train time", "created (UTC)", "public LB")
-    table = new_table(f"runs ({root})", headers, right=("epochs", "CV", "train time", "public LB"))
+    headers = ("run", "kind", "model", "folds", "epochs", "rows", "changes", "CV", "wall", "created (UTC)",
+               "public LB")  # fmt: skip
+    table = new_table(f"runs ({root})", headers, right=("epochs", "rows", "CV", "wall", "public LB"),
+                      wrap=("model", "changes"))  # fmt: skip
     for r in rows:
-        seconds = r["train_seconds"]
+        wall = _minutes(r["wall_seconds"]) or (f"~{_minutes(r['train_seconds'])}" if r["train_seconds"] else "")
         table.add_row(
-            r["id"], r["kind"], r["model"], r["members"], str(r["epochs"]), r["changes"], pct(r["cv"]),
-            f"{seconds / 60:.1f} min" if seconds else "", _when(r["created"]), r["public_score"],
+            r["id"], r["kind"], r["model"], r["members"], str(r["epochs"]), _rows(r), r["changes"], pct(r["cv"]),
+            wall, _when(r["created"]), _score(r["public_score"]),
         )  # fmt: skip
     out.print(table)
+
+
+def _score(text: str) -> str:
+    """A score kept as Kaggle gives it (a fraction, '0.99657'), shown as kit shows CV (a percentage)."""
+    try:
+        return pct(float(text)) if text else ""
+    except ValueError:
+        return text

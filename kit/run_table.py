@@ -20,8 +20,8 @@ def summaries(best_scores: dict[str, str] | None = None) -> list[dict[str, Any]]
     for run in reversed(all_runs()):
         score = (best_scores or {}).get(run.name, "")
         row: dict[str, Any] = {"id": run.name, "kind": "damaged", "model": "", "members": "", "epochs": "",
-                               "changes": "", "cv": None, "train_seconds": None, "created": "",
-                               "public_score": score}  # fmt: skip
+                               "changes": "", "cv": None, "train_seconds": None, "wall_seconds": None, "rows": None,
+                               "limited": False, "data": "", "created": "", "public_score": score}  # fmt: skip
         try:
             rows.append(_summary(run, dict(row)))
         except (RunError, ValueError, TypeError, AttributeError):  # a damaged run is listed as one, and only it
@@ -33,9 +33,11 @@ def _summary(run: Path, row: dict[str, Any]) -> dict[str, Any]:
     config = load_config(run)
     metrics = load_metrics(run) or {}
     recipe = config.get("recipe") or {}
+    data = config.get("data") or {}
     row.update(kind=config.get("kind", "?"), created=config.get("created_utc", ""), cv=metrics.get("cv_accuracy"),
-               train_seconds=metrics.get("train_seconds"), epochs=recipe.get("epochs", ""),
-               changes=" ".join(recipes.changes(recipe)) if recipe else "")  # fmt: skip
+               train_seconds=metrics.get("train_seconds"), wall_seconds=metrics.get("wall_seconds"),
+               epochs=recipe.get("epochs", ""), changes=" ".join(recipes.changes(recipe)) if recipe else "",
+               rows=data.get("train_rows"), limited="limit" in data, data=data.get("source", ""))  # fmt: skip
     if row["kind"] == "train":
         folds, repeats = int(recipe.get("folds", 1)), int(recipe.get("repeats", 1))
         families = recipe.get("families") or {}
@@ -68,7 +70,20 @@ def _summary(run: Path, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-COLUMNS = ("id", "kind", "model", "members", "epochs", "changes", "cv", "train_seconds", "created", "public_score")
+COLUMNS = ("id", "kind", "model", "members", "epochs", "changes", "cv", "train_seconds", "wall_seconds", "rows",
+           "limited", "data", "created", "public_score")  # fmt: skip
+SORTS = {  # `kit runs --sort`: the key of each order, best or newest first
+    "created": lambda row: row["created"],
+    "cv": lambda row: -1.0 if row["cv"] is None else row["cv"],
+    "lb": lambda row: float(row["public_score"] or -1),
+    "wall": lambda row: row["wall_seconds"] or row["train_seconds"] or 0.0,
+}
+
+
+def ordered(rows: list[dict[str, Any]], sort: str = "created", last: int | None = None) -> list[dict[str, Any]]:
+    """The rows by `sort` (SORTS: the highest first; created: newest first), the first `last` of them."""
+    ranked = sorted(rows, key=SORTS[sort], reverse=True)
+    return ranked[:last] if last is not None else ranked
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

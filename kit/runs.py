@@ -129,7 +129,11 @@ def fold_locks(run_dir: Path, folds: list[int]) -> Iterator[None]:
             held.append(lock)
         yield
     finally:
-        for lock in held:
+        for k, lock in zip(folds, held, strict=False):
+            if member_done(run_dir, k):  # a finished member's lock is never needed again: no litter in the run
+                for path in (run_dir / f".fold{k}.lock", locks.owner_file(run_dir / f".fold{k}.lock")):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
             lock.release()
 
 
@@ -150,6 +154,12 @@ def member_done(run_dir: Path, member: int) -> bool:
         and metrics.get("fold") == member
         and all(isinstance(metrics.get(k), int | float) for k in ("accuracy", "val_rows", "images_per_s", "seconds"))
     )
+
+
+def members_done(run_id: str, total: int) -> list[int]:
+    """The members of run `run_id` (of its `total`) already complete: what a resumed run skips."""
+    run_dir = runs_dir() / check_id(run_id)
+    return [k for k in range(total) if member_done(run_dir, k)] if run_dir.is_dir() else []
 
 
 def write_member(run_dir: Path, member: int, files: dict[str, bytes]) -> None:
@@ -245,13 +255,27 @@ def recipe_file(run: str) -> str:
     if not saved:
         raise RunError(f"Run {run_dir.name} has no recipe of its own (a {load_config(run_dir).get('kind')} run); "
                        "ask for the recipe of a run it came from.")  # fmt: skip
+    import dataclasses
+
     r = config.from_dict(saved)
-    title = f"the recipe of run {run_dir.name}: `kit train --recipe FILE` trains it again"
-    models = [f.model for f in r.families.values()] if r.families else [r.model]
-    own = sorted({m.rpartition(":")[0] for m in models if config.is_user_model(m)})
-    if own:  # your own model: its file is read from where `kit train` runs, and the run keeps the copy it trained
-        title += f" (beside {', '.join(own)}: the run's copy is in {run_dir})"
-    return config.to_toml(r, title)
+
+    def kept(model: str) -> str:  # your own model: the run's copy of its file, by a path that works from any folder
+        if not config.is_user_model(model):
+            return model
+        file, _, function = model.rpartition(":")
+        return f"{(run_dir / Path(file).name).resolve()}:{function}"
+
+    if r.families:
+        r = config.blend({n: dataclasses.replace(f, model=kept(f.model)) for n, f in r.families.items()})
+    else:
+        r = dataclasses.replace(r, model=kept(r.model))
+    data = load_config(run_dir).get("data") or {}
+    again = "`kit train --recipe FILE` trains it again"
+    if isinstance(data.get("limit"), int):  # a run option, not the recipe's: said where the file is read
+        again += f" with --limit {data['limit']} (it trained on the first {data['limit']:,} rows; a file holds none)"
+    if data.get("source") == "sample":
+        again += " on the offline sample data (kit download --sample)"
+    return config.to_toml(r, f"the recipe of run {run_dir.name}: {again}")
 
 
 def saved_recipe(run_id: str | None, kaggle: bool = False) -> dict | None:

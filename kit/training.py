@@ -174,11 +174,13 @@ def train_member(
     threads: int | None = None,
     on_progress: ProgressHook | None = None,
     where: str = "",
+    predict_test: bool = True,
 ) -> dict[str, Any]:
     """Train member `member` of the run (fold `member` % K; of a blend, a fold of one of its families) and save
     everything it makes into run_dir/fold<member>/ (metrics.json last: it marks the member complete); returns its
     metrics. The one member runner: kit.dispatch calls it in this process with its `device`; a worker process
-    (`main`) and a Ray task (kit.cluster) call it without one, and it starts Keras on `threads` threads first."""
+    (`main`) and a Ray task (kit.cluster) call it without one, and it starts Keras on `threads` threads first.
+    Without `predict_test` (a CV-only run) it predicts its validation rows only: no test_probs.npy."""
     if device is None:
         from kit.device import import_keras_quietly, set_threads, setup
 
@@ -191,8 +193,7 @@ def train_member(
     members = config.member_count(r)
     family, r = config.member(r, member)
     tell = on_progress or (lambda event: None)
-    tell(Progress(member, members, 0, r.epochs, where=where))
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     keras.utils.set_random_seed(r.seed + member)
     train, val = splits.training_rows(folds, r.folds, member), splits.member_rows(folds, r.folds, member)
     x_train, y_train = comp.train_images[train], one_hot(comp.train_labels[train])
@@ -202,18 +203,27 @@ def train_member(
         keep, soft = pseudo.rows_for(run_dir, member, r.pseudo_min)
         x_train, y_train = np.concatenate([x_train, comp.test_images[keep]]), np.concatenate([y_train, soft])
         extra = len(keep)
+    to_predict = predicting.rows_to_predict(r.tta, len(x_val), len(comp.test_images), predict_test)
+    work = dict(where=where, images=len(x_train), to_predict=to_predict)
+    tell(Progress(member, members, 0, r.epochs, **work))
 
     steps = -(-len(x_train) // r.batch_size)
     model = compile_model(r, device, steps, seed=r.seed + member, folder=run_dir)
-    hook = lambda epoch, row: tell(Progress(member, members, epoch, r.epochs, logs=row, where=where))  # noqa: E731
+    hook = lambda epoch, row: tell(Progress(member, members, epoch, r.epochs, logs=row, **work))  # noqa: E731
     watch = np.random.default_rng(r.seed + member).permutation(len(x_val))[: config.EPOCH_VALIDATION_ROWS]
     history = fit(model, x_train, y_train, x_val[watch], y_val[watch], r, device, r.seed + member, hook)
     use_average(model)  # with `ema`: the averaged weights predict and are saved
     distributed = device.strategy is not None
-    plain = predicting.predict(model, x_val, [config.IDENTITY], distributed)
+    done = [0]
+
+    def predicted(rows: int) -> None:
+        done[0] += rows
+        tell(Progress(member, members, r.epochs, r.epochs, logs=history[-1], predicted=done[0], **work))
+
+    plain = predicting.predict(model, x_val, [config.IDENTITY], distributed, predicted)
     views = config.TTA_VIEWS if r.tta else [config.IDENTITY]
-    val_probs = predicting.predict(model, x_val, views, distributed) if r.tta else plain
-    test_probs = predicting.predict(model, comp.test_images, views, distributed)
+    val_probs = predicting.predict(model, x_val, views, distributed, predicted) if r.tta else plain
+    test_probs = predicting.predict(model, comp.test_images, views, distributed, predicted) if predict_test else None
     accuracy = float((val_probs.argmax(1) == comp.train_labels[val]).mean())
 
     fold_dir = run_dir / f"fold{member}"
@@ -227,7 +237,8 @@ def train_member(
         raise
     files.write_json(fold_dir / "history.json", history)
     files.save_array(fold_dir / "val_probs.npy", val_probs)
-    files.save_array(fold_dir / "test_probs.npy", test_probs)
+    if test_probs is not None:
+        files.save_array(fold_dir / "test_probs.npy", test_probs)
     rates = [h["images_per_s"] for h in history[1:]] or [history[0]["images_per_s"]]  # epoch 1 traces
     metrics = {
         "fold": member,
@@ -241,6 +252,8 @@ def train_member(
         "epochs": r.epochs,
         "images_per_s": float(np.median(rates)),
         "seconds": time.perf_counter() - started,
+        "started_at": started_at,  # epoch seconds: the run's wall time is the union of its members' spans
+        "ended_at": time.time(),
         "device": device.describe(),
     }
     files.write_json(fold_dir / "metrics.json", metrics)  # last: its presence marks the member complete

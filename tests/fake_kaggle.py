@@ -13,7 +13,8 @@ with the competition's files attached under input/ (kit's KIT_KAGGLE_INPUT point
 /kaggle/input) and working/ as its working directory (/kaggle/working), Kaggle's KAGGLE_KERNEL_RUN_TYPE set, and no
 credentials or proxy. Its status goes QUEUED, RUNNING, then COMPLETE or ERROR by the code's exit status; its output
 files (signed URLs that can be made to expire), its log (Kaggle's JSON list of events, and the live SSE stream) and
-the GPU quota are served as Kaggle serves them.
+the GPU quota are served as Kaggle serves them. A kernel the caller cannot see (not pushed yet, or another account's)
+is a 403 `Permission 'kernels.get' was denied`, as on Kaggle, never a 404.
 """
 
 from __future__ import annotations
@@ -222,6 +223,11 @@ class FakeKaggle:
 
             def _error(self, status: int, message: str):
                 self._send(status, {"code": status, "message": message})
+
+            def _denied(self, what: str):
+                """Kaggle's answer for a kernel you cannot see, whether it exists or not (never a 404: nobody can
+                probe another account's slugs)."""
+                self._error(403, f"Permission 'kernels.{what}' was denied")
 
             def _authorised(self) -> bool:
                 header = self.headers.get("Authorization", "")
@@ -458,7 +464,7 @@ class FakeKaggle:
             def _GetKernel(self, body):
                 name = body.get("kernelSlug", "")
                 if body.get("userName") != fake.username or name not in fake.kernels:
-                    self._error(404, "Kernel not found")
+                    self._denied("get")
                     return
                 self._send(200, {"metadata": {"ref": f"{fake.username}/{name}", "title": name,
                                               "currentVersionNumber": len(fake.kernels[name])}})  # fmt: skip
@@ -466,7 +472,7 @@ class FakeKaggle:
             def _version_of(self, body) -> dict | None:
                 name, label = body.get("kernelSlug", ""), body.get("versionLabel") or ""
                 if body.get("userName") != fake.username or name not in fake.kernels:
-                    self._error(404, "Kernel not found")
+                    self._denied("get")
                     return None
                 number = int(label[1:]) if label.startswith("v") and label[1:].isdigit() else None
                 if number is not None and not 1 <= number <= len(fake.kernels[name]):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import api, data, ensemble, render, runs
+from kit import api, render, runs
 from tests.conftest import kit_here
 
 
@@ -28,8 +28,7 @@ def calls(monkeypatch):
     monkeypatch.setattr(api, "make_report", stub("make_report", "the report"))
     monkeypatch.setattr(render, "report", stub("render.report"))
     monkeypatch.setattr(runs, "resolve", lambda ref=None: Path(f"runs/{ref}"))
-    monkeypatch.setattr(ensemble, "predict_run", stub("predict_run", "the prediction"))
-    monkeypatch.setattr(render, "prediction", stub("render.prediction"))
+    monkeypatch.setattr(api, "predict", stub("predict"))
     return seen
 
 
@@ -43,7 +42,7 @@ def test_train_hands_every_option_to_kit_train(env, calls):
     assert name == "train" and args == ("nets.py:build",)
     assert kwargs == dict(recipe=None, sets=["rotation=15", "dropout=0.3"], run_id="r1", fold=None, limit=500, jobs=2,
                           ray=None, mirrored=False, kaggle=False, kaggle_timeout=None, data_dir=Path("somewhere"),
-                          folds=5, repeats=2, epochs=3, batch_size=64, learning_rate=0.002, seed=7,
+                          predict=True, folds=5, repeats=2, epochs=3, batch_size=64, learning_rate=0.002, seed=7,
                           precision="float32", augment=False, tta=True, pseudo=None, pseudo_min=None)  # fmt: skip
 
 
@@ -64,8 +63,5 @@ def test_submit_report_and_predict_hand_their_arguments_on(env, calls):
     assert kit_here(["report", "r1", "--data-dir", "d"], env).returncode == 0
     assert calls[-2:] == [("make_report", ("r1", Path("d")), {}), ("render.report", ("the report",), {})]
 
-    data.install_sample(data.data_dir())
-    assert kit_here(["predict", "r1", "--tta"], env).returncode == 0
-    (_, (source, comp, tta), _), shown = calls[-2], calls[-1]
-    assert source == Path("runs/r1") and tta is True and comp.is_sample
-    assert shown == ("render.prediction", (Path("runs/r1"), "the prediction"), {})
+    assert kit_here(["predict", "r1", "--tta", "--data-dir", "d"], env).returncode == 0
+    assert calls[-1] == ("predict", ("r1", True), {"data_dir": Path("d")})

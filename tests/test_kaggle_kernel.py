@@ -197,6 +197,33 @@ def test_a_push_cut_off_before_it_reached_kaggle_pushes_on_the_next_try(env, fak
     assert len(fake.pushes) == 1 and pushed_recipe(fake.pushes[0]["text"]).epochs == 1
 
 
+def test_kaggle_answers_403_for_a_kernel_not_pushed_yet_so_the_first_push_goes_ahead(env, fake, tiny):
+    """Kaggle hides which slugs exist: a kernel that is not there yet is a 403 (`Permission 'kernels.get' was
+    denied`), as the fake answers; the lookup before the first push takes it for 'no kernel yet'."""
+    remote = {**env, **fake.env()}
+    fake.queued_polls, fake.attach = 0, False  # it fails at once in the kernel: what matters is the push
+    result = run_kit(["train", "--model", "seed", "--epochs", "1", "--kaggle", "--run-id", "first"], remote)
+    assert "pushed kernel alice/kit-first version 1" in result.stdout, result.stdout + result.stderr
+    assert fake.methods()[fake.methods().index("GetKernel") + 1] == "SaveKernel" and len(fake.pushes) == 1
+    assert "accept the competition rules" not in result.stderr
+
+
+def test_a_run_in_another_accounts_kernel_is_refused_in_one_line(env, fake):
+    """A run folder from a teammate (its kernel is bob's): Kaggle would answer every call with a 403, so kit says
+    whose kernel it is before asking."""
+    remote = {**env, **fake.env()}
+    run_dir = runs.create("bobs", reuse=True)
+    info = {"kernel": "bob/kit-bobs", "version": 3, "url": "https://www.kaggle.com/code/bob/kit-bobs", "args": [],
+            "pushed_utc": "2026-01-01T00:00:00Z", "pushed_at": 0, "status": "queued"}  # fmt: skip
+    runs.write_config(run_dir, "kaggle", created_utc=info["pushed_utc"], recipe=config.PRESETS["seed"].to_dict(),
+                      kaggle=info)  # fmt: skip
+    result = run_kit(["train", "--kaggle", "--run-id", "bobs"], remote)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "kernel bob/kit-bobs, which belongs to Kaggle user bob, and you are signed in as alice" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert fake.pushes == [] and "GetKernelSessionStatus" not in fake.methods()
+
+
 @pytest.mark.parametrize(
     ("setup", "code", "message"),
     [

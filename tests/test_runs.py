@@ -10,7 +10,7 @@ import json
 import pytest
 
 from kit import files, ledger, paths, run_table, runs
-from tests.conftest import kit_here, log_row
+from tests.conftest import kit_here, log_row, run_kit
 
 
 def _run(name: str, created: str, config: dict, metrics: dict | None = None, done: int = 0) -> None:
@@ -59,8 +59,12 @@ def test_kit_runs_table_and_csv(env):
     _world()
     table = kit_here(["runs"], env)
     assert table.returncode == 0, table.stderr
-    for needle in ("3/5 folds", "5 x 3", "99.680 %", "30.0 min", "0.99750", "damaged", "big + big-tta"):
+    for needle in ("3/5 folds", "5 x 3", "99.680 %", "~30:00", "99.750 %", "damaged", "big + big-tta"):
         assert needle in table.stdout, needle
+    best = kit_here(["runs", "--sort", "cv", "--last", "2"], env).stdout
+    assert best.index("big-tta") < best.index("big ") and "│ old " not in best and "│ mix " not in best
+    bad = kit_here(["runs", "--sort", "speed"], env)
+    assert bad.returncode == 2 and "--sort 'speed': choose one of created, cv, lb, wall" in bad.stderr
     as_csv = kit_here(["runs", "--csv"], env)
     parsed = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert [r["id"] for r in parsed][:2] == ["mix", "big-tta"] and parsed[3]["members"] == "5 x 3"
@@ -127,3 +131,22 @@ def test_a_runs_members_are_listed_in_member_order(tmp_path):
     (tmp_path / "folds.npy").write_bytes(b"")  # not a member
     assert [p.name for p in runs.member_dirs(tmp_path)] == [f"fold{m}" for m in range(12)]
     assert runs.member_dirs(tmp_path, "history.json") == []
+
+
+def test_tables_off_a_terminal_cut_no_id_date_or_number(env):
+    """`kit runs | cat`, a log, a notebook's `!kit leaderboard`: no terminal, no COLUMNS (rich would squeeze to 80
+    columns and cut `20261…`); a run's rows and wall time are there to compare runs by."""
+    long_id = "20261207-191234-kitnet-rotation15-labelsmoothing01-dropout03"
+    recipe = {"model": "kitnet", "folds": 5, "repeats": 1, "epochs": 30}
+    _run(long_id, "2026-12-07T19:12:34Z", {"kind": "train", "recipe": recipe, "data": {"source": "kaggle",
+         "train_rows": 2000, "test_rows": 28000, "limit": 2000}},
+         {"cv_accuracy": 0.69033, "train_seconds": 600.0, "wall_seconds": 372.0}, done=5)  # fmt: skip
+    log_row(run_id=long_id, cv_accuracy="0.69033", status="complete", public_score="0.68957")
+    narrow = {k: v for k, v in env.items() if k != "COLUMNS"}  # a process of its own: rich sizes its console itself
+    listed = run_kit(["runs"], narrow).stdout
+    for needle in (long_id, "2026-12-07 19:12:34", "69.033 %", "68.957 %", "2,000 (limit)", "6:12"):
+        assert needle in listed, (needle, listed)
+    board = run_kit(["leaderboard"], narrow).stdout
+    for needle in (long_id, "69.033 %", "68.957 %", "-0.076"):
+        assert needle in board, (needle, board)
+    assert "…" not in listed + board
