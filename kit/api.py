@@ -12,6 +12,9 @@ Errors are kit's own (`kit.KitError` and its kinds in kit.errors), carrying the 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from kit import config, paths, render, runs, user_models
-from kit.errors import UsageError
+from kit.errors import FROM_CLI, UsageError, for_python
 from kit.paths import RUN_ID_RULE, is_run_id
 
 MIN_ROWS = 20  # --limit: fewer rows cannot hold a stratified holdout of every digit
@@ -64,6 +67,21 @@ def check_options(
                              "here.")  # fmt: skip
 
 
+def _door(verb: Callable) -> Callable:
+    """A verb called from Python says its errors in Python's words (`folds=-1`), the CLI's in its flags'."""
+
+    @functools.wraps(verb)
+    def called(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return verb(*args, **kwargs)
+        except UsageError as exc:
+            if FROM_CLI.get():
+                raise
+            raise UsageError(for_python(str(exc))) from None
+
+    return called
+
+
 @dataclass
 class Run:
     """A run in runs/: its CV, its out-of-fold and test probabilities, its submission and its report."""
@@ -92,6 +110,15 @@ class Run:
     def test_probs(self) -> np.ndarray:
         """(test rows, 10): the members' mean probabilities for test.csv's images."""
         return runs.load_probs(self.run_dir / "test_probs.npy", None)
+
+    @property
+    def history(self) -> dict[int, list[dict[str, float]]]:
+        """Each member's training history, as the report draws it: {member: [one row per epoch: loss, accuracy,
+        val_loss, val_accuracy, images_per_s, seconds]}."""
+        from kit import files
+
+        return {int(p.name[4:]): files.read_json(p / "history.json") for p in runs.member_dirs(self.run_dir)
+                if (p / "history.json").is_file()}  # fmt: skip
 
     @property
     def submission(self) -> Path | None:
@@ -126,11 +153,13 @@ class Page:
         return self.path.read_text(encoding="utf-8")
 
 
+@_door
 def load_run(run: str | Path | None = None) -> Run:
     """A run by id or folder (None: the latest), as `kit report` and `kit submit` take it."""
     return Run(runs.resolve(None if run is None else str(run)))
 
 
+@_door
 def train(
     model: str | None = None,
     *,
@@ -195,6 +224,20 @@ def train(
     return Run(result.run_dir)
 
 
+def _with_recipe_fields(verb: Callable) -> None:
+    """`verb`'s signature with every recipe field as a keyword (generated from the recipe, so a notebook offers
+    them: `kit.train(rota<TAB>`); the function itself takes them through **fields."""
+    signature = inspect.signature(verb)
+    named = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    types = {f.name: f.type for f in config.dataclasses.fields(config.Recipe)}
+    fields = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=f"{types[name]} | None")
+              for name in config.SETTABLE if name not in {p.name for p in named}]  # fmt: skip
+    verb.__signature__ = signature.replace(parameters=[*named, *fields])  # type: ignore[attr-defined]
+
+
+_with_recipe_fields(train)
+
+
 def _on_kaggle(chosen: config.Recipe, run_id: str, limit: int | None, jobs: int | None, mirrored: bool,
                minutes: int | None, show: bool, model_files: dict[str, Path], predict: bool = True) -> Run:  # fmt: skip
     """The run trained in a Kaggle kernel: the kernel runs `kit train` on this recipe (a recipe file in the kernel,
@@ -218,6 +261,7 @@ def _on_kaggle(chosen: config.Recipe, run_id: str, limit: int | None, jobs: int 
     return Run(run_dir)
 
 
+@_door
 def predict(run: Run | str | Path | None = None, tta: bool = False, *, data_dir: Path | None = None,
             show: bool = True) -> Run:  # fmt: skip
     """`kit predict`: a CV-only run's test prediction, filled into the run itself (its recipe's views, then its
@@ -246,6 +290,7 @@ def predict(run: Run | str | Path | None = None, tta: bool = False, *, data_dir:
     return Run(prediction.run_dir)
 
 
+@_door
 def make_report(run: str | None = None, data_dir: Path | None = None) -> Any:
     """`kit report`: the run's pictures and its one-page report (runs/<id>/report/index.html); returns what it found
     (kit.report.Report: the page, per-class scores, the most confused pairs, ...)."""
@@ -255,6 +300,7 @@ def make_report(run: str | None = None, data_dir: Path | None = None) -> Any:
     return report.write_report(run_dir, runs.competition_of(run_dir, data.load_competition(data_dir)))
 
 
+@_door
 def submit(run: Run | str | Path | None = None, message: str | None = None, *, wait: bool = True,
            timeout: float = 600.0, force: bool = False, dry_run: bool = False,
            show: bool = True) -> dict[str, Any]:  # fmt: skip

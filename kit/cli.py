@@ -38,6 +38,23 @@ DataDir = Annotated[
 AsCsv = Annotated[bool, typer.Option("--csv", help="Print the rows as CSV instead of a table.")]
 
 
+def _version(show: bool) -> None:
+    if show:
+        import kit
+
+        render.out.print(f"kit {kit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print kit's version and exit.")
+    ] = False,
+) -> None:
+    """kit: the Digit Recognizer toolkit. Download the data, train CNN ensembles, submit, keep score."""
+
+
 # ------------------------------------------------------------------------------------------------ download
 
 
@@ -515,8 +532,10 @@ def main() -> None:
     # workers and leaves no half-written fold.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from kit.device import quiet_native_logs
+    from kit.errors import FROM_CLI
 
     quiet_native_logs()
+    speaking = FROM_CLI.set(True)  # kit.api's verbs say their errors in flags here
     notices = render.Notices()  # what the stages log while they wait (Kaggle's 429s), one line each on stderr
     logging.getLogger("kit").addHandler(notices)
     try:
@@ -531,3 +550,4 @@ def main() -> None:
         sys.exit(1)
     finally:
         logging.getLogger("kit").removeHandler(notices)
+        FROM_CLI.reset(speaking)

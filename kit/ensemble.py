@@ -305,6 +305,20 @@ class Blend:
     cv: float | None  # the blend's OOF CV, when the runs share their folds
 
 
+def _same_rows(sources: list[Path]) -> None:
+    """Runs blend when they trained on the same rows and predicted the same test set: healthy runs that did not
+    (another --limit, the sample against the real data) are told apart from damaged ones, in one line."""
+    seen = {}
+    for run in sources:
+        data = runs.load_config(run).get("data") or {}
+        seen[run.name] = (data.get("source"), data.get("train_rows"), data.get("test_rows"))
+    kinds = set(seen.values())
+    if len(kinds) > 1 and all(None not in k for k in kinds):
+        what = ", ".join(f"{name} on {rows:,} {source} rows" for name, (source, rows, _) in seen.items())
+        raise UsageError(f"These runs trained on different data ({what}); blend runs trained on the same rows (the "
+                         "same data and --limit), or train one again on the other's rows.")  # fmt: skip
+
+
 def blend(sources: list[Path], weights: list[float] | None, labels: np.ndarray, out: Path | None = None) -> Blend:
     """Weighted mean of the runs' test (and, with shared folds, OOF) probabilities, saved as a new blend run (never
     over an existing one). Every check happens before anything is written."""
@@ -328,10 +342,14 @@ def blend(sources: list[Path], weights: list[float] | None, labels: np.ndarray, 
         raise UsageError(f"--weights {','.join(str(x) for x in weights)}: too far apart to normalise ({why}); use "
                          "weights like 2,1,1.")  # fmt: skip
     w = np.asarray(weights, np.float64) / total
+    _same_rows(sources)
     tests, oofs, folds = [], [], []
     for run in sources:
         if not (run / "test_probs.npy").is_file():
-            raise RunError(f"Run {run.name} has no test probabilities yet; finish it first.")
+            cv_only = runs.load_config(run).get("predict") is False and runs.load_metrics(run) is not None
+            why = f"is CV only (no test prediction); `kit predict {run.name}` adds it" if cv_only else (
+                "has no test probabilities yet; finish it first")  # fmt: skip
+            raise RunError(f"Run {run.name} {why}.")
         tests.append(runs.load_probs(run / "test_probs.npy", None))
         oofs.append(runs.load_probs(run / "oof.npy", len(labels), unvalidated=True) if (run / "oof.npy").is_file()
                     else None)  # fmt: skip

@@ -5,6 +5,25 @@ Stages raise these; `kit.cli.main` prints the message on stderr (no traceback) a
 
 from __future__ import annotations
 
+import re
+from contextvars import ContextVar
+
+# Who is talking to kit: the command line (messages name its flags, `--folds -1`) or Python (`kit.train(folds=-1)`:
+# the same messages, naming the function's arguments). kit.cli.main sets it; everyone else reads `for_python`.
+FROM_CLI: ContextVar[bool] = ContextVar("kit_from_cli", default=False)
+ARGUMENTS = {"lr": "learning_rate", "set": "sets", "no-predict": "predict=False", "model": "model"}
+
+
+def for_python(message: str) -> str:
+    """A message written for the CLI, naming Python's arguments instead: `--folds -1: ...` -> `folds=-1: ...`,
+    `--run-id` -> `run_id`."""
+
+    def name(flag: str) -> str:
+        return ARGUMENTS.get(flag, flag.replace("-", "_"))
+
+    message = re.sub(r"(?<![\w-])--([a-z][a-z-]*) ('[^']*'|\S+?):", lambda m: f"{name(m[1])}={m[2]}:", message)
+    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: name(m[1]), message)
+
 
 class KitError(Exception):
     """Base class: `str(error)` is the whole message a user sees."""
