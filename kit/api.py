@@ -14,6 +14,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,18 +71,64 @@ def check_options(
 
 
 def _door(verb: Callable) -> Callable:
-    """A verb called from Python says its errors in Python's words (`folds=-1`), the CLI's in its flags'."""
+    """A verb's door: every argument checked against its annotation before anything runs (a path may be text, a list
+    of text may be one text; anything else of the wrong type is a UsageError naming the argument), recipe fields
+    given by name against their field's type; and, called from Python, its errors in Python's words (`folds=-1`),
+    from the CLI in its flags'."""
 
     @functools.wraps(verb)
     def called(*args: Any, **kwargs: Any) -> Any:
         try:
-            return verb(*args, **kwargs)
+            try:
+                bound = inspect.signature(verb).bind(*args, **kwargs)
+            except TypeError as exc:  # an argument it does not take, or one too many
+                raise UsageError(f"{verb.__name__}(): {exc}.") from None
+            hints = typing.get_type_hints(verb)
+            for name, value in list(bound.arguments.items()):
+                if name == "fields":
+                    for field, given in value.items():  # None: not given (the CLI's options left out)
+                        wrong = config.kind_error(field, given) if given is not None else None
+                        if wrong:
+                            raise UsageError(f"{field}={given!r:.40}: {wrong}.")
+                elif name in hints:
+                    bound.arguments[name] = _conform(name, value, hints[name])
+            return verb(*bound.args, **bound.kwargs)
         except UsageError as exc:
             if FROM_CLI.get():
                 raise
             raise UsageError(for_python(str(exc))) from None
 
     return called
+
+
+_WORDS = {bool: "True or False", int: "a whole number", float: "a number", str: "text", Path: "a path (text)",
+          type(None): "None"}  # fmt: skip
+
+
+def _conform(name: str, value: Any, hint: Any) -> Any:
+    """`value` as argument `name` of type `hint` takes it, or a UsageError saying what it must be."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for option in options:
+        if option is Any or (option is type(None) and value is None):
+            return value
+        if typing.get_origin(option) is list:
+            items = [value] if isinstance(value, str) else value  # one text where a list of text goes: one item
+            if isinstance(items, list | tuple) and all(isinstance(item, str) for item in items):
+                return list(items)
+        elif option is Path:
+            if isinstance(value, str | os.PathLike):
+                return Path(value)
+        elif option is float:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        elif option is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif isinstance(option, type) and isinstance(value, option):
+            return value
+    words = [_WORDS.get(o, "a list of text" if typing.get_origin(o) is list else getattr(o, "__name__", str(o)))
+             for o in options]  # fmt: skip
+    raise UsageError(f"{name}={value!r:.40}: must be {' or '.join(words)}.")
 
 
 @dataclass
@@ -203,8 +252,9 @@ def train(
     from kit import dispatch, models  # Keras at import: after the quiet import above
 
     dev = device.setup(chosen.precision, mirrored)
-    models.check(chosen, model_files)  # your own models build and give probabilities, before any training
     done = [] if new else runs.members_done(run_id, config.member_count(chosen))
+    if len(done) < config.member_count(chosen):  # a finished run imports no model file again
+        models.check(chosen, model_files)  # your own models build and give probabilities, before any training
     with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
         jobs, where = dispatch.placement(chosen, dev, fold, jobs, on_ray, len(done))
         if show:

@@ -288,6 +288,37 @@ _OPTIONAL = {f.name for f in dataclasses.fields(Recipe) if str(f.type).endswith(
 _IS = {"int": _int, "float": _num, "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str)}
 
 
+_KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}
+
+
+def kind_error(name: str, value: Any) -> str | None:
+    """Why `value` cannot be recipe field `name` ("must be a whole number, not 'three'"), or None: the field's type,
+    said with the field's name, before any rule compares it (a list where a number goes is no TypeError later)."""
+    kind = _KIND.get(name)
+    check = _IS.get(kind or "")
+    if check is None or check(value) or (value is None and name in _OPTIONAL):
+        return None
+    return f"must be {_KIND_WORDS[kind or '']}{' (or none)' if name in _OPTIONAL else ''}, not {str(value)[:30]!r}"
+
+
+INVALID_POOL = (-1, 0, 0.5, 1, 1.5, 180.5, 2**32, -0.25, float("nan"), float("inf"), True, "x", "", [1], {"a": 1})
+
+
+def invalid_values(field: str) -> list[Any]:
+    """Values recipe field `field` refuses, drawn from INVALID_POOL by the field's own declared kind and rule (as
+    scikit-learn's generate_invalid_param_val draws them from its constraints): what tests feed to --set, recipe
+    files and kit.train to see each refused in one line."""
+    rule = next((ok for name, _, ok, _ in _RULES if name == field), lambda v: True)
+
+    def refused(value: Any) -> bool:
+        try:
+            return kind_error(field, value) is not None or not rule(value)
+        except TypeError:  # a rule comparing a value of another kind: refused by the kind check first anyway
+            return True
+
+    return [v for v in INVALID_POOL if refused(v)]
+
+
 def validate(r: Recipe) -> None:
     """Check every field of the recipe; the first bad one is a UsageError ("--dropout 1.2: must be in [0, 1)")."""
     for field, name, ok, requirement in _RULES:
@@ -371,19 +402,29 @@ def from_file(path: Any) -> Recipe:
     from its `preset` (default: the preset named by its model); a blend is `[families.NAME]` tables, each filled from
     its own preset (its model's, else NAME's), with the top level's fields shared by all. Checked by `validate`."""
     import tomllib
-    from pathlib import Path
 
     try:
-        values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"--recipe {path}: cannot be read ({exc.strerror or exc}).") from None
+        values = tomllib.loads(_recipe_text(path))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"--recipe {path}: not TOML ({str(exc)[:120]}).") from None
+    except RecursionError:
+        raise UsageError(f"--recipe {path}: nested too deeply to be a recipe (a recipe is fields and "
+                         "[families.NAME] tables).") from None  # fmt: skip
     try:
         families = values.pop("families", None)
         if families is not None:
             if not isinstance(families, dict) or not all(isinstance(f, dict) for f in families.values()):
                 raise UsageError("its families must be [families.NAME] tables")
+            if not families:
+                raise UsageError("its [families] table is empty; a blend is two or more [families.NAME] tables")
+        for table in [values, *(families or {}).values()]:
+            for name, value in table.items():
+                text = name in ("preset", "model")
+                wrong = kind_error(name, value) if not text else None if isinstance(value, str) else (
+                    f"must be text, not {str(value)[:30]!r}")  # fmt: skip
+                if wrong:
+                    raise UsageError(f"{name} {wrong}")
+        if families is not None:
             shared = {k: v for k, v in values.items() if k not in ("preset", "model")}
             # a family's own value wins over the shared top level: the file means what each table says
             chosen = blend({name: _filled(name, {**shared, **f}) for name, f in families.items()})
@@ -393,6 +434,28 @@ def from_file(path: Any) -> Recipe:
     except (UsageError, TypeError) as exc:
         raise UsageError(f"--recipe {path}: {str(exc).rstrip('.')}.") from None
     return chosen
+
+
+RECIPE_FILE_MAX = 1 << 20  # bytes: a recipe is a few hundred; a bigger file is not one (a log, a device, /dev/zero)
+
+
+def _recipe_text(path: Any) -> str:
+    """A recipe file's text, read as kaggle.json is: a regular file (a FIFO would hang kit, a device never end) of at
+    most RECIPE_FILE_MAX bytes, or a UsageError naming it."""
+    import os
+    import stat
+    from pathlib import Path
+
+    try:
+        with open(Path(path), "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NONBLOCK", 0))) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise UsageError(f"--recipe {path}: not a regular file (a recipe is a TOML file).")
+            raw = f.read(RECIPE_FILE_MAX + 1)
+    except OSError as exc:
+        raise UsageError(f"--recipe {path}: cannot be read ({exc.strerror or exc}).") from None
+    if len(raw) > RECIPE_FILE_MAX:
+        raise UsageError(f"--recipe {path}: over {RECIPE_FILE_MAX >> 20} MB, too big to be a recipe.")
+    return raw.decode("utf-8")
 
 
 def _filled(name: str | None, values: dict[str, Any]) -> Recipe:

@@ -35,6 +35,26 @@ FILES = (TRAIN, TEST, SAMPLE_SUBMISSION)
 CACHE, META = "cache.npz", "kit.json"
 OLD = ".old-"  # `.<data folder>.old-*`: the previous data, aside while an install swaps in the new
 PARTIAL, IN_USE = ".partial-", ".in-use.lock"  # `.<data folder>.partial-*`: an install's scratch folder, and its lock
+MARK = ".kit-made"  # in every folder kit makes to remove later: the cleanup removes only folders that hold it
+MARK_TEXT = "made by kit for an install; the next kit command removes it once no install uses it\n"
+
+
+def _mark(folder: Path) -> Path:
+    """`folder` (just made by kit) marked as kit's own, so the cleanup may remove it later."""
+    (folder / MARK).write_text(MARK_TEXT, encoding="utf-8")
+    return folder
+
+
+def _kits(folder: Path) -> bool:
+    """Whether `folder` is one kit made: a real folder (no symlink followed) holding kit's mark as a plain file."""
+    mark = folder / MARK
+    try:
+        real = not folder.is_symlink() and folder.is_dir() and not mark.is_symlink() and mark.is_file()
+        return real and mark.stat().st_size == len(MARK_TEXT) and mark.read_text(encoding="utf-8") == MARK_TEXT
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 PIXELS = [f"pixel{i}" for i in range(784)]
 COLUMNS = {TRAIN: ["label", *PIXELS], TEST: PIXELS, SAMPLE_SUBMISSION: ["ImageId", "Label"]}
 
@@ -231,7 +251,7 @@ def install_folder(src: Path, dest: Path, source: str) -> dict:
     old = None
     try:
         if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}{OLD}", dir=dest.parent))
+            old = _mark(Path(tempfile.mkdtemp(prefix=f".{dest.name}{OLD}", dir=dest.parent)))
             os.replace(dest, old / dest.name)
         os.replace(src, dest)
     except BaseException as exc:
@@ -249,16 +269,20 @@ def install_folder(src: Path, dest: Path, source: str) -> dict:
 
 def recover(dest: Path) -> None:
     """Finish a swap that was killed (`install_folder`): the previous data moved aside while `dest` is missing goes
-    back; aside copies of data that `dest` has replaced are removed, and so are scratch folders no install holds."""
+    back; aside copies of data that `dest` has replaced are removed, and so are scratch folders no install holds.
+    Only folders kit made (`_kits`: its mark inside, no symlink) are touched: a user's folder of a kit-like name
+    beside the data, or a symlink, is never removed, followed or written into."""
     dest = Path(os.path.abspath(dest))
     with contextlib.suppress(OSError):
         for aside in sorted(dest.parent.glob(f".{dest.name}{OLD}*")):
+            if not _kits(aside):
+                continue
             previous = aside / dest.name
-            if previous.is_dir() and not dest.exists() and _is_kit_meta(previous / META):
+            if previous.is_dir() and not previous.is_symlink() and not dest.exists() and _is_kit_meta(previous / META):
                 os.replace(previous, dest)
             shutil.rmtree(aside, ignore_errors=True)
         for partial in sorted(dest.parent.glob(f".{dest.name}{PARTIAL}*")):  # a killed install's scratch folder
-            unused = locks.try_exclusive(partial / IN_USE) if partial.is_dir() else None
+            unused = locks.try_exclusive(partial / IN_USE) if _kits(partial) else None
             if unused is not None:  # no install holds it: its process is gone
                 unused.release()
                 shutil.rmtree(partial, ignore_errors=True)
@@ -277,7 +301,7 @@ def scratch_dir(dest: Path) -> Iterator[str]:
     dest = Path(os.path.abspath(dest))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{dest.name}{PARTIAL}", dir=dest.parent)
+        tmp = str(_mark(Path(tempfile.mkdtemp(prefix=f".{dest.name}{PARTIAL}", dir=dest.parent))))
         held = locks.try_exclusive(Path(tmp) / IN_USE)
     except OSError as exc:
         raise _unwritable(dest, exc) from None

@@ -127,20 +127,19 @@ def own(r: Recipe, seed: int, xla: bool, path: Path) -> keras.Model:
     pixels scaled to [0, 1], the recipe's augmentation; its output computed in float32. A model that does not build,
     take 28x28x1 images or give (N, 10) is a UsageError."""
     spec = r.model
+    build = user_models.builder(spec, path)
     try:
-        net = user_models.builder(spec, path)(r)
-    except UsageError:
-        raise
-    except Exception as exc:  # the user's code
-        raise UsageError(f"--model {spec}: building the model failed ({user_models.reason(exc)}).") from None
+        net = build(r)
+    except (Exception, SystemExit, GeneratorExit) as exc:  # the user's code
+        raise user_models.contained(spec, exc, "building the model failed", "building the model") from None
     if not isinstance(net, keras.Model):
         raise UsageError(f"--model {spec}: returned {type(net).__name__}, not a Keras model.")
     inputs, x = stem(r, seed, xla)
     try:
         x = net(x)
-    except Exception as exc:
-        why = user_models.reason(exc)
-        raise UsageError(f"--model {spec}: the model does not take (N, 28, 28, 1) images ({why}).") from None
+    except (Exception, SystemExit, GeneratorExit) as exc:
+        failed = "the model does not take (N, 28, 28, 1) images"
+        raise user_models.contained(spec, exc, failed, "calling the model on images") from None
     if tuple(x.shape) != (None, 10):
         raise UsageError(f"--model {spec}: the model gives {tuple(x.shape)} for (N, 28, 28, 1) images, not (N, 10) "
                          "class probabilities.")  # fmt: skip

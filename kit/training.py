@@ -21,6 +21,7 @@ from kit import config, files, predicting, pseudo, splits
 from kit.config import Recipe
 from kit.data import Competition
 from kit.device import Device
+from kit.errors import UsageError
 from kit.progress import Progress, ProgressHook
 
 
@@ -157,10 +158,20 @@ def fit(
         with averaged(model):
             row.update(validate(model, x_val, y_val, device.strategy is not None))
         row["seconds"] = time.perf_counter() - start
+        if not all(np.isfinite(row[k]) for k in ("loss", "val_loss")):
+            raise Diverged(epoch + 1, f"loss {row['loss']:.4g}, validation loss {row['val_loss']:.4g}")
         rows.append(row)
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
     return rows
+
+
+class Diverged(UsageError):
+    """A member's loss (or its predictions) became NaN or infinite: the recipe trains no further, nothing is saved."""
+
+    def __init__(self, epoch: int, what: str) -> None:
+        super().__init__(f"Training diverged at epoch {epoch} ({what}); lower the learning rate (--lr) or check your "
+                         "model, then train again: the member was not saved.")  # fmt: skip
 
 
 def train_member(
@@ -224,6 +235,9 @@ def train_member(
     views = config.TTA_VIEWS if r.tta else [config.IDENTITY]
     val_probs = predicting.predict(model, x_val, views, distributed, predicted) if r.tta else plain
     test_probs = predicting.predict(model, comp.test_images, views, distributed, predicted) if predict_test else None
+    for probs in (val_probs, test_probs if test_probs is not None else val_probs):
+        if not np.isfinite(probs).all():
+            raise Diverged(r.epochs, "its predictions hold NaN or infinity")
     accuracy = float((val_probs.argmax(1) == comp.train_labels[val]).mean())
 
     fold_dir = run_dir / f"fold{member}"

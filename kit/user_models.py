@@ -120,11 +120,25 @@ def _module(path: Path, spec: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses and pickling look classes up by their module
     try:
         loader.loader.exec_module(module)
-    except Exception as exc:  # the user's code: any error is theirs to see, in one line
+    except (
+        Exception,
+        SystemExit,
+        GeneratorExit,
+    ) as exc:  # the user's code: what it raises is theirs to see, in one line
         del sys.modules[name]
-        raise UsageError(f"--model {spec}: {path.name} does not import ({reason(exc)}).") from None
+        raise contained(spec, exc, f"{path.name} does not import", "importing it") from None
     _LOADED[key] = module
     return module
+
+
+def contained(spec: str, exc: BaseException, failed: str, doing: str) -> UsageError:
+    """What the user's code raised while kit was `doing` something with it, as one line: an error in its words
+    (`failed (TypeError: ...)`), a `sys.exit` as what it is (never kit's own exit, whose codes mean other things).
+    KeyboardInterrupt is never caught here: Ctrl-C still stops kit."""
+    if isinstance(exc, SystemExit):
+        return UsageError(f"--model {spec}: {file_name(spec)} called sys.exit({exc.code!r}) while kit was {doing}; a "
+                          "model file should raise an error, not exit.")  # fmt: skip
+    return UsageError(f"--model {spec}: {failed} ({reason(exc)}).")
 
 
 def reason(exc: BaseException) -> str:

@@ -194,3 +194,18 @@ def pytest_terminal_summary(terminalreporter) -> None:
                 why = f" ({report.longrepr[2]})" if outcome == "skipped" and isinstance(report.longrepr, tuple) else ""
                 terminalreporter.write_line(f"report page in headless Chromium: {outcome}{why}")
                 return
+
+
+KIT_URL = "https://github.com/OWNER/kit.git"  # the README's `KIT`: where kit's source is
+
+
+def snapshot_repo(dest: Path) -> Path:
+    """A git repository at `dest` holding this checkout's files as they are now (committed or not): what the README's
+    `KIT` points a clone at in the tests that run its commands."""
+    skip = shutil.ignore_patterns(".git", ".venv*", "runs", "data", "submissions", "__pycache__", "*.egg-info",
+                                  ".pytest_cache", ".ruff_cache", ".ci-*")  # fmt: skip
+    shutil.copytree(ROOT, dest, ignore=skip)
+    git = ["git", "-C", str(dest), "-c", "user.name=kit tests", "-c", "user.email=tests@localhost"]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
+        subprocess.run([*git, *step], check=True, capture_output=True)
+    return dest

@@ -6,12 +6,13 @@ import contextlib
 import os
 import re
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kit import data
-from tests.conftest import run_kit
+from tests.conftest import kit_here, run_kit
 
 
 def _data_files(env) -> set[str]:
@@ -383,11 +384,13 @@ def test_the_scratch_folder_of_a_killed_install_goes_at_the_next_command_but_not
     from kit import locks
 
     dest = tmp_path / "digit-recognizer"
-    killed = tmp_path / ".digit-recognizer.partial-dead"
+    killed = tmp_path / ".digit-recognizer.partial-dead"  # as a killed install leaves it: kit's mark inside
     (killed / "data").mkdir(parents=True)
     (killed / "data" / "train.csv").write_bytes(b"x" * 1000)
+    data._mark(killed)
     in_use = tmp_path / ".digit-recognizer.partial-live"
     in_use.mkdir()
+    data._mark(in_use)
     held = locks.try_exclusive(in_use / data.IN_USE)  # another install, still running
     try:
         data.recover(dest)
@@ -433,3 +436,44 @@ def test_a_kaggle_json_that_is_no_token_file_is_one_line_and_never_read(env, mak
     make(folder / "kaggle.json")
     with pytest.raises(CredentialsError, match=re.escape(needle)):
         kaggle_api.find_credentials()
+
+
+KIT_LIKE = (".digit-recognizer.old-mybackup", ".digit-recognizer.partial-thesis", ".digit-recognizer.old-",
+            ".digit-recognizer.partial-x")  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["folder", "folder with a fake lock", "file", "symlink to a folder",
+                                  "symlink to a file", "folder with a symlinked mark"])  # fmt: skip
+def test_a_users_things_with_kit_like_names_beside_the_data_survive_every_command(env, tmp_path, kind):
+    """kit removes only what it made (its mark inside, no symlink followed): a user's backup named like kit's scratch
+    folders survives `kit download`, `kit report` and the next install's cleanup, and nothing is written into a
+    symlink's target."""
+    dest = Path(env["KIT_DATA_DIR"])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "precious.txt").write_text("mine")
+    made = []
+    for name in KIT_LIKE:
+        path = dest.parent / name
+        if kind.startswith("folder"):
+            path.mkdir()
+            (path / "precious.txt").write_text("mine")
+            if kind == "folder with a fake lock":
+                (path / data.IN_USE).write_text("")
+            if kind == "folder with a symlinked mark":
+                (target / "mark").write_text(data.MARK_TEXT)
+                (path / data.MARK).symlink_to(target / "mark")
+        elif kind == "file":
+            path.write_text("mine")
+        else:
+            path.symlink_to(target if kind == "symlink to a folder" else target / "precious.txt")
+        made.append(path)
+    for command in (["download", "--sample"], ["download", "--sample", "--force"], ["report"], ["runs"]):
+        kit_here(command, env)
+    data.recover(dest)
+    for path in made:
+        assert path.is_symlink() or path.exists(), path
+        if path.is_dir() and not path.is_symlink():
+            assert (path / "precious.txt").read_text() == "mine"
+    assert sorted(p.name for p in target.iterdir()) == sorted(["precious.txt", *(["mark"] if "mark" in kind else [])])

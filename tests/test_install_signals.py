@@ -103,13 +103,15 @@ def test_recover_puts_back_data_a_kill_left_aside(tmp_path, sources):
     """SIGKILL between the two renames: nothing in kit runs, so the next command moves the old data back."""
     dest = tmp_path / "digit-recognizer"
     data.install_folder(_copy(sources[0], tmp_path, "first"), dest, "zip")
-    aside = tmp_path / f".{dest.name}.old-abc123"
+    aside = tmp_path / f".{dest.name}.old-abc123"  # as the swap makes it: kit's mark inside
     aside.mkdir()
+    data._mark(aside)
     os.replace(dest, aside / dest.name)
     data.recover(dest)
     assert data.read_meta(dest) is not None and not aside.exists()
     # an aside copy of data that was since replaced is removed, and the installed data stays
     aside.mkdir()
+    data._mark(aside)
     (aside / dest.name).mkdir()
     data.recover(dest)
     assert data.read_meta(dest) is not None and not aside.exists()

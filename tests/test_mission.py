@@ -49,7 +49,7 @@ def test_download_train_submit_and_keep_score(env, competition):
         assert "public score" in submitted.stdout
         [row] = ledger.rows()
         assert row["run_id"] == "mission" and row["status"] == "complete" and float(row["public_score"]) > 0
-        assert row["public_score"] in kit("leaderboard").stdout
+        assert f"{100 * float(row['public_score']):.3f} %" in kit("leaderboard").stdout
         assert "mission" in kit("runs").stdout
         kit("report", "mission")
         assert (Path(env["KIT_RUNS_DIR"]) / "mission" / "report" / "index.html").is_file()

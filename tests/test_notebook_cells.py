@@ -5,7 +5,8 @@ A cell line starting with `!` runs in bash, as a notebook runs it; the others ar
 for the notebook's world, and nothing else:
 - `/kaggle/...` and `/content` are folders under the test's tmp_path; the attached competition is a 28,000-row
   test set under the stand-in /kaggle/input;
-- `git clone URL DEST` copies this checkout to DEST (the same files a clone brings);
+- the one line a user changes, `KIT = "..."`, points at a git repository of this checkout's files (`git clone`
+  then runs for real);
 - `kit train --folds 5` and `kit.train(folds=5)` train the seed net for one epoch (the cells' other words
   unchanged);
 - the internet is the fake Kaggle (its proxy settings), and Kaggle's `kaggle_secrets` answers with its credentials.
@@ -27,7 +28,7 @@ import numpy as np
 import pytest
 
 from kit import data, submission
-from tests.conftest import ROOT
+from tests.conftest import KIT_URL, ROOT, snapshot_repo
 from tests.fake_kaggle import FakeKaggle, zip_of
 
 pytestmark = [
@@ -44,12 +45,6 @@ def cells(name: str) -> list[str]:
     found = re.search(rf"<!-- cells: {name} -->\s*```python\n(.*?)```", text, re.S)
     assert found, f"README.md has no '<!-- cells: {name} -->' block"
     return [line for line in found.group(1).splitlines() if line.strip()]
-
-
-def _copy_checkout(dest: Path) -> None:
-    skip = shutil.ignore_patterns(".git", ".venv*", "runs", "data", "submissions", "__pycache__", "*.egg-info",
-                                  ".pytest_cache", ".ruff_cache", ".ci-*")  # fmt: skip
-    shutil.copytree(ROOT, dest, ignore=skip)
 
 
 def run_cells(lines: list[str], cwd: Path, env: dict[str, str], world: dict[str, str]) -> list[tuple[str, str]]:
@@ -69,12 +64,8 @@ def run_cells(lines: list[str], cwd: Path, env: dict[str, str], world: dict[str,
                 exec(line.replace(API_TRAIN, f'kit.train("seed", {API_TRAIN[10:-1]}, epochs=1)'), namespace)  # noqa: S102
                 continue
             command = line[1:].split("  #")[0].strip()
-            clone = re.match(r"git clone \S+(?: ([^&\s]\S*))?(.*)$", command)
-            if clone:  # the same files a clone brings
-                _copy_checkout(Path(clone.group(1) or "kit").resolve())
-                command = clone.group(2).strip().removeprefix("&&").strip()
-                if not command:
-                    continue
+            # `{NAME}`: the notebook's Python variable, as IPython expands it in a `!` line
+            command = re.sub(r"\{(\w+)\}", lambda m: str(namespace.get(m[1], m[0])), command)
             command = command.replace(TRAIN, f"{TRAIN} --epochs 1 --model seed")
             done = subprocess.run(["bash", "-c", command], env=dict(os.environ), capture_output=True, text=True,
                                   timeout=900)  # fmt: skip
@@ -146,11 +137,13 @@ def test_the_kaggle_notebook_cells_end_in_a_scored_submission(tmp_path, competit
         module.UserSecretsClient = lambda: types.SimpleNamespace(get_secret=secrets.__getitem__)
         monkeypatch.setitem(sys.modules, "kaggle_secrets", module)
         before = _packages()
-        ran = run_cells(cells("kaggle"), kaggle / "working", env, {"/kaggle/": f"{kaggle}/"})
+        source = snapshot_repo(tmp_path / "source")
+        ran = run_cells(cells("kaggle"), kaggle / "working", env, {"/kaggle/": f"{kaggle}/", KIT_URL: str(source)})
         assert _packages() == before, "the install cell changed the notebook's packages"
         said = dict(ran)
         row = _scored(kaggle / "working" / "submissions")
-        assert row["status"] == "complete" and row["public_score"] and row["public_score"] in said["kit leaderboard"]
+        shown = f"{100 * float(row['public_score']):.3f} %"  # as kit shows CV and scores
+        assert row["status"] == "complete" and row["public_score"] and shown in said["kit leaderboard"]
         [run] = list((kaggle / "working" / "runs").iterdir())
         assert (run / "report" / "index.html").is_file() and len(fake.submissions) == 1
     finally:
@@ -166,7 +159,9 @@ def test_the_colab_cells_end_in_a_scored_submission(tmp_path, competition):
         content.mkdir()
         (content / "kaggle.json").write_text(json.dumps({"username": fake.username, "key": fake.key}))
         before = _packages()
-        ran = run_cells(cells("colab"), content, _notebook_env(tmp_path, fake), {"/content/": f"{content}/"})
+        source = snapshot_repo(tmp_path / "source")
+        world = {"/content/": f"{content}/", KIT_URL: str(source)}
+        ran = run_cells(cells("colab"), content, _notebook_env(tmp_path, fake), world)
         assert _packages() == before, "the install cell changed the notebook's packages"
         assert "public score" in ran[-1][1], ran[-1][1]
         row = _scored(content / "kit" / "submissions")

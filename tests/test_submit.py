@@ -75,7 +75,8 @@ def test_good_submission_prints_the_score_and_logs_one_row(env, installed, fake_
     assert methods[2] == "CreateSubmission" and set(methods[3:]) == {"GetSubmission"}
     assert any(c.startswith("PUT ") for c in fake_kaggle.calls)
     table = _kit(["leaderboard"], env, fake_kaggle)
-    assert table.returncode == 0 and expected in table.stdout and "first try" in table.stdout
+    shown = f"{100 * float(expected):.3f} %"  # the table shows scores as it shows CV: a percentage
+    assert table.returncode == 0 and shown in table.stdout and "first try" in table.stdout
     as_csv = _kit(["leaderboard", "--csv"], env, fake_kaggle)
     assert as_csv.stdout.splitlines()[0].startswith("id,utc_time,run_id") and expected in as_csv.stdout
 
@@ -211,7 +212,7 @@ def test_latest_run_is_the_default_and_names_itself(env, installed, fake_kaggle,
     row = ledger.rows()[0]
     assert row["run_id"] == run.name and row["cv_accuracy"] == "0.99610" and row["public_score"] == "1.00000"
     table = _kit(["leaderboard"], env, fake_kaggle)
-    assert "+0.00390" in table.stdout  # LB - CV
+    assert "+0.390" in table.stdout  # LB - CV, in percentage points
 
 
 @pytest.mark.parametrize("fcntl", ["available", "blocked"])

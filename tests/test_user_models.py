@@ -61,6 +61,9 @@ def boom(recipe):
     raise RuntimeError("my bug")
 def number(recipe):
     return 3
+def leaves(recipe):
+    import sys
+    sys.exit(3)
 """
 
 
@@ -75,11 +78,14 @@ def number(recipe):
         ("bad.py:missing", "bad.py:missing: bad.py has no function 'missing'."),
         ("broken.py:build", "broken.py:build: broken.py does not import (ModuleNotFoundError: No module named 'nope')"),
         ("absent.py:build", "absent.py:build: there is no file"),
+        ("bad.py:leaves", "bad.py:leaves: bad.py called sys.exit(3) while kit was building the model; a model file"),
+        ("exits.py:build", "exits.py:build: exits.py called sys.exit(0) while kit was importing it; a model file"),
     ],
 )
 def test_a_model_that_cannot_train_is_one_line_before_any_training(env, sample, tmp_path, spec, message):
     (tmp_path / "bad.py").write_text(BAD)
     (tmp_path / "broken.py").write_text("import nope\n")
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\n")  # 0 would look like success; 3 is kit's own
     result = kit_here(["train", "--model", str(tmp_path / spec), "--epochs", "1", "--limit", "200"], env)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
@@ -140,3 +146,33 @@ def test_your_model_with_a_custom_layer_through_every_local_path(env, sample, ne
     assert (mix / "nets.py").is_file() and set(runs.load_metrics(mix)["families"]) == {"kitnet", "mine"}
     assert kit_here(["predict", "mix"], env).returncode == 0
     assert json.loads((mix / "metrics.json").read_text())["members"] == 4
+
+
+DIVERGES = """
+import keras
+from keras import layers
+
+
+class Explode(layers.Layer):
+    def call(self, x, training=None):
+        return x + float("nan") if training else x  # NaN while it trains: the loss goes NaN
+
+
+def build(recipe):
+    return keras.Sequential([layers.Flatten(), Explode(), layers.Dense(10, activation="softmax")])
+"""
+
+
+@pytest.mark.slow
+def test_a_model_that_diverges_says_so_and_is_trained_again_next_time(env, sample, tmp_path):
+    """Its loss goes NaN: one line saying it diverged (not 'damaged'), nothing saved, and the next command trains the
+    member again instead of taking it for done."""
+    (tmp_path / "nan.py").write_text(DIVERGES)
+    spec = str(tmp_path / "nan.py") + ":build"
+    args = ["train", "--model", spec, "--epochs", "1", "--limit", "200", "--run-id", "nan", "--jobs", "1"]
+    first = kit_here(args, env)
+    said = first.stdout + first.stderr
+    assert first.returncode == 2 and "Training diverged at epoch 1" in said and "damaged" not in said, said
+    assert not runs.member_done(runs.runs_dir() / "nan", 0)
+    again = kit_here(args, env)
+    assert "Training diverged at epoch 1" in again.stdout + again.stderr
