@@ -213,7 +213,8 @@ def call(fn: Callable[..., T], what: str, *args: Any, not_found: Any = KaggleErr
     Kaggle answers 403 for what the caller cannot see, whether it exists or not."""
     import requests
 
-    deadline = time.monotonic() + RATE_LIMIT_WAIT_S
+    started = time.monotonic()
+    deadline = started + RATE_LIMIT_WAIT_S
 
     def once(*a: Any, **kw: Any) -> T:
         try:
@@ -229,7 +230,7 @@ def call(fn: Callable[..., T], what: str, *args: Any, not_found: Any = KaggleErr
                     log.warning(f"Kaggle asked kit to slow down (429) while trying to {what}; waiting "
                                 f"{f'{delay:.0f} s, as it asked' if delay is not None else 'a little'}.")  # fmt: skip
                     raise  # the client's retry loop waits and asks again
-                raise _rate_limited(what, delay) from None
+                raise _rate_limited(what, delay, time.monotonic() - started) from None
             raise _http_error(exc, what) from None
         except requests.JSONDecodeError:  # a 200 that is not Kaggle's API: a proxy's, a captive portal's page
             raise _not_json(what) from None
@@ -246,7 +247,7 @@ def call(fn: Callable[..., T], what: str, *args: Any, not_found: Any = KaggleErr
         with _quiet(), contextlib.redirect_stderr(io.StringIO()):
             return client_api.with_retry(lambda: once(*args, **kwargs))()  # kaggle 2.0.2's passes no kwargs
     except requests.HTTPError as exc:  # the client's retries ran out, still 429
-        raise _rate_limited(what, _retry_after(exc.response)) from None
+        raise _rate_limited(what, _retry_after(exc.response), time.monotonic() - started) from None
 
 
 def _not_json(what: str) -> KaggleError:
@@ -262,19 +263,30 @@ def _retry_after(response: Any) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)  # delta-seconds
     except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()  # an HTTP date
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return min(max(0.0, seconds), RETRY_AFTER_MAX_S) if math.isfinite(seconds) else None
 
 
-def _rate_limited(what: str, delay: float | None) -> QuotaError:
-    later = f"in {delay / 60:.0f} minutes" if delay is not None and delay >= 90 else "in a few minutes"
-    return QuotaError(f"Kaggle is rate-limiting you (429) when trying to {what} and kit stopped waiting after "
-                      f"{RATE_LIMIT_WAIT_S:.0f} s; try again {later}.")  # fmt: skip
+RETRY_AFTER_MAX_S = 86_400.0  # a Retry-After past a day (or infinite) is read as "tomorrow"
+
+
+def _rate_limited(what: str, delay: float | None, waited: float) -> QuotaError:
+    """Kaggle still says 429 after kit waited `waited` seconds (measured) as it asked: when to try again."""
+    if delay is None or delay < 90:
+        later = "in a few minutes"
+    elif delay >= RETRY_AFTER_MAX_S:
+        later = "tomorrow"
+    elif delay >= 2 * 3600:
+        later = f"in {delay / 3600:.0f} hours"
+    else:
+        later = f"in {delay / 60:.0f} minutes"
+    return QuotaError(f"Kaggle is rate-limiting you (429) when trying to {what}; kit waited {waited:.0f} s as it "
+                      f"asked and stopped: try again {later}.")  # fmt: skip
 
 
 def _http_error(exc: Any, what: str) -> Exception:
@@ -295,7 +307,7 @@ def _http_error(exc: Any, what: str) -> Exception:
             "whether your kaggle package is up to date."
         )
     if status == 429:
-        return _rate_limited(what, _retry_after(exc.response))
+        return _rate_limited(what, _retry_after(exc.response), 0.0)
     kind = KaggleUnavailable if status >= 500 else KaggleError
     return kind(f"Kaggle could not {what} (HTTP {status}: {detail[:200]}); try again later.")
 
@@ -486,9 +498,12 @@ def poll(ask: Callable[[], T], ended: Callable[[T], bool], timeout: float | None
         answer = ask()
         if on_poll is not None:
             on_poll(answer)
-        if ended(answer) or (deadline is not None and time.monotonic() + delay > deadline):
+        if ended(answer):
             return answer
-        time.sleep(delay)
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return answer
+        time.sleep(delay if left is None else min(delay, left))  # the last ask at the deadline, not before it
         delay = min(POLL_MAX_S, delay * 1.5)
 
 

@@ -12,6 +12,7 @@ import csv
 import errno
 import io
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,12 +128,21 @@ def _sent(rows: list[dict[str, str]], sha256: str) -> list[dict[str, str]]:
     return [r for r in rows if r["sha256"] == sha256 and r["status"] != "failed"]
 
 
-def merge_remote(remote: list[dict[str, Any]]) -> tuple[int, int]:
+UNLISTED_S = 600.0  # a row sent this long ago that Kaggle's list does not hold never reached Kaggle
+
+
+def merge_remote(remote: list[dict[str, Any]], now: float | None = None) -> tuple[int, int]:
     """Fold Kaggle's list of submissions into the log: fill in rows matched by ref (or, for a row whose ref
-    was never learnt, by message), add the ones made outside kit. Returns (updated, added)."""
+    was never learnt, by message), add the ones made outside kit. A pending row without a ref that the list does
+    not hold UNLISTED_S after it was sent never reached Kaggle (its upload broke before the submission was made): it
+    is marked failed, so it blocks no re-submit. Returns (updated, added)."""
+    import datetime
+
     updated = added = 0
+    now = time.time() if now is None else now
     with _locked() as target:
         current = _read(target)
+        unsettled = [r for r in current if not r["ref"] and r["status"] == "pending"]
         by_ref = {r["ref"]: r for r in current if r["ref"]}
         for item in sorted(remote, key=lambda s: s["ref"]):
             fields = _clean({k: item.get(k) for k in ("status", "public_score", "private_score", "error")})
@@ -150,6 +160,14 @@ def merge_remote(remote: list[dict[str, Any]]) -> tuple[int, int]:
                 current.append(row)
                 added += 1
             by_ref[row["ref"]] = row
+        for row in unsettled:
+            try:
+                sent = datetime.datetime.fromisoformat(row["utc_time"].replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+            if not row["ref"] and now - sent > UNLISTED_S:
+                row.update(status="failed", error="never reached Kaggle: not in its list of your submissions")
+                updated += 1
         _write(target, current)
     return updated, added
 

@@ -138,6 +138,8 @@ def write_report(run_dir: Path, comp: Competition) -> Report:
     from sklearn.metrics import precision_recall_fscore_support
 
     rows, y_true, probs = oof_predictions(run_dir, comp)
+    metrics = runs.load_metrics(run_dir) or {}
+    blend = runs.blend_summary(metrics, run_dir / "metrics.json")  # checked before anything is drawn
     y_pred = probs.argmax(1)
     folder = run_dir / "report"
     folder.mkdir(exist_ok=True)
@@ -155,8 +157,6 @@ def write_report(run_dir: Path, comp: Competition) -> Report:
     per_class = [(d, float(precision[d]), float(recall[d]), int(support[d])) for d in range(10)]
     off = [(i, j, int(counts[i, j])) for i in range(10) for j in range(10) if i != j and counts[i, j] > 0]
     confused = sorted(off, key=lambda t: -t[2])[:5]
-    metrics = runs.load_metrics(run_dir) or {}
-    blend = {k: metrics[k] for k in ("families", "blend", "overlap")} if "families" in metrics else None
     found = Report(folder, pictures, len(rows), float((y_pred == y_true).mean()), per_class, confused, blend)
     logged = ledger.rows()
     points, _ = ledger.cv_and_lb(logged)

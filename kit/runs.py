@@ -354,6 +354,26 @@ def checked_metrics(path: Path, value: Any) -> Any:
     return value
 
 
+def blend_summary(metrics: dict[str, Any], path: Path | None = None) -> dict[str, Any] | None:
+    """A blend run's families, weights and shared errors from its metrics.json ({"families", "blend", "overlap"}),
+    the one reading of them: None where there are none (no families, or an empty table as some kit wrote); a summary
+    that names families without their weights or errors is a RunError naming the file."""
+    families = metrics.get("families")
+    if not families:
+        return None
+    blend, overlap = metrics.get("blend"), metrics.get("overlap")
+    names = list(families) if isinstance(families, dict) else []
+    whole = (isinstance(blend, dict) and isinstance(overlap, dict) and isinstance(blend.get("weights"), dict)
+             and isinstance(overlap.get("errors"), dict) and isinstance(overlap.get("pairs"), dict))  # fmt: skip
+    whole = whole and all(isinstance(families[n], dict) and n in blend["weights"] and n in overlap["errors"]
+                          for n in names)  # fmt: skip
+    if not names or not whole:
+        where = path or "the run's metrics.json"
+        raise RunError(f"{where} is damaged (its blend's families, weights or errors are incomplete); delete the run "
+                       "and train it again.")  # fmt: skip
+    return {"families": families, "blend": blend, "overlap": overlap}
+
+
 def _number(value: Any, whole: bool = False) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and (not whole or isinstance(value, int))
 

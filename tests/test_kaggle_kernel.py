@@ -299,9 +299,9 @@ def test_the_kernels_options_are_spelled_as_kit_train_parses_them():
 
     train = next(c for c in typer.main.get_command(app).commands.values() if c.name == "train")
     for on in (True, False):
-        given = {"limit": 500, "jobs": 2, "mirrored": True if on else None}
+        given = {"limit": 500, "jobs": 2, "mirrored": True if on else None, "predict": None if on else False}
         parsed = train.make_context("train", kaggle_kernel.command_line(given)).params
-        assert {name: parsed[name] for name in kaggle_kernel.FLAGS} == {**given, "mirrored": on}
+        assert {name: parsed[name] for name in kaggle_kernel.FLAGS} == {**given, "mirrored": on, "predict": on}
 
 
 def test_the_kernel_script_runs_kit_in_its_work_folder_and_packs_the_run(tmp_path, monkeypatch):

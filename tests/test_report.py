@@ -268,3 +268,25 @@ def test_an_array_of_the_wrong_shape_is_named_never_used(made, name, array, comm
         result = kit_here(command, env)
         assert result.returncode == 8, (command, result.stdout[-500:], result.stderr[-1500:])
         assert name in result.stderr and "damaged" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("families", "code", "needle"),
+    [
+        ({}, 0, "report page"),  # an empty table, as some kit wrote: no blend, and the report is drawn
+        ({"kitnet": {"cv_accuracy": 0.9}, "m3": {"cv_accuracy": 0.9}}, 8, "its blend's families, weights or errors"),
+    ],
+)
+def test_report_reads_a_blend_summary_it_did_not_write_or_says_it_is_damaged(made, families, code, needle):
+    import shutil
+
+    env, run = made
+    odd = Path(env["KIT_RUNS_DIR"]) / f"r1-families-{len(families)}"
+    shutil.copytree(run, odd, dirs_exist_ok=True)
+    config = json.loads((odd / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps({**config, "run_id": odd.name}))
+    metrics = json.loads((odd / "metrics.json").read_text())
+    (odd / "metrics.json").write_text(json.dumps({**metrics, "families": families}))
+    result = kit_here(["report", odd.name], env)
+    assert result.returncode == code and needle in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr

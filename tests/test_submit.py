@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -546,3 +547,63 @@ def test_a_server_error_while_kit_waits_for_the_score_is_asked_again(env, instal
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"public score {expected}" in result.stdout and "asking again" in result.stderr
     assert [r["status"] for r in ledger.rows()] == ["complete"]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("120", 120.0), ("-5", 0.0), ("1e12", 86_400.0), ("inf", None), ("nan", None), ("soon", None), ("", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)  # fmt: skip
+def test_retry_after_is_read_in_every_form_http_allows_and_bounded(header, seconds):
+    from types import SimpleNamespace
+
+    from kit import kaggle_api
+
+    response = SimpleNamespace(headers={"Retry-After": header})
+    assert kaggle_api._retry_after(response) == seconds
+    said = str(kaggle_api._rate_limited("submit", seconds, 12.4))
+    assert "kit waited 12 s as it asked" in said and "inf" not in said and "16666667" not in said
+
+
+def test_a_429_on_every_call_says_how_long_kit_really_waited(env, installed, fake_kaggle, tmp_path):
+    fake_kaggle.throttle = {"StartSubmissionUpload": 10_000}  # Retry-After: 1, every time
+    path, _ = _good(tmp_path, fake_kaggle)
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert result.returncode == 7, result.stdout + result.stderr
+    waited = int(re.search(r"kit waited (\d+) s as it asked", result.stderr).group(1))
+    assert waited < 300 and "after 300 s" not in result.stderr  # the client's retries ran out first: said as it was
+
+
+def test_the_score_wait_asks_last_at_its_timeout_to_the_second(monkeypatch):
+    from kit import kaggle_api
+
+    now = [0.0]
+    monkeypatch.setattr(kaggle_api.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(kaggle_api.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    asked = []
+    kaggle_api.poll(lambda: asked.append(now[0]) or "pending", lambda a: False, timeout=60.0)
+    assert asked[-1] == 60.0 and asked[0] == 0.0  # a score that arrives at 59 s is seen, not missed at 42 s
+
+
+@pytest.mark.parametrize(("minutes_ago", "sent"), [(20, True), (1, False)])
+def test_a_send_that_never_reached_kaggle_blocks_no_resubmit(env, installed, fake_kaggle, tmp_path, minutes_ago, sent):
+    """An upload that broke before Kaggle made the submission left a pending row without a ref. The next `kit submit`
+    of the file asks Kaggle's list: not there long after it was sent, it never arrived (failed, and the file goes);
+    sent a minute ago, Kaggle may not list it yet, and kit says so instead of 'already submitted'."""
+    import datetime
+    import hashlib
+
+    path, expected = _good(tmp_path, fake_kaggle)
+    row = log_row(sha256=hashlib.sha256(path.read_bytes()).hexdigest(), file=str(path), message="lost",
+                  status="pending", error="connection lost during upload")  # fmt: skip
+    when = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=minutes_ago)
+    ledger.update(row, utc_time=when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    rows = {r["id"]: r for r in ledger.rows()}
+    if sent:
+        assert result.returncode == 0 and f"public score {expected}" in result.stdout, result.stdout + result.stderr
+        assert rows[row]["status"] == "failed" and "never reached Kaggle" in rows[row]["error"]
+        assert len(fake_kaggle.submissions) == 1
+    else:
+        assert result.returncode == 7 and "Kaggle does not list it yet" in result.stderr, result.stderr
+        assert rows[row]["status"] == "pending" and fake_kaggle.submissions == []

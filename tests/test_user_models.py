@@ -114,8 +114,7 @@ def test_your_model_with_a_custom_layer_through_every_local_path(env, sample, ne
     assert [np.load(run / f"fold{k}" / "val_probs.npy").shape for k in (0, 1)] == [(150, 10), (150, 10)]
 
     listed = kit_here(["runs", "--recipe", "own"], env)
-    assert listed.returncode == 0 and 'model = "nets.py:build"' in listed.stdout
-    assert f"(beside nets.py: the run's copy is in {run})" in listed.stdout.splitlines()[0]
+    assert listed.returncode == 0 and f'model = "{(run / "nets.py").resolve()}:build"' in listed.stdout  # the copy
 
     # another checkout: the run's folder alone, the user's file gone; the custom layer loads from the run's copy
     other = {**env, "KIT_RUNS_DIR": str(tmp_path / "elsewhere" / "runs")}
