@@ -83,18 +83,37 @@ def client_config_dir() -> Path:
 
 def find_credentials() -> str | None:
     """Where the Kaggle client will find credentials (a short description), or None. Never imports kaggle."""
+    home = Path.home() / ".kaggle"
+    tokens = [home / "access_token", home / "access_token.txt", home / "credentials.json"]
+    jsons = [folder / "kaggle.json" for folder in _config_dirs()]
+    there = {path: _credential_file(path) for path in [*tokens, *jsons]}  # every file checked: the client reads
+    # them whichever source wins (a pipe among them would hang it, /dev/zero fill the memory)
     if os.environ.get("KAGGLE_API_TOKEN"):
         return "KAGGLE_API_TOKEN"
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
         return "KAGGLE_USERNAME/KAGGLE_KEY"
-    home = Path.home() / ".kaggle"
-    for token in (home / "access_token", home / "access_token.txt", home / "credentials.json"):
-        if _credential_file(token) and token.read_text(errors="replace").strip():
+    for token in tokens:
+        if there[token] and token.read_text(errors="replace").strip():
             return str(token)
-    for folder in _config_dirs():
-        if _credential_file(folder / "kaggle.json"):
-            return str(folder / "kaggle.json")
-    return None
+    return next((str(path) for path in jsons if there[path]), None)
+
+
+def _sendable(source: str) -> None:
+    """Credentials travel in HTTP headers, which hold Latin-1 only: a character past it (a pasted curly quote, say)
+    is one line naming where it is, before any request, not a puzzle about Kaggle's answer."""
+    values = {name: os.environ.get(name, "") for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")}
+    if source.endswith(".json") or "access_token" in source:
+        try:
+            text = Path(source).read_text(encoding="utf-8", errors="strict")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        values = {source: text}
+    for where, value in values.items():
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise CredentialsError(f"{where} holds {value[exc.start]!r}, a character HTTP cannot send; copy the "
+                                   f"token from {TOKEN_URL} again, as plain text.") from None  # fmt: skip
 
 
 MAX_CREDENTIALS = 64 << 10  # bytes: a token file is well under 1 KB
@@ -187,6 +206,7 @@ def client() -> Any:
         raise CredentialsError(CREDENTIALS_HELP)
     if source.endswith("kaggle.json"):
         check_kaggle_json(Path(source))
+    _sendable(source)
     with contextlib.suppress(OSError):  # made here, race-free; where it cannot be, the client says why
         client_config_dir().mkdir(parents=True, exist_ok=True)
     with _quiet():
@@ -200,8 +220,9 @@ def client() -> Any:
         if not getattr(api, "_authenticated", False):
             try:
                 call(api.authenticate, "authenticate")
-            except SystemExit:
-                raise CredentialsError(CREDENTIALS_HELP) from None
+            except SystemExit:  # the client's own exit: found none it could use, or (a token) was refused
+                raise _rejected("authenticate") if source == "KAGGLE_API_TOKEN" else CredentialsError(
+                    CREDENTIALS_HELP) from None  # fmt: skip
     return api
 
 
@@ -437,7 +458,8 @@ def upload(api: Any, csv_path: Path, message: str) -> int | None:
     """Upload a submission file and create the submission; returns Kaggle's submission ref, or None when Kaggle
     created it without saying its ref (`kit leaderboard --sync` matches it by its message)."""
     try:
-        response = call(api.competition_submit, "submit", str(csv_path), message, COMPETITION, quiet=True)
+        with _told_retries():
+            response = call(api.competition_submit, "submit", str(csv_path), message, COMPETITION, quiet=True)
     except OfflineError:
         raise OfflineError(
             "The connection to Kaggle broke while submitting, so the submission may have been created: run "
@@ -454,6 +476,38 @@ def upload(api: Any, csv_path: Path, message: str) -> int | None:
         return None
     raise KaggleError(f"Kaggle did not accept the upload ({_excerpt(said, 200) if said else 'no reason given'}); "
                       "try again later.")  # fmt: skip
+
+
+UPLOAD_RETRIES = 3  # the kaggle client retries a broken blob upload 10 times, silently (about 6 minutes)
+
+
+@contextlib.contextmanager
+def _told_retries() -> Iterator[None]:
+    """The kaggle client's own retries of a broken file upload (urllib3's Retry, inside the client), bounded to
+    UPLOAD_RETRIES and each said as a note, for the block."""
+    module = sys.modules.get("kaggle.api.kaggle_api_extended")
+    original = getattr(module, "Retry", None)
+    if original is None:
+        yield
+        return
+
+    class Told(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if isinstance(kwargs.get("total"), int):
+                kwargs["total"] = min(kwargs["total"], UPLOAD_RETRIES)
+            super().__init__(*args, **kwargs)
+
+        def increment(self, *args: Any, **kwargs: Any) -> Any:
+            retry = super().increment(*args, **kwargs)  # raises once the retries are spent
+            tried = UPLOAD_RETRIES - retry.total if isinstance(retry.total, int) else "?"
+            log.warning(f"The upload to Kaggle broke off; the kaggle client tries again ({tried} of {UPLOAD_RETRIES}).")
+            return retry
+
+    module.Retry = Told
+    try:
+        yield
+    finally:
+        module.Retry = original
 
 
 def get_submission(api: Any, ref: int) -> dict[str, Any] | None:

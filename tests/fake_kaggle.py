@@ -70,6 +70,7 @@ class FakeKaggle:
         self.create_reply: dict | None = None  # CreateSubmission's reply instead of the real one (it still creates)
         self.html: set[str] = set()  # methods that answer 200 with an HTML page (a proxy's, a sign-in page)
         self.fail_uploads = False  # the blob PUT of a submission's file fails
+        self.drop_uploads = 0  # this many blob PUTs lose their connection without an answer (the client retries)
         self.silent: set[str] = set()  # methods that never answer (the connection stays open, for up to 60 s)
         self.unavailable: dict[str, int] = {}  # method -> answer 500 (a server error) this many times first
         # kernels
@@ -271,6 +272,12 @@ class FakeKaggle:
 
             def do_PUT(self):
                 if self._drop():
+                    return
+                if fake.drop_uploads > 0:  # the connection goes mid-upload
+                    fake.drop_uploads -= 1
+                    fake.calls.append("PUT dropped")
+                    self.close_connection = True
+                    self.connection.shutdown(2)
                     return
                 path = urlsplit(self.path).path
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -424,18 +424,30 @@ def test_a_pixel_too_long_for_any_number_is_one_line_without_a_pandas_warning(tm
     ],
     ids=["folder", "fifo", "huge", "dev-zero"],
 )
-def test_a_kaggle_json_that_is_no_token_file_is_one_line_and_never_read(env, make, needle):
-    """Before: a folder was "no credentials found", a pipe hung kit, /dev/zero took 7.7 GB."""
-    from pathlib import Path
-
+@pytest.mark.parametrize("keys", ["none", "in the environment"])
+def test_a_kaggle_json_that_is_no_token_file_is_one_line_and_never_read(env, make, needle, keys, monkeypatch):
+    """Before: a folder was "no credentials found", a pipe hung kit, /dev/zero took 7.7 GB; and with
+    KAGGLE_USERNAME/KAGGLE_KEY set, the client read the file all the same."""
     from kit import kaggle_api
     from kit.errors import CredentialsError
 
     folder = Path(env["HOME"]) / ".kaggle"
     folder.mkdir()
     make(folder / "kaggle.json")
+    monkeypatch.setenv("HOME", env["HOME"])
+    if keys != "none":
+        monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+        monkeypatch.setenv("KAGGLE_KEY", "k" * 32)
     with pytest.raises(CredentialsError, match=re.escape(needle)):
         kaggle_api.find_credentials()
+
+
+def test_a_credential_http_cannot_send_is_one_line_before_any_request(env, fake_kaggle):
+    server = {**fake_kaggle.env(), "KAGGLE_KEY": "abc\u201cdef"}  # a pasted curly quote
+    result = run_kit(["download"], {**env, **server})
+    assert result.returncode == 3, result.stderr
+    assert "KAGGLE_KEY holds '\u201c', a character HTTP cannot send" in result.stderr
+    assert "Kaggle's answer" not in result.stderr and fake_kaggle.calls == []
 
 
 KIT_LIKE = (".digit-recognizer.old-mybackup", ".digit-recognizer.partial-thesis", ".digit-recognizer.old-",

@@ -607,3 +607,23 @@ def test_a_send_that_never_reached_kaggle_blocks_no_resubmit(env, installed, fak
     else:
         assert result.returncode == 7 and "Kaggle does not list it yet" in result.stderr, result.stderr
         assert rows[row]["status"] == "pending" and fake_kaggle.submissions == []
+
+
+@pytest.mark.parametrize("dropped", [1, 1_000])
+def test_a_broken_upload_is_retried_a_bounded_number_of_times_and_each_said(env, installed, fake_kaggle, tmp_path,
+                                                                               dropped):  # fmt: skip
+    """The kaggle client retries a broken file upload on its own (10 times, about 6 minutes, silently): kit bounds it
+    and each retry is a note on stderr; once the retries are spent nothing was submitted, and kit says so."""
+    import time
+
+    fake_kaggle.drop_uploads = dropped
+    path, expected = _good(tmp_path, fake_kaggle)
+    started = time.monotonic()
+    result = _kit(["submit", str(path)], env, fake_kaggle)
+    assert "note: The upload to Kaggle broke off; the kaggle client tries again (1 of 3)." in result.stderr
+    assert "Traceback" not in result.stderr
+    if dropped == 1:
+        assert result.returncode == 0 and f"public score {expected}" in result.stdout, result.stderr
+    else:
+        assert result.returncode == 5 and fake_kaggle.submissions == [], result.stdout + result.stderr
+        assert fake_kaggle.calls.count("PUT dropped") < 40 and time.monotonic() - started < 240
