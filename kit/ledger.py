@@ -136,8 +136,6 @@ def merge_remote(remote: list[dict[str, Any]], now: float | None = None) -> tupl
     was never learnt, by message), add the ones made outside kit. A pending row without a ref that the list does
     not hold UNLISTED_S after it was sent never reached Kaggle (its upload broke before the submission was made): it
     is marked failed, so it blocks no re-submit. Returns (updated, added)."""
-    import datetime
-
     updated = added = 0
     now = time.time() if now is None else now
     with _locked() as target:
@@ -161,15 +159,23 @@ def merge_remote(remote: list[dict[str, Any]], now: float | None = None) -> tupl
                 added += 1
             by_ref[row["ref"]] = row
         for row in unsettled:
-            try:
-                sent = datetime.datetime.fromisoformat(row["utc_time"].replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                continue
-            if not row["ref"] and now - sent > UNLISTED_S:
+            age = seconds_since(row, now)
+            if not row["ref"] and age is not None and age > UNLISTED_S:
                 row.update(status="failed", error="never reached Kaggle: not in its list of your submissions")
                 updated += 1
         _write(target, current)
     return updated, added
+
+
+def seconds_since(row: dict[str, str], now: float | None = None) -> float | None:
+    """How long ago the row was logged (None where its time is not kit's)."""
+    import datetime
+
+    try:
+        logged = datetime.datetime.fromisoformat(row["utc_time"].replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+    return (time.time() if now is None else now) - logged
 
 
 def _number(text: str) -> float | None:

@@ -76,10 +76,10 @@ def from_line(line: str) -> Progress | None:
         return None
 
 
-# What predicting one image-view costs, in images trained: a training step is a forward and a backward pass (and the
-# optimizer's), so one epoch's image costs about this many predicted ones (kitnet on 2 CPU cores: 2,600 img/s trained,
-# 11,000 predicted).
-TRAIN_COST = 4.0
+# How many predicted image-views cost what one trained image does (a training step is a forward and a backward pass
+# and the optimizer's): kitnet on 2 CPU cores, float32, 458 img/s trained against 1,708 predicted (3.73x;
+# benchmarks/predict_cost.py).
+TRAIN_COST = 3.7
 
 
 class TimeLeft:

@@ -69,21 +69,28 @@ def check(target: Target, force: bool) -> None:
     28,000 test rows, whatever data is installed (a file made from the offline sample is refused here)."""
     submission.validate(target.path, submission.REAL_TEST_ROWS, consequence="nothing was uploaded")
     previous = ledger.find_sha(target.sha256)
-    if previous is not None and not force and not _unsettled(previous):  # unsettled: `submit` asks Kaggle first
+    if previous is not None and not force and not _stale(previous):  # stale: `submit` asks Kaggle's list first
         raise _duplicate(previous)
 
 
 def _unsettled(row: dict[str, str] | None) -> bool:
-    """A row whose upload broke before kit learnt whether Kaggle made the submission (pending, no ref)."""
+    """A row whose send kit never heard the end of (pending, no ref): in flight, or its upload broke off."""
     return row is not None and row["status"] == "pending" and not row["ref"]
+
+
+def _stale(row: dict[str, str] | None) -> bool:
+    """An unsettled row old enough that Kaggle's list says for sure whether the submission was made."""
+    age = ledger.seconds_since(row) if row is not None else None
+    return _unsettled(row) and age is not None and age > ledger.UNLISTED_S
 
 
 def _duplicate(previous: dict[str, str]) -> QuotaError:
     score = f", public score {previous['public_score']}" if previous["public_score"] else ""
-    if _unsettled(previous):  # still not in Kaggle's list, but sent too recently to say it never arrived
-        return QuotaError(f"This exact file was sent on {previous['utc_time']} and Kaggle does not list it yet; "
-                          f"`kit leaderboard --sync` in {ledger.UNLISTED_S / 60:.0f} minutes settles it (or --force "
-                          "spends a submission on it now).")  # fmt: skip
+    if _unsettled(previous):  # in flight, or its upload broke off too recently for Kaggle's list to tell
+        return QuotaError(f"This exact file was already submitted on {previous['utc_time']} (status pending: kit has "
+                          "not heard whether Kaggle made it); `kit leaderboard --sync` settles it from Kaggle's list "
+                          f"(a send not listed {ledger.UNLISTED_S / 60:.0f} minutes on never reached Kaggle and blocks "
+                          "nothing), or use --force to spend a submission on it now.")  # fmt: skip
     return QuotaError(
         f"This exact file was already submitted on {previous['utc_time']} (ref {previous['ref'] or '?'}, "
         f"status {previous['status']}{score}); use --force to spend a submission on it again."
@@ -110,7 +117,7 @@ def submit(
     cv = "" if target.cv_accuracy is None else f"{target.cv_accuracy:.5f}"
     fields = dict(run_id=target.run_id, file=str(target.path), message=target.message, cv_accuracy=cv)
     row, previous = ledger.claim(target.sha256, force, **fields, status="pending")
-    if row is None and _unsettled(previous):
+    if row is None and _stale(previous):
         sync()  # a send whose fate kit never learnt: Kaggle's list settles it (made, or never reached Kaggle)
         row, previous = ledger.claim(target.sha256, force, **fields, status="pending")
     if row is None:

@@ -87,6 +87,10 @@ def test_your_own_models_recipe_trains_again_from_another_folder_to_the_bit(env,
     assert again.returncode == 0, again.stderr
     for name in ("oof.npy", "test_probs.npy", "folds.npy"):
         assert (runs.runs_dir() / "own" / name).read_bytes() == (runs.runs_dir() / "again" / name).read_bytes(), name
+    # a finished run imports no model file: `kit train --run-id` of it only reports it
+    (runs.runs_dir() / "own" / "nets.py").write_text("raise SystemExit(7)\n")
+    finished = kit_here(["train", "--run-id", "own"], env)
+    assert finished.returncode == 0 and "CV (OOF)" in finished.stdout, finished.stderr
 
 
 def test_a_blend_recipe_files_family_values_win_over_its_top_level(tmp_path):

@@ -605,7 +605,7 @@ def test_a_send_that_never_reached_kaggle_blocks_no_resubmit(env, installed, fak
         assert rows[row]["status"] == "failed" and "never reached Kaggle" in rows[row]["error"]
         assert len(fake_kaggle.submissions) == 1
     else:
-        assert result.returncode == 7 and "Kaggle does not list it yet" in result.stderr, result.stderr
+        assert result.returncode == 7 and "kit has not heard whether Kaggle made it" in result.stderr, result.stderr
         assert rows[row]["status"] == "pending" and fake_kaggle.submissions == []
 
 
