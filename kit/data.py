@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -35,24 +36,52 @@ FILES = (TRAIN, TEST, SAMPLE_SUBMISSION)
 CACHE, META = "cache.npz", "kit.json"
 OLD = ".old-"  # `.<data folder>.old-*`: the previous data, aside while an install swaps in the new
 PARTIAL, IN_USE = ".partial-", ".in-use.lock"  # `.<data folder>.partial-*`: an install's scratch folder, and its lock
-MARK = ".kit-made"  # in every folder kit makes to remove later: the cleanup removes only folders that hold it
+MARK = ".kit-made"  # `<folder>.kit-made` beside every folder kit makes to remove later: the cleanup touches no other
 MARK_TEXT = "made by kit for an install; the next kit command removes it once no install uses it\n"
 
 
-def _mark(folder: Path) -> Path:
-    """`folder` (just made by kit) marked as kit's own, so the cleanup may remove it later."""
-    (folder / MARK).write_text(MARK_TEXT, encoding="utf-8")
-    return folder
+def _made(parent: Path, prefix: str) -> Path:
+    """A new folder's name under `parent`, its mark written beside it first: whatever stops kit from here on (a signal
+    before or after the folder is made, or part way through removing it), the next cleanup knows the folder is kit's.
+    The caller makes the folder (os.mkdir) and removes it with `_unmade`."""
+    for _ in range(100):
+        folder = parent / f"{prefix}{secrets.token_hex(4)}"
+        mark = folder.with_name(folder.name + MARK)
+        try:
+            with open(mark, "x", encoding="utf-8") as f:  # "x": never over another file of that name
+                f.write(MARK_TEXT)
+        except FileExistsError:
+            continue
+        if not folder.exists() and not folder.is_symlink():
+            return folder
+        mark.unlink()
+    raise FileExistsError(errno.EEXIST, "no free name", str(parent / prefix))
 
 
 def _kits(folder: Path) -> bool:
-    """Whether `folder` is one kit made: a real folder (no symlink followed) holding kit's mark as a plain file."""
-    mark = folder / MARK
+    """Whether `folder` is one kit made: its mark beside it, a plain file with kit's text (no symlink followed), and the
+    folder, if it is still there, a real folder."""
+    mark = folder.with_name(folder.name + MARK)
     try:
-        real = not folder.is_symlink() and folder.is_dir() and not mark.is_symlink() and mark.is_file()
-        return real and mark.stat().st_size == len(MARK_TEXT) and mark.read_text(encoding="utf-8") == MARK_TEXT
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or mark.is_symlink() or not mark.is_file():
+            return False
+        return mark.stat().st_size == len(MARK_TEXT) and mark.read_text(encoding="utf-8") == MARK_TEXT
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def _made_here(parent: Path, prefix: str) -> list[Path]:
+    """The folders under `parent` named `prefix`* that kit made (`_kits`), whether or not they are still there (a mark
+    alone is what a removal cut short after the folder went leaves)."""
+    names = {p.name.removesuffix(MARK) for p in parent.glob(f"{prefix}*")}
+    return [parent / name for name in sorted(names) if _kits(parent / name)]
+
+
+def _unmade(folder: Path) -> None:
+    """Remove a folder kit made, then its mark (last: a removal cut short is finished by the next cleanup)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if not folder.exists():
+        folder.with_name(folder.name + MARK).unlink(missing_ok=True)
 
 
 PIXELS = [f"pixel{i}" for i in range(784)]
@@ -251,7 +280,8 @@ def install_folder(src: Path, dest: Path, source: str) -> dict:
     old = None
     try:
         if dest.exists():
-            old = _mark(Path(tempfile.mkdtemp(prefix=f".{dest.name}{OLD}", dir=dest.parent)))
+            old = _made(dest.parent, f".{dest.name}{OLD}")
+            os.mkdir(old)
             os.replace(dest, old / dest.name)
         os.replace(src, dest)
     except BaseException as exc:
@@ -259,33 +289,36 @@ def install_folder(src: Path, dest: Path, source: str) -> dict:
             os.replace(old / dest.name, dest)  # put the previous data back
         if old is not None and dest.exists():  # the old data or the new is in place: the aside copy can go
             shutil.rmtree(old, ignore_errors=True)
+            _unmade(old)
         if isinstance(exc, OSError):
             raise _unwritable(dest, exc) from None
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+        _unmade(old)
     return meta
 
 
 def recover(dest: Path) -> None:
     """Finish a swap that was killed (`install_folder`): the previous data moved aside while `dest` is missing goes
     back; aside copies of data that `dest` has replaced are removed, and so are scratch folders no install holds.
-    Only folders kit made (`_kits`: its mark inside, no symlink) are touched: a user's folder of a kit-like name
+    Only folders kit made (`_kits`: its mark beside it, no symlink) are touched: a user's folder of a kit-like name
     beside the data, or a symlink, is never removed, followed or written into."""
     dest = Path(os.path.abspath(dest))
     with contextlib.suppress(OSError):
-        for aside in sorted(dest.parent.glob(f".{dest.name}{OLD}*")):
-            if not _kits(aside):
-                continue
+        for aside in _made_here(dest.parent, f".{dest.name}{OLD}"):
             previous = aside / dest.name
             if previous.is_dir() and not previous.is_symlink() and not dest.exists() and _is_kit_meta(previous / META):
                 os.replace(previous, dest)
-            shutil.rmtree(aside, ignore_errors=True)
-        for partial in sorted(dest.parent.glob(f".{dest.name}{PARTIAL}*")):  # a killed install's scratch folder
-            unused = locks.try_exclusive(partial / IN_USE) if _kits(partial) else None
+            _unmade(aside)
+        for partial in _made_here(dest.parent, f".{dest.name}{PARTIAL}"):  # a killed install's scratch folder
+            if not partial.exists():  # killed between its mark and its folder, or after its removal
+                _unmade(partial)
+                continue
+            unused = locks.try_exclusive(partial / IN_USE)
             if unused is not None:  # no install holds it: its process is gone
                 unused.release()
-                shutil.rmtree(partial, ignore_errors=True)
+                _unmade(partial)
 
 
 def _unwritable(dest: Path, exc: OSError) -> DataError:
@@ -301,7 +334,9 @@ def scratch_dir(dest: Path) -> Iterator[str]:
     dest = Path(os.path.abspath(dest))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = str(_mark(Path(tempfile.mkdtemp(prefix=f".{dest.name}{PARTIAL}", dir=dest.parent))))
+        folder = _made(dest.parent, f".{dest.name}{PARTIAL}")
+        folder.mkdir(mode=0o700)
+        tmp = str(folder)
         held = locks.try_exclusive(Path(tmp) / IN_USE)
     except OSError as exc:
         raise _unwritable(dest, exc) from None
@@ -310,7 +345,7 @@ def scratch_dir(dest: Path) -> Iterator[str]:
     finally:
         if held is not None:
             held.release()
-        shutil.rmtree(tmp, ignore_errors=True)
+        _unmade(Path(tmp))
 
 
 MAX_MEMBER = 512 << 20  # bytes: the competition's largest file (train.csv) is 73 MB; a zip bomb stops here

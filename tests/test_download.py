@@ -384,13 +384,13 @@ def test_the_scratch_folder_of_a_killed_install_goes_at_the_next_command_but_not
     from kit import locks
 
     dest = tmp_path / "digit-recognizer"
-    killed = tmp_path / ".digit-recognizer.partial-dead"  # as a killed install leaves it: kit's mark inside
+    killed = tmp_path / ".digit-recognizer.partial-dead"  # as a killed install leaves it: kit's mark beside it
     (killed / "data").mkdir(parents=True)
     (killed / "data" / "train.csv").write_bytes(b"x" * 1000)
-    data._mark(killed)
     in_use = tmp_path / ".digit-recognizer.partial-live"
     in_use.mkdir()
-    data._mark(in_use)
+    for folder in (killed, in_use):
+        folder.with_name(folder.name + data.MARK).write_text(data.MARK_TEXT)
     held = locks.try_exclusive(in_use / data.IN_USE)  # another install, still running
     try:
         data.recover(dest)
@@ -398,7 +398,7 @@ def test_the_scratch_folder_of_a_killed_install_goes_at_the_next_command_but_not
     finally:
         held.release()
     data.recover(dest)
-    assert not in_use.exists()
+    assert not in_use.exists() and sorted(p.name for p in tmp_path.iterdir()) == []  # marks gone with their folders
 
 
 def test_a_pixel_too_long_for_any_number_is_one_line_without_a_pandas_warning(tmp_path, tiny, recwarn):
@@ -475,7 +475,7 @@ def test_a_users_things_with_kit_like_names_beside_the_data_survive_every_comman
                 (path / data.IN_USE).write_text("")
             if kind == "folder with a symlinked mark":
                 (target / "mark").write_text(data.MARK_TEXT)
-                (path / data.MARK).symlink_to(target / "mark")
+                path.with_name(path.name + data.MARK).symlink_to(target / "mark")
         elif kind == "file":
             path.write_text("mine")
         else:

@@ -148,3 +148,37 @@ def test_a_saved_model_loads_with_plain_keras_after_import_kit(sample_run, order
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0 and "(None, 10)" in ran.stdout, ran.stderr[-2000:]
+
+
+_CTRL_C_ON = """
+import runpy, signal, sys
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.argv = ["kit", *sys.argv[1:]]
+runpy.run_module("kit", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_what_is_kept_and_the_resume_says_what_it_found(env, sample):
+    import signal
+
+    args = ["train", "--model", "seed", "--folds", "2", "--epochs", "1", "--limit", "300", "--jobs", "1", "--run-id",
+            "stop"]  # fmt: skip
+    training = subprocess.Popen([sys.executable, "-c", _CTRL_C_ON, *args], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    try:
+        for line in training.stdout:
+            if "fold 2/2 started" in line:  # fold 1 is saved
+                break
+        training.send_signal(signal.SIGINT)
+        _, stderr = training.communicate(timeout=120)
+    finally:
+        training.kill()
+    assert training.returncode == 130, stderr
+    assert "stopped: run stop keeps its 1/2 finished members; `kit train --run-id stop` resumes it." in stderr
+    resumed = kit_here(["train", "--run-id", "stop"], env)  # jobs left to kit: it plans for what is left
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming 1/2 members done (fold 0); training the other 1" in resumed.stdout
+    device_line = resumed.stdout.splitlines()[0]
+    assert device_line.endswith(": one model") and "folds at once" not in device_line, device_line

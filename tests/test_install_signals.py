@@ -7,14 +7,13 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 
 import numpy as np
 import pytest
 
 from kit import data
 
-STEPS = [("mkdtemp", "before"), ("mkdtemp", "after"), ("replace", "before"), ("replace", "after"),
+STEPS = [("mkdir", "before"), ("mkdir", "after"), ("replace", "before"), ("replace", "after"),
          ("replace#2", "before"), ("replace#2", "after"), ("rmtree", "before"), ("rmtree", "during"),
          ("rmtree", "after")]  # fmt: skip
 
@@ -31,6 +30,11 @@ def sources(tmp_path_factory):
     _csvs(old, reverse=False)
     _csvs(new, reverse=True)
     return old, new
+
+
+def _mark(folder):
+    """kit's mark beside a folder, as kit writes it before it makes one."""
+    folder.with_name(folder.name + data.MARK).write_text(data.MARK_TEXT)
 
 
 def _copy(folder, tmp_path, name):
@@ -53,7 +57,7 @@ def test_a_signal_at_any_step_of_the_swap_keeps_the_old_data_or_the_new(
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
-    real = {"mkdtemp": tempfile.mkdtemp, "replace": os.replace, "rmtree": shutil.rmtree}
+    real = {"mkdir": os.mkdir, "replace": os.replace, "rmtree": shutil.rmtree}
     seen: dict[str, int] = {}
 
     def hooked(name):
@@ -75,7 +79,7 @@ def test_a_signal_at_any_step_of_the_swap_keeps_the_old_data_or_the_new(
 
         return call
 
-    monkeypatch.setattr(tempfile, "mkdtemp", hooked("mkdtemp"))
+    monkeypatch.setattr(os, "mkdir", hooked("mkdir"))
     monkeypatch.setattr(os, "replace", hooked("replace"))
     monkeypatch.setattr(shutil, "rmtree", hooked("rmtree"))
     new_src = _copy(sources[1], tmp_path, "second")
@@ -103,15 +107,15 @@ def test_recover_puts_back_data_a_kill_left_aside(tmp_path, sources):
     """SIGKILL between the two renames: nothing in kit runs, so the next command moves the old data back."""
     dest = tmp_path / "digit-recognizer"
     data.install_folder(_copy(sources[0], tmp_path, "first"), dest, "zip")
-    aside = tmp_path / f".{dest.name}.old-abc123"  # as the swap makes it: kit's mark inside
+    aside = tmp_path / f".{dest.name}.old-abc123"  # as the swap makes it: kit's mark beside it
     aside.mkdir()
-    data._mark(aside)
+    _mark(aside)
     os.replace(dest, aside / dest.name)
     data.recover(dest)
     assert data.read_meta(dest) is not None and not aside.exists()
     # an aside copy of data that was since replaced is removed, and the installed data stays
     aside.mkdir()
-    data._mark(aside)
+    _mark(aside)
     (aside / dest.name).mkdir()
     data.recover(dest)
     assert data.read_meta(dest) is not None and not aside.exists()
