@@ -324,7 +324,7 @@ def predict(run: Run | str | Path | None = None, tta: bool = False, *, data_dir:
     device.import_keras_quietly()
     from kit import dispatch, ensemble
 
-    fill = not tta and not dispatch.predicts_test(source)
+    fill = not tta and not runs.predicts_test(runs.load_config(source))
     what = "the test rows" if fill else f"with {source.name}'s models{' and TTA' if tta else ''}"
     with render.out.status(f"Predicting {what}...") if show else contextlib.nullcontext():
         if fill:

@@ -63,7 +63,7 @@ def train_run(
     config.check_fold(r, only)
     total = config.member_count(r)
     run_dir, folds = prepare_run(r, comp, run_id, device, model_files or {}, new, predict)
-    predict = predicts_test(run_dir)
+    predict = runs.predicts_test(runs.load_config(run_dir))
     todo = [k for k in ([only] if only is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):
         todo = [k for k in todo if not runs.member_done(run_dir, k)]  # another process may have finished one meanwhile
@@ -86,12 +86,7 @@ def train_run(
     return collect(r, comp, run_dir, folds, todo)
 
 
-def predicts_test(run_dir: Path) -> bool:
-    """Whether the run's members predict the test rows (config.json's `predict`: a CV-only run's is false)."""
-    return runs.load_config(run_dir).get("predict", True) is not False
-
-
-def fill_in_test(run_dir: Path, comp: Competition, on_rows: Any = None) -> RunResult:
+def fill_in_test(run_dir: Path, comp: Competition) -> RunResult:
     """A finished CV-only run's test prediction (`kit predict RUN`): each member's saved model predicts the test rows
     in the recipe's views, then the run is merged again, now with its test probabilities and submission."""
     saved = runs.load_config(run_dir)
@@ -107,7 +102,7 @@ def fill_in_test(run_dir: Path, comp: Competition, on_rows: Any = None) -> RunRe
     for k, model in models.items():
         views = config.TTA_VIEWS if config.member(r, k)[1].tta else [config.IDENTITY]
         files.save_array(run_dir / f"fold{k}" / "test_probs.npy",
-                         predicting.predict(model, comp.test_images, views, on_rows=on_rows))  # fmt: skip
+                         predicting.predict(model, comp.test_images, views))  # fmt: skip
     runs.write_config(run_dir, **{**saved, "predict": True})
     return collect(r, comp, run_dir, folds, [])
 
@@ -201,7 +196,7 @@ def merge(
     """Combine complete members: OOF probabilities, averaged test probabilities, CV accuracy, submission. A blend's
     families are assembled each, then blended by weights fitted on their OOF rows (kit.ensemble.fit_blend)."""
     probs = {}
-    test_too = predicts_test(run_dir)
+    test_too = runs.predicts_test(runs.load_config(run_dir))
     for m in fold_metrics:
         member = run_dir / f"fold{m['fold']}"
         rows = int(splits.member_rows(folds, r.folds, m["fold"]).sum())

@@ -346,7 +346,7 @@ def blend(sources: list[Path], weights: list[float] | None, labels: np.ndarray, 
     tests, oofs, folds = [], [], []
     for run in sources:
         if not (run / "test_probs.npy").is_file():
-            cv_only = runs.load_config(run).get("predict") is False and runs.load_metrics(run) is not None
+            cv_only = not runs.predicts_test(runs.load_config(run)) and runs.load_metrics(run) is not None
             why = f"is CV only (no test prediction); `kit predict {run.name}` adds it" if cv_only else (
                 "has no test probabilities yet; finish it first")  # fmt: skip
             raise RunError(f"Run {run.name} {why}.")

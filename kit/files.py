@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import json
 import os
@@ -62,8 +63,10 @@ def save_array(path: Path, array: np.ndarray) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+@functools.cache
 def _umask() -> int:
-    mask = os.umask(0o22)  # reading it means setting it: put it straight back
+    """The process's umask, read once (reading it means setting it, which another thread could see meanwhile)."""
+    mask = os.umask(0o22)
     os.umask(mask)
     return mask
 

@@ -298,7 +298,7 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
         test_rows = (config.get("data") or {}).get("test_rows")
         if not isinstance(test_rows, int):
             raise RunError(f"The kernel's run {run_id} does not say what data it trained on; it was not used.")
-        cv_only = config.get("predict") is False  # `--no-predict`: no test prediction, no submission
+        cv_only = not runs.predicts_test(config)  # `--no-predict`: no test prediction, no submission
         if not cv_only:
             submission.validate(csv, test_rows, "the kernel's run was not used")
         about = files.read_json(out / ABOUT) if (out / ABOUT).is_file() else {}

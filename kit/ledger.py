@@ -169,13 +169,8 @@ def merge_remote(remote: list[dict[str, Any]], now: float | None = None) -> tupl
 
 def seconds_since(row: dict[str, str], now: float | None = None) -> float | None:
     """How long ago the row was logged (None where its time is not kit's)."""
-    import datetime
-
-    try:
-        logged = datetime.datetime.fromisoformat(row["utc_time"].replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-    return (time.time() if now is None else now) - logged
+    logged = paths.utc_seconds(row["utc_time"])
+    return None if logged is None else (time.time() if now is None else now) - logged
 
 
 def _number(text: str) -> float | None:

@@ -130,14 +130,14 @@ def own(r: Recipe, seed: int, xla: bool, path: Path) -> keras.Model:
     build = user_models.builder(spec, path)
     try:
         net = build(r)
-    except (Exception, SystemExit, GeneratorExit) as exc:  # the user's code
+    except user_models.USER_CODE_ERRORS as exc:  # the user's code
         raise user_models.contained(spec, exc, "building the model failed", "building the model") from None
     if not isinstance(net, keras.Model):
         raise UsageError(f"--model {spec}: returned {type(net).__name__}, not a Keras model.")
     inputs, x = stem(r, seed, xla)
     try:
         x = net(x)
-    except (Exception, SystemExit, GeneratorExit) as exc:
+    except user_models.USER_CODE_ERRORS as exc:
         failed = "the model does not take (N, 28, 28, 1) images"
         raise user_models.contained(spec, exc, failed, "calling the model on images") from None
     if tuple(x.shape) != (None, 10):

@@ -214,15 +214,15 @@ def main(argv: list[str]) -> int:
     try:
         spec = json.loads(argv[0])
         run_dir = paths.runs_dir() / runs.check_id(spec["run_id"])
-        recipe = config.from_dict(runs.load_config(run_dir)["recipe"])
+        saved = runs.load_config(run_dir)
+        recipe = config.from_dict(saved["recipe"])
         comp = data.load_again(spec["data"])
         folds = runs.load_folds(run_dir)
         if folds.shape[-1] != len(comp.train_labels):
             raise RunError(f"The data in {spec['data']['path']} is not the data run {run_dir.name} was split on.")
         emit = lambda event: print(progress.to_line(event), flush=True)  # noqa: E731
-        predict = runs.load_config(run_dir).get("predict", True) is not False  # a CV-only run's members: no test
         training.train_member(recipe, comp, folds, spec["member"], run_dir, threads=spec["threads"], on_progress=emit,
-                              predict_test=predict)  # fmt: skip
+                              predict_test=runs.predicts_test(saved))  # fmt: skip
     except (KitError, OSError) as e:  # a user's problem, or a disk that is full or read-only: one line, twice
         message = str(e) if isinstance(e, KitError) else _cannot_write(e)
         print(f"error: {message}", file=sys.stderr)  # the worker's log, which a full disk may not take

@@ -58,6 +58,14 @@ def submissions_dir() -> Path:
     return Path(os.environ.get("KIT_SUBMISSIONS_DIR") or _home() / "submissions")
 
 
+def utc_seconds(stamp: str) -> float | None:
+    """A time as `utc_now` spells it, in seconds since the epoch (None where it is not one)."""
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+
+
 def utc_now(when: datetime | None = None, compact: bool = False) -> str:
     """Now (or `when`, a datetime taken as UTC when it has no zone) as every file kit writes spells a time: ISO 8601
     UTC to the second (2026-12-01T17:38:36Z); `compact`: as a run id begins (20261201-173836)."""

@@ -20,6 +20,7 @@ A run training in a Kaggle kernel (kit train --kaggle) is config.json {"kind": "
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,12 @@ def member_done(run_dir: Path, member: int) -> bool:
     )
 
 
+def predicts_test(saved: dict[str, Any]) -> bool:
+    """Whether a run (its config.json, `saved`) predicts the test rows: a CV-only run (`kit train --no-predict`) says
+    `"predict": false`; runs made before kit had CV-only runs say nothing, and predict."""
+    return saved.get("predict", True) is not False
+
+
 def members_done(run_id: str, total: int) -> list[int]:
     """The members of run `run_id` (of its `total`) already complete: what a resumed run skips."""
     run_dir = runs_dir() / check_id(run_id)
@@ -255,8 +262,6 @@ def recipe_file(run: str) -> str:
     if not saved:
         raise RunError(f"Run {run_dir.name} has no recipe of its own (a {load_config(run_dir).get('kind')} run); "
                        "ask for the recipe of a run it came from.")  # fmt: skip
-    import dataclasses
-
     r = config.from_dict(saved)
 
     def kept(model: str) -> str:  # your own model: the run's copy of its file, by a path that works from any folder

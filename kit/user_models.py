@@ -103,6 +103,10 @@ def custom_objects(r: Recipe, folder: Path) -> dict[str, Any]:
 
 _LOADED: dict[tuple[str, str], ModuleType] = {}
 
+# What the user's code may raise that kit turns into one line (`contained`): its errors and a sys.exit; never
+# KeyboardInterrupt, so Ctrl-C still stops kit.
+USER_CODE_ERRORS = (Exception, SystemExit, GeneratorExit)
+
 
 def _module(path: Path, spec: str) -> ModuleType:
     """The model file imported once per content (a module of its own, so two runs' nets.py never mix)."""
@@ -120,11 +124,7 @@ def _module(path: Path, spec: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses and pickling look classes up by their module
     try:
         loader.loader.exec_module(module)
-    except (
-        Exception,
-        SystemExit,
-        GeneratorExit,
-    ) as exc:  # the user's code: what it raises is theirs to see, in one line
+    except USER_CODE_ERRORS as exc:
         del sys.modules[name]
         raise contained(spec, exc, f"{path.name} does not import", "importing it") from None
     _LOADED[key] = module
