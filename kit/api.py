@@ -11,6 +11,7 @@ Errors are kit's own (`kit.KitError` and its kinds in kit.errors), carrying the 
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import functools
 import inspect
@@ -27,6 +28,7 @@ import numpy as np
 from kit import config, paths, render, runs, user_models
 from kit.errors import FROM_CLI, UsageError, for_python
 from kit.paths import RUN_ID_RULE, is_run_id
+from kit.progress import Progress, ProgressHook
 
 MIN_ROWS = 20  # --limit: fewer rows cannot hold a stratified holdout of every digit
 
@@ -111,7 +113,13 @@ def _conform(name: str, value: Any, hint: Any) -> Any:
     for option in options:
         if option is Any or (option is type(None) and value is None):
             return value
-        if typing.get_origin(option) is list:
+        if typing.get_origin(option) is collections.abc.Callable:
+            if callable(value):
+                return value
+        elif typing.get_origin(option) is dict:
+            if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+                return dict(value)
+        elif typing.get_origin(option) is list:
             items = [value] if isinstance(value, str) else value  # one text where a list of text goes: one item
             if isinstance(items, list | tuple) and all(isinstance(item, str) for item in items):
                 return list(items)
@@ -126,8 +134,8 @@ def _conform(name: str, value: Any, hint: Any) -> Any:
                 return value
         elif isinstance(option, type) and isinstance(value, option):
             return value
-    words = [_WORDS.get(o, "a list of text" if typing.get_origin(o) is list else getattr(o, "__name__", str(o)))
-             for o in options]  # fmt: skip
+    kinds = {list: "a list of text", dict: "a dict with text keys", collections.abc.Callable: "a function"}
+    words = [_WORDS.get(o) or kinds.get(typing.get_origin(o)) or getattr(o, "__name__", str(o)) for o in options]
     raise UsageError(f"{name}={value!r:.40}: must be {' or '.join(words)}.")
 
 
@@ -225,12 +233,17 @@ def train(
     data_dir: Path | None = None,
     predict: bool = True,
     show: bool = True,
+    on_event: ProgressHook | None = None,
+    tags: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Run:
     """`kit train`: a preset (`model`), a recipe file (`recipe`) or the run being resumed (`run_id`), with any recipe
     field given by name (`rotation=15`) and `sets` ("deotte.epochs=20") on top. Trains here, in local workers, on Ray
     (`ray`) or in a Kaggle kernel (`kaggle`), as the CLI does; `show` renders the same progress and result table.
-    `predict=False`: a CV-only run (no test prediction, no submission; `kit.predict(run)` adds them later)."""
+    `predict=False`: a CV-only run (no test prediction, no submission; `kit.predict(run)` adds them later).
+    `on_event(kit.progress.Progress)` gets every member's events (queued, each epoch's logs, prediction), wherever it
+    trains; an exception it raises stops the run as Ctrl-C does (its finished members kept). `tags`: labels kept in a
+    new run's config.json (kit tune: its study and trial)."""
     unknown = sorted(set(fields) - set(config.SETTABLE))
     if unknown:
         raise UsageError(f"{unknown[0]}: no recipe field of that name; the fields are {', '.join(config.SETTABLE)}.")
@@ -260,10 +273,10 @@ def train(
         if show:
             render.training_start(where, run_id, chosen, comp, done, predict)
         try:
-            with render.training_progress() if show else contextlib.nullcontext() as on_progress:
+            with render.training_progress() if show else contextlib.nullcontext() as shown:
                 result = dispatch.train_run(chosen, comp, run_id=run_id, device=dev, only=fold, jobs=jobs,
-                                            cluster=on_ray, on_progress=on_progress, model_files=model_files, new=new,
-                                            predict=predict)  # fmt: skip
+                                            cluster=on_ray, on_progress=_both(shown, on_event), new=new,
+                                            model_files=model_files, predict=predict, tags=tags)  # fmt: skip
         except KeyboardInterrupt:
             if show:
                 render.stopped(run_id, runs.members_done(run_id, config.member_count(chosen)),
@@ -272,6 +285,18 @@ def train(
     if show:
         render.run_result(result, config.member_count(chosen))
     return Run(result.run_dir)
+
+
+def _both(first: ProgressHook | None, second: ProgressHook | None) -> ProgressHook | None:
+    """One hook that calls both (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def both(event: Progress) -> None:
+        first(event)
+        second(event)
+
+    return both
 
 
 def _with_recipe_fields(verb: Callable) -> None:
@@ -378,3 +403,138 @@ def submit(run: Run | str | Path | None = None, message: str | None = None, *, w
         state = submitting.submit(chosen, wait, timeout, on_poll, force)
     render.submission_end(state, wait, timeout)
     return state
+
+
+@_door
+def tune(
+    study: str | None = None,
+    *,
+    space: list[str] | None = None,
+    space_file: Path | None = None,
+    trials: int = 20,
+    time: str | float | None = None,
+    prune: str = "median",
+    storage: str | None = None,
+    model: str | None = None,
+    recipe: Path | None = None,
+    sets: list[str] | None = None,
+    folds: int | None = None,
+    epochs: int | None = None,
+    limit: int | None = None,
+    jobs: int | None = None,
+    ray: str | None = None,
+    predict: bool = False,
+    data_dir: Path | None = None,
+    show: bool = True,
+) -> Any:
+    """`kit tune`: run trials of a study (kit.tuning) until it holds `trials` finished ones or the next would not fit
+    in `time` ("3h", or seconds). A new study searches `space` (["rotation=0:20", "learning_rate=1e-4:1e-2:log",
+    "batch_size=128|256"], or a TOML file's [space] table) around the recipe that `model`, `recipe`, `sets` and the
+    fidelity (`folds`, `epochs`, `limit`) give; a study continued by name alone keeps its own. Each trial is a
+    CV-only run (`predict`: with its test prediction). Returns kit.tuning.StudyResult (trials, best, best_recipe)."""
+    from kit import budget, tuning
+
+    seconds = None if time is None else float(time) if isinstance(time, int | float) else budget.parse_duration(time)
+    if seconds is not None and not 0 < seconds <= 7 * 24 * 3600:
+        raise UsageError(f"--time {time}: must be more than nothing and at most a week.")
+    if trials < 1:
+        raise UsageError(f"--trials {trials}: must be a whole number >= 1.")
+    if prune not in tuning.PRUNERS:
+        raise UsageError(f"--prune {prune}: must be one of {', '.join(tuning.PRUNERS)}.")
+    name = tuning.check_name(study or f"tune-{paths.utc_now(compact=True)}")
+    items = [*(space or []), *(tuning.space_file(space_file) if space_file is not None else [])]
+    fixed = {"--model": model, "--recipe": recipe, "--set": sets or None, "--folds": folds, "--epochs": epochs,
+             "--limit": limit}  # fmt: skip
+    definition = None
+    if items:
+        definition = _definition(items, model, recipe, sets or [], folds, epochs, limit, prune, predict)
+    elif any(v is not None for v in fixed.values()):
+        given = " and ".join(k for k, v in fixed.items() if v is not None)
+        raise UsageError(f"{given} shape a new study: give its --space too (or drop {given} to continue study "
+                         f"{name} as it was made).")  # fmt: skip
+    check_options(config.recipe(), fold=None, run_id=None, limit=None, jobs=jobs, ray=ray, mirrored=False)
+    if ray:
+        from kit import cluster
+
+        cluster.check(ray)
+    if definition is not None and definition.recipe:
+        tuning.keep_recipe(definition.recipe)
+
+    def train_trial(d: Any, values: dict[str, Any], run_id: str, tags: dict[str, Any], on_event: Any) -> tuple:
+        run = train(d.model, recipe=tuning.recipe_path(d), sets=[*d.sets, *tuning.as_sets(values)], run_id=run_id,
+                    limit=d.limit, jobs=jobs, ray=ray, data_dir=data_dir, predict=d.predict, show=False,
+                    on_event=on_event, tags=tags, folds=d.folds, epochs=d.epochs)  # fmt: skip
+        metrics = run.metrics
+        rows = int(metrics.get("cv_rows") or 0)
+        return metrics["cv_accuracy"], tuning.errors_of(metrics["cv_accuracy"], rows), rows
+
+    if not show:
+        return tuning.run_study(name, definition, trials=trials, train=train_trial, url=storage, seconds=seconds)
+    watch = render.TuneWatch(name, trials, seconds)
+    try:
+        with watch:
+            events = tuning.Events(watch.open, watch.start, watch.event, watch.end)
+            result = tuning.run_study(name, definition, trials=trials, train=train_trial, url=storage,
+                                      seconds=seconds, events=events)  # fmt: skip
+    except KeyboardInterrupt:
+        render.tune_stopped(name)
+        raise
+    render.study(result)
+    return result
+
+
+def _definition(items: list[str], model: str | None, recipe: Path | None, sets: list[str], folds: int | None,
+                epochs: int | None, limit: int | None, prune: str, predict: bool) -> Any:  # fmt: skip
+    """A new study's definition, every part checked as `kit train` checks it (nothing is written)."""
+    from kit import tuning
+
+    if model is not None and config.is_user_model(model):  # trials run from the study, wherever you stand
+        file, _, function = model.rpartition(":")
+        model = f"{Path(file).resolve()}:{function}"
+    base = config.for_run(model, None, recipe, sets, folds=folds, epochs=epochs)
+    check_options(base, fold=None, run_id=None, limit=limit, jobs=None, ray=None, mirrored=False)
+    dims = tuning.parse_space(items, base)
+    if prune == "median" and any(d.name.rpartition(".")[2] in ("epochs", "fold_epochs") for d in dims):
+        raise UsageError("--space epochs: the median pruner compares trials at the same epoch, which trials of other "
+                         "lengths make unfair (and a one-cycle schedule is not finished until its last epoch); add "
+                         "--prune wilcoxon or --prune none.")  # fmt: skip
+    text = config.recipe_text(recipe) if recipe is not None else ""
+    return tuning.Definition(tuple(d.text for d in dims), model, text, tuple(sets), folds, epochs, limit, prune,
+                             predict)  # fmt: skip
+
+
+@_door
+def study(name: str, *, storage: str | None = None) -> Any:
+    """`kit tune --study NAME --show`: the study's trials (confirmations beside them), its best trial and the best
+    recipe (also written to runs/studies/NAME/best.toml), as kit.tuning.StudyResult."""
+    from kit import tuning
+
+    return tuning.summary(name, storage)
+
+
+@_door
+def confirm(name: str, count: int = 2, *, folds: int | None = None, epochs: int | None = None,
+            storage: str | None = None, data_dir: Path | None = None, show: bool = True) -> Any:  # fmt: skip
+    """`kit tune --study NAME --confirm K`: the K best complete trials trained again at the recipe's full fidelity
+    (its own folds and epochs, or `folds`/`epochs`; all the rows; new seeds; test prediction on), each a run
+    NAME-confirm-tNNN; their figures are kept beside the trials'. Returns the study (kit.tuning.StudyResult)."""
+    from kit import tuning
+
+    found, d, picks = tuning.to_confirm(name, count, storage)
+    for row in picks:
+        seed = tuning.confirm_seed(d, row.number, folds)
+        sets = [*d.sets, *tuning.as_sets(row.params), f"seed={seed}"]
+        if show:
+            render.confirming(row, seed)
+        run = train(d.model, recipe=tuning.recipe_path(d), sets=sets, run_id=tuning.confirm_run_id(name, row.number),
+                    data_dir=data_dir, show=show, tags={"study": name, "trial": row.number, "confirm": True},
+                    folds=folds, epochs=epochs)  # fmt: skip
+        metrics = run.metrics
+        rows = int(metrics.get("cv_rows") or 0)
+        tuning.record_confirmation(found, row.number, {"run": run.id, "accuracy": metrics["cv_accuracy"],
+                                   "errors": tuning.errors_of(metrics["cv_accuracy"], rows), "rows": rows,
+                                   "seed": seed})  # fmt: skip
+    result = tuning.summary(name, storage)
+    if show:
+        render.study(result, confirmed_only=True)
+    return result

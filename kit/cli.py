@@ -520,6 +520,180 @@ def list_runs(
     render.runs(rows, paths.runs_dir())
 
 
+# ---------------------------------------------------------------------------------------------------- tune
+
+SEARCH, CONFIRM = "The search", "Confirming"
+
+
+@app.command()
+def tune(
+    study: Annotated[
+        str | None,
+        typer.Option(
+            "--study",
+            rich_help_panel=SEARCH,
+            help="The study's name: a new one starts it, an existing "
+            "one continues it (from any shell or machine sharing runs/). Default: tune-<UTC time>.",
+        ),
+    ] = None,
+    space: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--space",
+            rich_help_panel=SEARCH,
+            metavar="FIELD=RANGE",
+            help="A recipe field to search (repeatable): FIELD=LOW:HIGH, FIELD=LOW:HIGH:log or FIELD=A|B|C, "
+            "e.g. --space rotation=0:20 --space learning_rate=1e-4:1e-2:log --space batch_size=128|256|512; "
+            "in a blend FAMILY.FIELD. Each end is checked by the recipe's rules before anything trains.",
+        ),
+    ] = None,
+    space_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--space-file",
+            rich_help_panel=SEARCH,
+            metavar="FILE",
+            help='The [space] table of a TOML file: rotation = "0:20", batch_size = [128, 256].',
+        ),
+    ] = None,
+    trials: Annotated[
+        int,
+        typer.Option(
+            "--trials",
+            rich_help_panel=SEARCH,
+            help="Finished trials (complete or pruned) the study should hold, counted across every process on it.",
+        ),
+    ] = 20,
+    time: Annotated[
+        str | None,
+        typer.Option(
+            "--time",
+            rich_help_panel=SEARCH,
+            metavar="DURATION",
+            help="A wall budget for this process (90s, 30m, 3h, 1h30m): no trial starts that the median "
+            "trial so far says would not fit.",
+        ),
+    ] = None,
+    prune: Annotated[
+        str,
+        typer.Option(
+            "--prune",
+            rich_help_panel=SEARCH,
+            help="median: stop a trial whose mean validation accuracy at an epoch is below the median of "
+            "earlier trials' there (after 4 trials, from a third of the epochs on); wilcoxon: compare each "
+            "fold's final accuracy with the best trial's (Optuna's k-fold test); none.",
+        ),
+    ] = "median",
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            rich_help_panel=SEARCH,
+            metavar="URL",
+            help="A database URL (postgresql://..., mysql://...) instead of the study's journal file in "
+            "runs/studies/NAME/.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            rich_help_panel=RECIPE,
+            help="The preset around which to search, or your own FILE.py:FUNCTION (as kit train takes it).",
+            show_default=config.DEFAULT_PRESET,
+        ),
+    ] = None,
+    recipe_file: Annotated[
+        Path | None, typer.Option("--recipe", rich_help_panel=RECIPE, metavar="FILE", help="A recipe file instead.")
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", rich_help_panel=RECIPE, metavar="FIELD=VALUE", help="A fixed recipe field (repeatable)."),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds",
+            rich_help_panel=RECIPE,
+            help="Each trial's folds (with --confirm: the confirmation's; default: the recipe's own).",
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs",
+            rich_help_panel=RECIPE,
+            help="Each trial's epochs (a fold's); with --confirm, the confirmation's.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", rich_help_panel=RECIPE, help="Each trial trains on the first N rows.")
+    ] = None,
+    predict: Annotated[
+        bool,
+        typer.Option(
+            "--predict/--no-predict",
+            rich_help_panel=RUN,
+            help="Trials predict the test rows too "
+            "(default: CV only; `kit predict RUN` adds a trial's submission later).",
+        ),
+    ] = False,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", rich_help_panel=WHERE, help="A trial's folds at once (as kit train).")
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            rich_help_panel=WHERE,
+            envvar="KIT_RAY_ADDRESS",
+            help="Train each trial's folds as Ray tasks (as kit train --ray).",
+        ),
+    ] = None,
+    confirm: Annotated[
+        int | None,
+        typer.Option(
+            "--confirm",
+            rich_help_panel=CONFIRM,
+            metavar="K",
+            help="Train the study's K best trials again at full fidelity (the recipe's own folds and epochs, "
+            "or --folds/--epochs; all rows; new seeds; with the submission) and show both figures.",
+        ),
+    ] = None,
+    show: Annotated[
+        bool, typer.Option("--show", rich_help_panel=CONFIRM, help="List the study's trials and its best recipe.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Search recipe fields: a study (Optuna's) whose trials are kit runs, pruned from their epochs.
+
+    Each trial is `kit train` with the fixed options here and the trial's values (`kit runs` lists it as
+    STUDY-tNNN; `kit report` opens it); by default at low fidelity and CV only. The objective is the trial's
+    OOF accuracy (shown as errors). Ctrl-C, or a killed process, leaves the study to continue: `kit tune
+    --study NAME` again resumes the interrupted trial's run. `--confirm K` retrains the best at full
+    fidelity, since a low-fidelity winner is biased toward its own noise.
+    """
+    from kit import api
+    from kit.errors import UsageError
+
+    if show or confirm is not None:
+        if study is None:
+            raise UsageError(f"{'--show' if show else '--confirm'} needs --study NAME.")
+        shaping = {"--space": space, "--space-file": space_file, "--model": model, "--recipe": recipe_file,
+                   "--set": settings, "--limit": limit}  # fmt: skip
+        given = [k for k, v in shaping.items() if v] + (["--confirm"] if show and confirm is not None else [])
+        if given:
+            raise UsageError(f"{'--show' if show else '--confirm'} reads study {study} as it is; drop {given[0]}.")
+        if show:
+            render.study(api.study(study, storage=storage))
+        else:
+            api.confirm(study, confirm, folds=folds, epochs=epochs, storage=storage, data_dir=data_dir)
+        return
+    api.tune(study, space=space, space_file=space_file, trials=trials, time=time, prune=prune, storage=storage,
+             model=model, recipe=recipe_file, sets=settings, folds=folds, epochs=epochs, limit=limit, jobs=jobs,
+             ray=ray, predict=predict, data_dir=data_dir)  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------- main
 
 

@@ -288,6 +288,11 @@ _OPTIONAL = {f.name for f in dataclasses.fields(Recipe) if str(f.type).endswith(
 _IS = {"int": _int, "float": _num, "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str)}
 
 
+def field_kind(name: str) -> str | None:
+    """Recipe field `name`'s kind: "int", "float", "bool" or "str" (None: no such field)."""
+    return _KIND.get(name) if name in SETTABLE else None
+
+
 _KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}
 
 
@@ -404,7 +409,7 @@ def from_file(path: Any) -> Recipe:
     import tomllib
 
     try:
-        values = tomllib.loads(_recipe_text(path))
+        values = tomllib.loads(recipe_text(path))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"--recipe {path}: not TOML ({str(exc)[:120]}).") from None
     except RecursionError:
@@ -439,9 +444,9 @@ def from_file(path: Any) -> Recipe:
 RECIPE_FILE_MAX = 1 << 20  # bytes: a recipe is a few hundred; a bigger file is not one (a log, a device, /dev/zero)
 
 
-def _recipe_text(path: Any) -> str:
+def recipe_text(path: Any, option: str = "--recipe") -> str:
     """A recipe file's text, read as kaggle.json is: a regular file (a FIFO would hang kit, a device never end) of at
-    most RECIPE_FILE_MAX bytes, or a UsageError naming it."""
+    most RECIPE_FILE_MAX bytes, or a UsageError naming it (as `option`)."""
     import os
     import stat
     from pathlib import Path
@@ -449,12 +454,12 @@ def _recipe_text(path: Any) -> str:
     try:
         with open(Path(path), "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NONBLOCK", 0))) as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise UsageError(f"--recipe {path}: not a regular file (a recipe is a TOML file).")
+                raise UsageError(f"{option} {path}: not a regular file (a recipe is a TOML file).")
             raw = f.read(RECIPE_FILE_MAX + 1)
     except OSError as exc:
-        raise UsageError(f"--recipe {path}: cannot be read ({exc.strerror or exc}).") from None
+        raise UsageError(f"{option} {path}: cannot be read ({exc.strerror or exc}).") from None
     if len(raw) > RECIPE_FILE_MAX:
-        raise UsageError(f"--recipe {path}: over {RECIPE_FILE_MAX >> 20} MB, too big to be a recipe.")
+        raise UsageError(f"{option} {path}: over {RECIPE_FILE_MAX >> 20} MB, too big to be a recipe.")
     return raw.decode("utf-8")
 
 

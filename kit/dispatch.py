@@ -50,6 +50,7 @@ def train_run(
     model_files: dict[str, Path] | None = None,
     new: bool = False,
     predict: bool = True,
+    tags: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train every incomplete member of run `run_id` (K folds; K x R with repeats; of each family for a blend), or
     just member `only`, and merge them once all are complete. On a Ray `cluster` (kit.cluster.connect) they train as
@@ -59,10 +60,10 @@ def train_run(
     (kit.user_models.files), copied into a new run. `new`: `run_id` was made up for this run (not named by the
     user): its folder is made afresh (kit.runs.create), never an existing run's. Without `predict` (a new run's
     choice; a resumed run keeps its own) the members predict no test rows: a CV-only run, no submission until
-    `fill_in_test`."""
+    `fill_in_test`. `tags`: labels a new run keeps in its config.json (kit tune's study and trial)."""
     config.check_fold(r, only)
     total = config.member_count(r)
-    run_dir, folds = prepare_run(r, comp, run_id, device, model_files or {}, new, predict)
+    run_dir, folds = prepare_run(r, comp, run_id, device, model_files or {}, new, predict, tags)
     predict = runs.predicts_test(runs.load_config(run_dir))
     todo = [k for k in ([only] if only is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):
@@ -124,7 +125,7 @@ def _environment(device: Device) -> dict[str, Any]:
 
 def prepare_run(
     r: Recipe, comp: Competition, run_id: str, device: Device, model_files: dict[str, Path] | None = None,
-    new: bool = False, predict: bool = True,
+    new: bool = False, predict: bool = True, tags: dict[str, Any] | None = None,
 ) -> tuple[Path, np.ndarray]:  # fmt: skip
     """Create runs/<id>/ (folds.npy, a copy of each of your own models' files, config.json last; `new`: a fresh folder,
     kit.runs.create), or reopen it after checking it is the same recipe. config.json's `data` says which rows it
@@ -155,7 +156,8 @@ def prepare_run(
     if comp.rows is not None:
         data["limit"] = comp.rows
     runs.write_config(run_dir, "train", created_utc=paths.utc_now(), recipe=r.to_dict(), data=data,
-                      folds_id=splits.folds_id(folds), predict=predict, **_environment(device))  # fmt: skip
+                      folds_id=splits.folds_id(folds), predict=predict, **({"tags": tags} if tags else {}),
+                      **_environment(device))  # fmt: skip
     return run_dir, folds
 
 

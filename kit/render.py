@@ -439,3 +439,123 @@ def _score(text: str) -> str:
         return pct(float(text)) if text else ""
     except ValueError:
         return text
+
+
+# ---------------------------------------------------------------------------------------------------------- tune
+
+
+def _values(params: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def _errors(errors, rows) -> str:
+    return "-" if errors is None else f"{errors:,}" + (f"/{rows:,}" if rows else "")
+
+
+class TuneWatch:
+    """`kit tune`'s progress: a line when each trial starts and ends (its value, the best so far, the study's time
+    left), and between them one status line of the trial's members (live on a terminal, else when it changes)."""
+
+    def __init__(self, name: str, trials: int, seconds: float | None) -> None:
+        self.name, self.trials, self.seconds = name, trials, seconds
+        self.number, self.latest = -1, ""
+        self._status: contextlib.ExitStack | None = None
+        self._show: Callable[[str], None] = lambda text: None
+
+    def __enter__(self) -> TuneWatch:
+        return self
+
+    def open(self, definition, folder: Path) -> None:
+        d = definition
+        budget = f" within {self._clock(self.seconds)}" if self.seconds else ""
+        fidelity = [f"--{k} {v}" for k, v in (("folds", d.folds), ("epochs", d.epochs), ("limit", d.limit)) if v]
+        out.print(Text.assemble("Study ", (self.name, "bold"), f": up to {self.trials} finished trials{budget} over "
+                                f"{', '.join(d.space)}; each `kit train {' '.join(fidelity) or '(the recipe as it is)'}"
+                                f"{'' if d.predict else ' --no-predict'}`, scored by its OOF accuracy; pruning: "
+                                f"{d.prune}. `kit tune --study {self.name}` continues it from any shell sharing "
+                                f"{folder.parent.parent}, `--show` lists it."))  # fmt: skip
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+    @staticmethod
+    def _clock(seconds) -> str:
+        from kit.progress import clock
+
+        return clock(seconds)
+
+    def _close(self) -> None:
+        if self._status is not None:
+            self._status.close()
+            self._status = None
+
+    def start(self, number: int, params: dict, done: int, total: int, baseline: bool = False) -> None:
+        self.number = number
+        what = "the recipe as it is" if baseline else _values(params)
+        out.print(f"trial {number} ({done}/{total} finished): {what}", highlight=False, soft_wrap=True)
+        self._status = contextlib.ExitStack()
+        self._show = self._status.enter_context(status_line())
+
+    def event(self, event) -> None:
+        if event.started and event.epoch and not event.predicting:
+            val = pct(event.logs.get("val_accuracy"))
+            self._show(f"trial {self.number}: fold {event.member + 1}/{event.members} epoch {event.epoch}/"
+                       f"{event.epochs}, val_acc {val}")  # fmt: skip
+
+    def end(self, row, best, left) -> None:
+        self._close()
+        if row.state == "complete":
+            what = f"{_errors(row.errors, row.rows)} OOF errors ({pct(row.accuracy)})"
+        elif row.state == "pruned":
+            what = f"pruned at {row.pruned_at}"
+        else:
+            what = row.state
+        lead = f"best: trial {best.number}, {_errors(best.errors, best.rows)} errors" if best else "no best yet"
+        out.print(f"trial {row.number}: {what} in {self._clock(row.seconds)} | {lead} | study ~{self._clock(left)} "
+                  "left", highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def tune_stopped(name: str) -> None:
+    err.print(f"stopped: study {name} keeps its finished trials; `kit tune --study {name}` continues it (the "
+              "interrupted trial's run resumes).", highlight=False)  # fmt: skip
+
+
+def confirming(row, seed: int) -> None:
+    out.print(Text.assemble(("Confirming trial ", "bold"), (str(row.number), "bold"),
+                            f" ({_values(row.params)}) at full fidelity, seed {seed}"))  # fmt: skip
+
+
+def study(result, confirmed_only: bool = False) -> None:
+    """`kit tune --show` (and the end of `kit tune`): the trials, the confirmations beside them, the best recipe."""
+    d = result.definition
+    rows = [r for r in result.trials if r.confirmed] if confirmed_only else result.trials
+    names = [text.partition("=")[0] for text in d.space]
+    confirmed = any(r.confirmed for r in rows)
+    columns = ("trial", "state", "OOF errors", "OOF", *names, *(("confirmed", "confirmed OOF") if confirmed else ()),
+               "run", "wall")  # fmt: skip
+    fidelity = ", ".join(f"{k} {v}" for k, v in (("folds", d.folds), ("epochs", d.epochs), ("limit", d.limit)) if v)
+    table = new_table(f"study {result.name} ({fidelity or 'the recipe as it is'}; pruning: {d.prune})", columns,
+                      right=("trial", "OOF errors", "OOF", "confirmed", "confirmed OOF", "wall", *names))  # fmt: skip
+    for r in sorted(rows, key=lambda r: r.number):
+        state = f"pruned at {r.pruned_at}" if r.state == "pruned" and r.pruned_at else r.state
+        state += " (the recipe as it is)" if r.baseline else ""
+        values = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in (r.params.get(n, "") for n in names)]
+        extra = ()
+        if confirmed:
+            c = r.confirmed or {}
+            extra = (_errors(c.get("errors"), c.get("rows")) if c else "", pct(c.get("accuracy")) if c else "")
+        mark = "bold" if result.best is not None and r.number == result.best.number else ""
+        table.add_row(Text(str(r.number), mark), state, _errors(r.errors, r.rows), pct(r.accuracy), *values, *extra,
+                      r.run_id, _minutes(r.seconds))  # fmt: skip
+    out.print(table)
+    if result.stopped:
+        out.print(f"Stopped starting trials: {result.stopped}.")
+    if result.best is None:
+        out.print(f"No complete trial yet; `kit tune --study {result.name}` runs more.")
+        return
+    out.print(f"best recipe ({result.folder / 'best.toml'}; `kit train --recipe FILE` trains it):", highlight=False)
+    out.print(result.best_recipe.rstrip(), highlight=False, soft_wrap=True)
+    if not result.best.confirmed:
+        out.print(f"Low-fidelity winners are biased toward their own noise: `kit tune --study {result.name} "
+                  "--confirm 2 --folds 5` trains the best two again at full fidelity with fresh seeds.",
+                  highlight=False)  # fmt: skip

@@ -21,7 +21,8 @@ def summaries(best_scores: dict[str, str] | None = None) -> list[dict[str, Any]]
         score = (best_scores or {}).get(run.name, "")
         row: dict[str, Any] = {"id": run.name, "kind": "damaged", "model": "", "members": "", "epochs": "",
                                "changes": "", "cv": None, "train_seconds": None, "wall_seconds": None, "rows": None,
-                               "limited": False, "data": "", "created": "", "public_score": score}  # fmt: skip
+                               "limited": False, "data": "", "created": "", "public_score": score,
+                               "trial": ""}  # fmt: skip
         try:
             rows.append(_summary(run, dict(row)))
         except (RunError, ValueError, TypeError, AttributeError):  # a damaged run is listed as one, and only it
@@ -57,6 +58,10 @@ def _summary(run: Path, row: dict[str, Any]) -> dict[str, Any]:
             row["members"] = f"{done}/{total} folds"
         if isinstance(config.get("kaggle"), dict):
             row["model"] += f", trained on Kaggle ({', '.join(config['kaggle'].get('gpus') or []) or 'its GPU'})"
+        tags = config.get("tags") or {}
+        if isinstance(tags, dict) and tags.get("study"):  # a kit tune trial, or its confirmation
+            row["trial"] = f"{tags['study']} #{tags.get('trial', '?')}" + (" confirm" if tags.get("confirm") else "")
+            row["model"] += f", study {row['trial']}" + (f" (pruned at {tags['pruned']})" if tags.get("pruned") else "")
     elif row["kind"] == "kaggle":  # training in a Kaggle kernel (kit.kaggle_kernel)
         kernel = config.get("kaggle") or {}
         row["model"] = " + ".join(recipe.get("families") or {}) or recipe.get("model", "?")
@@ -71,7 +76,7 @@ def _summary(run: Path, row: dict[str, Any]) -> dict[str, Any]:
 
 
 COLUMNS = ("id", "kind", "model", "members", "epochs", "changes", "cv", "train_seconds", "wall_seconds", "rows",
-           "limited", "data", "created", "public_score")  # fmt: skip
+           "limited", "data", "created", "public_score", "trial")  # fmt: skip
 SORTS = {  # `kit runs --sort`: the key of each order, best or newest first
     "created": lambda row: row["created"],
     "cv": lambda row: -1.0 if row["cv"] is None else row["cv"],

@@ -313,6 +313,14 @@ def write_config(run_dir: Path, kind: str, **fields: Any) -> None:
     write_json(run_dir / "config.json", {"kind": kind, "run_id": run_dir.name, **fields})
 
 
+def tag(run_id: str, **labels: Any) -> None:
+    """Add `labels` to a run's tags in its config.json (kit tune: a pruned trial's `pruned_at` epoch)."""
+    run_dir = runs_dir() / check_id(run_id)
+    saved = load_config(run_dir)
+    kind = saved.pop("kind")
+    write_config(run_dir, kind, **{**saved, "tags": {**(saved.get("tags") or {}), **labels}})
+
+
 def load_config(run: Path) -> dict:
     """A run's config.json, checked: a JSON object whose recipe (a training run's, a Kaggle run's) is one kit can
     train and whose data counts its rows in whole numbers; anything else is a RunError naming it."""
