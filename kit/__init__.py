@@ -1,7 +1,7 @@
 """kit: the Digit Recognizer competition toolkit.
 
-From Python (a notebook cell): `kit.train(...)`, `kit.predict(run)`, `kit.submit(run)`, `kit.load_run(id)`, `kit.Run`;
-see kit.api. They load on first use, so `import kit` stays light (no TensorFlow, no pandas, no Kaggle client).
+From Python (a notebook cell): `kit.train(...)`, `kit.predict(run)`, `kit.submit(run)`, `kit.load_run(id)`, `kit.Run`,
+`kit.tune(...)`, `kit.study(name)`, `kit.confirm(name, k)`; see kit.api. They load on first use, so `import kit` stays light (no TensorFlow, no pandas, no Kaggle client).
 
 A model kit saved (runs/<id>/fold<k>/model.keras) loads with plain `keras.models.load_model` once `kit` is imported:
 kit's layers (kit.layers) are registered with Keras as soon as Keras is imported, before or after kit.
@@ -15,7 +15,7 @@ from typing import Any
 __version__ = "0.1.0"
 COMPETITION = "digit-recognizer"
 
-_API = ("train", "predict", "submit", "load_run", "make_report", "Run")
+_API = ("train", "predict", "submit", "load_run", "make_report", "Run", "tune", "study", "confirm")
 
 
 def __getattr__(name: str) -> Any:

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from kit import config, paths, render, runs, user_models
-from kit.errors import FROM_CLI, UsageError, for_python
+from kit import budget, config, paths, render, runs, user_models
+from kit.errors import FROM_CLI, RunError, UsageError, for_python
 from kit.paths import RUN_ID_RULE, is_run_id
 from kit.progress import Progress, ProgressHook
 
@@ -232,6 +232,7 @@ def train(
     kaggle_timeout: int | None = None,
     data_dir: Path | None = None,
     predict: bool = True,
+    time: str | float | None = None,
     show: bool = True,
     on_event: ProgressHook | None = None,
     tags: dict[str, Any] | None = None,
@@ -241,13 +242,22 @@ def train(
     field given by name (`rotation=15`) and `sets` ("deotte.epochs=20") on top. Trains here, in local workers, on Ray
     (`ray`) or in a Kaggle kernel (`kaggle`), as the CLI does; `show` renders the same progress and result table.
     `predict=False`: a CV-only run (no test prediction, no submission; `kit.predict(run)` adds them later).
-    `on_event(kit.progress.Progress)` gets every member's events (queued, each epoch's logs, prediction), wherever it
-    trains; an exception it raises stops the run as Ctrl-C does (its finished members kept). `tags`: labels kept in a
+    `time` ("30m", or seconds): a new run's epochs are cut so that it fits (kit.budget), and any run stops at an epoch
+    boundary once past OVERRUN x the budget (resumable). `on_event(kit.progress.Progress)` gets every member's events
+    (queued, each epoch's logs, prediction), wherever it trains; an exception it raises stops the run as Ctrl-C does
+    (its finished members kept). `tags`: labels kept in a
     new run's config.json (kit tune: its study and trial)."""
     unknown = sorted(set(fields) - set(config.SETTABLE))
     if unknown:
         raise UsageError(f"{unknown[0]}: no recipe field of that name; the fields are {', '.join(config.SETTABLE)}.")
-    chosen = config.for_run(model, runs.saved_recipe(run_id, kaggle), recipe, sets, **fields)
+    seconds = _seconds(time)
+    if seconds is not None and fields.get("epochs") is not None:
+        raise UsageError("--time chooses the epochs; give one of --time and --epochs.")
+    saved = runs.saved_recipe(run_id, kaggle)
+    chosen = config.for_run(model, saved, recipe, sets, **fields)
+    if seconds is not None and chosen.families:
+        raise UsageError("--time fits a one-family run; a blend's families train at their own paces: set each "
+                         "family's epochs (--set FAMILY.epochs=N).")  # fmt: skip
     check_options(chosen, fold=fold, run_id=run_id, limit=limit, jobs=jobs, ray=ray, mirrored=mirrored, kaggle=kaggle,
                   data_dir=data_dir, kaggle_timeout=kaggle_timeout)  # fmt: skip
     new = run_id is None  # a run id kit makes up names a new folder, never an existing run's
@@ -255,7 +265,9 @@ def train(
     model_files = user_models.files(chosen, None if new else paths.runs_dir() / run_id)  # the run's copies, or yours
     chosen = user_models.named(chosen)
     if kaggle:
-        return _on_kaggle(chosen, run_id, limit, jobs, mirrored, kaggle_timeout, show, model_files, predict)
+        if seconds is not None and kaggle_timeout is None:  # the kernel's limit from the budget, and its overrun
+            kaggle_timeout = min(KAGGLE_MAX_MINUTES, int(seconds * budget.OVERRUN // 60) + KERNEL_START_MINUTES)
+        return _on_kaggle(chosen, run_id, limit, jobs, mirrored, kaggle_timeout, show, model_files, predict, seconds)
     from kit import cluster, data, device
 
     if ray:
@@ -268,23 +280,63 @@ def train(
     done = [] if new else runs.members_done(run_id, config.member_count(chosen))
     if len(done) < config.member_count(chosen):  # a finished run imports no model file again
         models.check(chosen, model_files)  # your own models build and give probabilities, before any training
+    guard = budget.guard(seconds, str(time)) if seconds is not None else None
     with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
         jobs, where = dispatch.placement(chosen, dev, fold, jobs, on_ray, len(done))
+        if seconds is not None and saved is None:  # a run being made: a resumed one keeps its recipe
+            chosen, plan = _fit_to_time(chosen, comp, dev, seconds, predict, str(time), jobs)
+            if show:
+                render.time_plan(plan, time)
         if show:
             render.training_start(where, run_id, chosen, comp, done, predict)
         try:
             with render.training_progress() if show else contextlib.nullcontext() as shown:
                 result = dispatch.train_run(chosen, comp, run_id=run_id, device=dev, only=fold, jobs=jobs,
-                                            cluster=on_ray, on_progress=_both(shown, on_event), new=new,
+                                            cluster=on_ray, on_progress=_both(_both(shown, on_event), guard), new=new,
                                             model_files=model_files, predict=predict, tags=tags)  # fmt: skip
-        except KeyboardInterrupt:
-            if show:
-                render.stopped(run_id, runs.members_done(run_id, config.member_count(chosen)),
-                               config.member_count(chosen))  # fmt: skip
-            raise
+        except (KeyboardInterrupt, budget.Overran) as exc:
+            kept = runs.members_done(run_id, config.member_count(chosen))
+            if isinstance(exc, KeyboardInterrupt):
+                if show:
+                    render.stopped(run_id, kept, config.member_count(chosen))
+                raise
+            raise RunError(f"--time {time}: the run passed {exc} and stopped at an epoch boundary; it keeps "
+                           f"{len(kept)}/{config.member_count(chosen)} members, and `kit train --run-id {run_id}` "
+                           "resumes it.") from None  # fmt: skip
     if show:
         render.run_result(result, config.member_count(chosen))
     return Run(result.run_dir)
+
+
+KERNEL_START_MINUTES = 15  # --kaggle --time: the kernel's limit is the budget's overrun plus its start and install
+
+
+def _seconds(time: str | float | None) -> float | None:
+    if time is None:
+        return None
+    if isinstance(time, str):
+        return budget.parse_duration(time)
+    if not 0 < time <= budget.WEEK:
+        raise UsageError(f"--time {time}: must be more than nothing and at most a week.")
+    return float(time)
+
+
+def _fit_to_time(chosen: config.Recipe, comp: Any, dev: Any, seconds: float, predict: bool, text: str,
+                 jobs: int) -> tuple[Any, Any]:  # fmt: skip
+    """The recipe with the most epochs (at most its own) that fit `seconds` on this device: at the pace of the newest
+    run like it here, else at one measured now."""
+    from kit import predicting, training
+
+    n = len(comp.train_labels)
+    val_rows = n // chosen.folds if chosen.folds > 1 else int(round(n * chosen.holdout))
+    views = predicting.rows_to_predict(chosen.tta, val_rows, len(comp.test_images), predict)
+    pace = budget.recall(dev.describe(), chosen.model, chosen.batch_size)
+    if pace is None:
+        rate = training.measure_pace(chosen, dev, comp.train_images, comp.train_labels, budget.PROBE_ROWS)
+        pace = budget.Pace(rate, budget.STARTUP_S, "measured")
+    members = config.member_count(chosen)
+    plan = budget.fit(seconds, pace, members, jobs, n - val_rows, views, chosen.epochs, text)
+    return config.override(chosen, epochs=plan.epochs), plan
 
 
 def _both(first: ProgressHook | None, second: ProgressHook | None) -> ProgressHook | None:
@@ -314,14 +366,16 @@ _with_recipe_fields(train)
 
 
 def _on_kaggle(chosen: config.Recipe, run_id: str, limit: int | None, jobs: int | None, mirrored: bool,
-               minutes: int | None, show: bool, model_files: dict[str, Path], predict: bool = True) -> Run:  # fmt: skip
+               minutes: int | None, show: bool, model_files: dict[str, Path], predict: bool = True,
+               seconds: float | None = None) -> Run:  # fmt: skip
     """The run trained in a Kaggle kernel: the kernel runs `kit train` on this recipe (a recipe file in the kernel,
     with your own model files) and these options, and the run comes home into runs/<id>/."""
     from kit import kaggle_kernel
 
     seconds = (minutes or KAGGLE_MINUTES) * 60
     args = kaggle_kernel.command_line(dict(limit=limit, jobs=jobs, mirrored=mirrored or None,
-                                           predict=None if predict else False))  # fmt: skip
+                                           predict=None if predict else False,
+                                           time=None if seconds is None else f"{seconds:g}s"))  # fmt: skip
     if not show:
         return Run(kaggle_kernel.train(run_id, args, chosen, seconds, model_files=model_files))
 
@@ -432,11 +486,9 @@ def tune(
     "batch_size=128|256"], or a TOML file's [space] table) around the recipe that `model`, `recipe`, `sets` and the
     fidelity (`folds`, `epochs`, `limit`) give; a study continued by name alone keeps its own. Each trial is a
     CV-only run (`predict`: with its test prediction). Returns kit.tuning.StudyResult (trials, best, best_recipe)."""
-    from kit import budget, tuning
+    from kit import tuning
 
-    seconds = None if time is None else float(time) if isinstance(time, int | float) else budget.parse_duration(time)
-    if seconds is not None and not 0 < seconds <= 7 * 24 * 3600:
-        raise UsageError(f"--time {time}: must be more than nothing and at most a week.")
+    seconds = _seconds(time)
     if trials < 1:
         raise UsageError(f"--trials {trials}: must be a whole number >= 1.")
     if prune not in tuning.PRUNERS:

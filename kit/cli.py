@@ -311,6 +311,18 @@ def train(
             show_default=False,
         ),
     ] = None,
+    time: Annotated[
+        str | None,
+        typer.Option(
+            "--time",
+            rich_help_panel=RUN,
+            metavar="DURATION",
+            help="Fit the run into this wall time (90s, 30m, 1h30m): its epochs are cut, before it starts, to what "
+            "fits at this device's pace (that of the newest run like it here, else measured in a few seconds), and "
+            "recorded in its recipe; a run still past 1.2x the budget stops at an epoch boundary, resumable. With "
+            "--kaggle the kernel fits itself and its limit follows.",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Train a CNN (or a K-fold ensemble) and write runs/RUN_ID/ and submissions/RUN_ID.csv.
@@ -337,6 +349,7 @@ def train(
         kaggle_timeout=kaggle_timeout,
         data_dir=data_dir,
         predict=predict,
+        time=time,
         **overrides,
     )
 

@@ -46,7 +46,8 @@ ENDED = ("complete", "error", "cancel_requested", "cancel_acknowledged")
 StatusHook = Callable[[str, float, str], None]  # (status, seconds since the push, the latest epoch line)
 
 # The options of `kit train` the kernel's command line may carry beside its recipe file (booleans: (on, off)).
-FLAGS = {"limit": "--limit", "jobs": "--jobs", "mirrored": ("--mirrored", None), "predict": (None, "--no-predict")}
+FLAGS = {"limit": "--limit", "jobs": "--jobs", "mirrored": ("--mirrored", None), "predict": (None, "--no-predict"),
+         "time": "--time"}  # fmt: skip
 
 
 def command_line(given: dict[str, Any]) -> list[str]:

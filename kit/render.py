@@ -232,6 +232,20 @@ def training_start(where: str, run_id: str, recipe, comp, done: list[int] | None
                                 f"{run_id}` adds them later)"))  # fmt: skip
 
 
+def time_plan(plan, text) -> None:
+    """`kit train --time`: the epochs chosen to fit the budget, and the pace they were chosen at."""
+    from kit.progress import clock
+
+    where = "measured now" if plan.pace.source == "measured" else f"as {plan.pace.source} trained"
+    pace = f"{plan.pace.images_per_s:,.0f} img/s, {where}"
+    if plan.epochs < plan.was:
+        out.print(f"--time {text}: {plan.was} -> {plan.epochs} epochs per member to fit (about {clock(plan.seconds)} "
+                  f"at {pace}).", highlight=False)  # fmt: skip
+    else:
+        out.print(f"--time {text}: the recipe's {plan.epochs} epochs per member fit (about {clock(plan.seconds)} at "
+                  f"{pace}).", highlight=False)  # fmt: skip
+
+
 def stopped(run_id: str, done: list[int], total: int) -> None:
     """Ctrl-C during `kit train`: what is kept and the command that resumes the run."""
     err.print(Text.assemble(("stopped:", "yellow"), f" run {run_id} keeps its {len(done)}/{total} finished members; "

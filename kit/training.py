@@ -166,6 +166,25 @@ def fit(
     return rows
 
 
+def measure_pace(r: Recipe, device: Device, images: np.ndarray, labels: np.ndarray, rows: int) -> float:
+    """Images a second this device trains the recipe's model on, one member alone: a warm-up batch (tracing), then
+    `rows` images timed (`kit train --time` on a device with no run like it to recall)."""
+    rng = np.random.default_rng(r.seed)
+    take = rng.choice(len(images), size=min(len(images), rows + r.batch_size), replace=len(images) < rows)
+    x, y = images[take], one_hot(labels[take])
+    model = compile_model(r, device, steps_per_epoch=max(1, len(x) // r.batch_size), seed=r.seed)
+    if device.feed == "fit":  # as `fit` trains there
+        model.fit(x[: r.batch_size], y[: r.batch_size], batch_size=r.batch_size, epochs=1, verbose=0)
+        start = time.perf_counter()
+        model.fit(x[r.batch_size :], y[r.batch_size :], batch_size=r.batch_size, epochs=1, verbose=0)
+        return (len(x) - r.batch_size) / max(1e-9, time.perf_counter() - start)
+    batches = _epoch_batches(len(x), r.batch_size, rng)
+    train_epoch(model, x, y, batches[:1])
+    start = time.perf_counter()
+    train_epoch(model, x, y, batches[1:])
+    return sum(len(b) for b in batches[1:]) / max(1e-9, time.perf_counter() - start)
+
+
 class Diverged(UsageError):
     """A member's loss (or its predictions) became NaN or infinite: the recipe trains no further, nothing is saved."""
 

@@ -42,15 +42,18 @@ def test_train_hands_every_option_to_kit_train(env, calls):
     assert name == "train" and args == ("nets.py:build",)
     assert kwargs == dict(recipe=None, sets=["rotation=15", "dropout=0.3"], run_id="r1", fold=None, limit=500, jobs=2,
                           ray=None, mirrored=False, kaggle=False, kaggle_timeout=None, data_dir=Path("somewhere"),
-                          predict=True, folds=5, repeats=2, epochs=3, batch_size=64, learning_rate=0.002, seed=7,
-                          precision="float32", augment=False, tta=True, pseudo=None, pseudo_min=None)  # fmt: skip
+                          predict=True, time=None, folds=5, repeats=2, epochs=3, batch_size=64, learning_rate=0.002,
+                          seed=7, precision="float32", augment=False, tta=True, pseudo=None,
+                          pseudo_min=None)  # fmt: skip
 
 
 def test_train_on_kaggle_and_from_a_recipe_file(env, calls):
-    result = kit_here(["train", "--recipe", "my.toml", "--kaggle", "--kaggle-timeout", "90", "--run-id", "k"], env)
+    result = kit_here(["train", "--recipe", "my.toml", "--kaggle", "--kaggle-timeout", "90", "--run-id", "k", "--time",
+                       "1h"], env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     [(_, args, kwargs)] = calls
     assert args == (None,) and kwargs["recipe"] == Path("my.toml") and kwargs["kaggle"] is True
+    assert kwargs["time"] == "1h"
     assert kwargs["kaggle_timeout"] == 90 and kwargs["folds"] is None and kwargs["augment"] is None
 
 

@@ -299,7 +299,8 @@ def test_the_kernels_options_are_spelled_as_kit_train_parses_them():
 
     train = next(c for c in typer.main.get_command(app).commands.values() if c.name == "train")
     for on in (True, False):
-        given = {"limit": 500, "jobs": 2, "mirrored": True if on else None, "predict": None if on else False}
+        given = {"limit": 500, "jobs": 2, "mirrored": True if on else None, "predict": None if on else False,
+                 "time": "5400s"}  # fmt: skip
         parsed = train.make_context("train", kaggle_kernel.command_line(given)).params
         assert {name: parsed[name] for name in kaggle_kernel.FLAGS} == {**given, "mirrored": on, "predict": on}
 

@@ -265,13 +265,18 @@ def test_kit_tune_trials_are_runs_that_list_report_show_and_train_again(env, tmp
     shown = kit_here(["tune", "--study", "tiny", "--show"], env)
     assert shown.returncode == 0 and "study tiny (folds 2, epochs 1, limit 1000; pruning: median)" in shown.stdout
     assert shown.stdout.count("complete") == 3 and "best recipe (" in shown.stdout
-    best = Path(env["KIT_RUNS_DIR"]) / "studies" / "tiny" / "best.toml"
-    again = kit_here(["train", "--recipe", str(best), "--limit", "1000", "--no-predict", "--run-id", "again",
+    best_file = Path(env["KIT_RUNS_DIR"]) / "studies" / "tiny" / "best.toml"
+    again = kit_here(["train", "--recipe", str(best_file), "--limit", "1000", "--no-predict", "--run-id", "again",
                       "--jobs", "1"], env)  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
-    result = tuning.summary("tiny")
+    best = tuning.summary("tiny").best
     trained = json.loads((Path(env["KIT_RUNS_DIR"]) / "again" / "config.json").read_text())["recipe"]
-    assert trained["rotation"] == result.best.params["rotation"] and trained["dropout"] == result.best.params["dropout"]
+    assert trained["rotation"] == best.params["rotation"] and trained["dropout"] == best.params["dropout"]
+    import kit
+
+    result = kit.tune("tiny", trials=4, jobs=1, show=False)  # from Python: the study continued by name, one trial more
+    assert sum(r.state == "complete" for r in result.trials) == 4 and result.best_recipe.startswith("# the recipe of")
+    assert kit.study("tiny").best.number == result.best.number
 
 
 def _tune_process(env: dict, study: str, trials: int, epochs: int = 1) -> subprocess.Popen:
