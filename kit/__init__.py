@@ -1,7 +1,8 @@
 """kit: the Digit Recognizer competition toolkit.
 
 From Python (a notebook cell): `kit.train(...)`, `kit.predict(run)`, `kit.submit(run)`, `kit.load_run(id)`, `kit.Run`,
-`kit.tune(...)`, `kit.study(name)`, `kit.confirm(name, k)`; see kit.api. They load on first use, so `import kit` stays light (no TensorFlow, no pandas, no Kaggle client).
+`kit.tune(...)`, `kit.study(name)`, `kit.confirm(name, k)`; see kit.api. They load on first use, so `import kit` stays
+light (no TensorFlow, no pandas, no Kaggle client).
 
 A model kit saved (runs/<id>/fold<k>/model.keras) loads with plain `keras.models.load_model` once `kit` is imported:
 kit's layers (kit.layers) are registered with Keras as soon as Keras is imported, before or after kit.
