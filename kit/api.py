@@ -559,9 +559,11 @@ def _definition(items: list[str], model: str | None, recipe: Path | None, sets: 
 def study(name: str, *, storage: str | None = None) -> Any:
     """`kit tune --study NAME --show`: the study's trials (confirmations beside them), its best trial and the best
     recipe (also written to runs/studies/NAME/best.toml), as kit.tuning.StudyResult."""
-    from kit import tuning
+    from kit import report, tuning
 
-    return tuning.summary(name, storage)
+    result = tuning.summary(name, storage)
+    result.page = report.study_page(result)
+    return result
 
 
 @_door

@@ -564,6 +564,8 @@ def study(result, confirmed_only: bool = False) -> None:
     out.print(table)
     if result.stopped:
         out.print(f"Stopped starting trials: {result.stopped}.")
+    if result.page is not None:
+        out.print(f"study page: {result.page}", highlight=False)
     if result.best is None:
         out.print(f"No complete trial yet; `kit tune --study {result.name}` runs more.")
         return

@@ -359,3 +359,74 @@ def page(run_dir: Path, found: Report, title: str, metrics: dict, mine: list[dic
     target = found.folder / "index.html"
     files.write_atomic(target, text.encode())
     return target
+
+
+def study_page(result) -> Path:
+    """runs/studies/NAME/index.html (`kit tune --show`): the study on one self-contained page: its trials by number
+    (OOF errors of the complete ones, the best so far, where the pruned stopped), each trial's per-epoch values (kept
+    and pruned), the parameters' importances where Optuna can tell them, the trials table and the best recipe."""
+    plt = _pyplot()
+    folder = result.folder
+    pictures = []
+    done = [r for r in result.trials if r.errors is not None]
+    if done:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.plot([r.number for r in done], [r.errors for r in done], "o", label="complete")
+        best, line = None, []
+        for r in done:
+            best = r.errors if best is None else min(best, r.errors)
+            line.append(best)
+        ax.step([r.number for r in done], line, where="post", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(f"OOF errors (of {done[0].rows:,})")
+        ax.legend()
+        fig.tight_layout()
+        pictures.append(("Optimization history", folder / "history.png"))
+        fig.savefig(pictures[-1][1], dpi=100)
+        plt.close(fig)
+    if result.curves:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        states = {r.number: r.state for r in result.trials}
+        for number, values in sorted(result.curves.items()):
+            steps = sorted(values)
+            pruned = states.get(number) == "pruned"
+            ax.plot(steps, [values[s] for s in steps], "--" if pruned else "-", color="grey" if pruned else None,
+                    alpha=0.6 if pruned else 0.9, label=None if pruned else f"trial {number}")  # fmt: skip
+        if sum(states.get(n) != "pruned" for n in result.curves) <= 10:
+            ax.legend(fontsize=7)
+        ax.set_xlabel("fold" if result.definition.prune == "wilcoxon" else "epoch")
+        ax.set_ylabel("validation accuracy (dashed: pruned)")
+        fig.tight_layout()
+        pictures.append(("Per-epoch values", folder / "curves.png"))
+        fig.savefig(pictures[-1][1], dpi=100)
+        plt.close(fig)
+    if result.importances:
+        fig, ax = plt.subplots(figsize=(7, 0.4 * len(result.importances) + 1))
+        names = list(result.importances)[::-1]
+        ax.barh(names, [result.importances[n] for n in names])
+        ax.set_xlabel("importance (Optuna's fANOVA)")
+        fig.tight_layout()
+        pictures.append(("Parameter importances", folder / "importances.png"))
+        fig.savefig(pictures[-1][1], dpi=100)
+        plt.close(fig)
+    names = [text.partition("=")[0] for text in result.definition.space]
+    rows = [[r.number, r.state + (f" at {r.pruned_at}" if r.pruned_at else ""),
+             "" if r.errors is None else f"{r.errors:,}", _pct(r.accuracy),
+             *[f"{r.params[n]:.4g}" if isinstance(r.params.get(n), float) else r.params.get(n, "") for n in names],
+             r.run_id, (r.confirmed or {}).get("errors", "")] for r in result.trials]  # fmt: skip
+    parts = [f"<h1>study {html.escape(result.name)}</h1>",
+             f'<p class="note">space: {html.escape(", ".join(result.definition.space))}; pruning: '
+             f"{html.escape(result.definition.prune)}</p>",
+             "<h2>Trials</h2>", _table(["trial", "state", "OOF errors", "OOF", *names, "run", "confirmed errors"],
+                                       rows, {0, 2, 3})]  # fmt: skip
+    for title, path in pictures:
+        parts += [f"<h2>{title}</h2>", _image(path, title)]
+    if result.best_recipe:
+        parts += ["<h2>Best recipe</h2>", f"<pre>{html.escape(result.best_recipe)}</pre>"]
+    body = '<div class="kit-report">\n' + "\n".join(parts) + "\n</div>"
+    head = f'<meta charset="utf-8"><title>kit study: {html.escape(result.name)}</title><style>{_STYLE}</style>'
+    target = folder / "index.html"
+    files.write_atomic(
+        target, f'<!doctype html>\n<html lang="en"><head>{head}</head><body>\n{body}\n</body></html>\n'.encode()
+    )
+    return target

@@ -431,6 +431,9 @@ class StudyResult:
     best: TrialRow | None = None
     best_recipe: str = ""
     stopped: str = ""  # why this process stopped starting trials ('' when the study reached its trials)
+    curves: dict[int, dict[int, float]] = field(default_factory=dict)  # trial -> step -> its intermediate value
+    importances: dict[str, float] = field(default_factory=dict)  # Optuna's, once it can tell (complete trials)
+    page: Path | None = None  # the study page (kit.report.study_page)
 
 
 # train(definition, values, run_id, tags, on_event) -> (accuracy, errors, rows): kit.api trains a trial as a run
@@ -637,7 +640,18 @@ def summary(name: str, url: str | None = None, stopped: str = "") -> StudyResult
         from kit import files
 
         files.write_atomic(study_dir(name) / "best.toml", text.encode())
-    return StudyResult(name, study_dir(name), d, rows, best, text, stopped)
+    curves = {t.number: dict(t.intermediate_values) for t in trials if t.intermediate_values}
+    return StudyResult(name, study_dir(name), d, rows, best, text, stopped, curves, _importances(study))
+
+
+def _importances(study: Any) -> dict[str, float]:
+    """Optuna's parameter importances (fANOVA), most important first; {} until it can tell (too few trials)."""
+    import optuna
+
+    try:
+        return dict(optuna.importance.get_param_importances(study))
+    except (ValueError, RuntimeError, ZeroDivisionError, IndexError):
+        return {}
 
 
 def _with_values(base: config.Recipe, values: dict[str, Any]) -> config.Recipe:

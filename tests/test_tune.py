@@ -265,6 +265,9 @@ def test_kit_tune_trials_are_runs_that_list_report_show_and_train_again(env, tmp
     shown = kit_here(["tune", "--study", "tiny", "--show"], env)
     assert shown.returncode == 0 and "study tiny (folds 2, epochs 1, limit 1000; pruning: median)" in shown.stdout
     assert shown.stdout.count("complete") == 3 and "best recipe (" in shown.stdout
+    page = Path(env["KIT_RUNS_DIR"]) / "studies" / "tiny" / "index.html"
+    assert f"study page: {page}" in shown.stdout and "<h1>study tiny</h1>" in page.read_text()
+    assert "Optimization history" in page.read_text() and "Per-epoch values" in page.read_text()
     best_file = Path(env["KIT_RUNS_DIR"]) / "studies" / "tiny" / "best.toml"
     again = kit_here(["train", "--recipe", str(best_file), "--limit", "1000", "--no-predict", "--run-id", "again",
                       "--jobs", "1"], env)  # fmt: skip
