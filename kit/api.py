@@ -528,7 +528,7 @@ def tune(
             events = tuning.Events(watch.open, watch.start, watch.event, watch.end)
             result = tuning.run_study(name, definition, trials=trials, train=train_trial, url=storage,
                                       seconds=seconds, events=events)  # fmt: skip
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM
         render.tune_stopped(name)
         raise
     render.study(result)

@@ -364,7 +364,8 @@ def settle_dead(study: Any, name: str) -> list[int]:
 def _enqueue_resume(study: Any, trial: Any) -> None:
     run_id = trial.user_attrs.get("run")
     if run_id:
-        study.enqueue_trial(trial.params, user_attrs={"resume": run_id}, skip_if_exists=False)
+        kept = {"baseline": True} if trial.user_attrs.get("baseline") else {}
+        study.enqueue_trial(trial.params, user_attrs={"resume": run_id, **kept}, skip_if_exists=False)
 
 
 # -------------------------------------------------------------------------------------------------- pruning
@@ -589,11 +590,12 @@ STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "FAI
 
 
 def _row(trial: Any, name: str) -> TrialRow:
-    run_id = trial.user_attrs.get("run") or trial_run_id(name, trial.number)
+    run_id = trial.user_attrs.get("run") or trial.user_attrs.get("resume") or trial_run_id(name, trial.number)
     pruned = trial.user_attrs.get("pruned") if trial.state.name == "PRUNED" else None
     seconds = trial.user_attrs.get("seconds")  # how long it trained (a trial's duration would count its waits)
     state = STATES.get(trial.state.name, trial.state.name.lower())
-    return TrialRow(trial.number, state, dict(trial.params),
+    values = trial.params or trial.system_attrs.get("fixed_params") or {}  # a waiting trial: the values it will train
+    return TrialRow(trial.number, state, dict(values),
                     trial.value if trial.state.name == "COMPLETE" else None, trial.user_attrs.get("errors"),
                     trial.user_attrs.get("rows"), run_id, seconds, pruned,
                     baseline=bool(trial.user_attrs.get("baseline")))  # fmt: skip
@@ -623,7 +625,8 @@ def summary(name: str, url: str | None = None, stopped: str = "") -> StudyResult
         if row.state == "running" and dead(name, trial):
             row.state = "interrupted"  # its process is gone; the next `kit tune --study NAME` resumes its run
         elif row.state == "failed":
-            later = [t.number for t in trials if t.number > trial.number and t.user_attrs.get("run") == row.run_id]
+            later = [t.number for t in trials if t.number > trial.number and row.run_id in (t.user_attrs.get("run"),
+                     t.user_attrs.get("resume"))]  # fmt: skip
             row.state = f"interrupted, resumed as #{later[0]}" if later else "failed"
             row.state += f": {trial.user_attrs['error']}" if trial.user_attrs.get("error") else ""
         rows.append(row)
@@ -649,9 +652,12 @@ def _importances(study: Any) -> dict[str, float]:
     import optuna
 
     try:
-        return dict(optuna.importance.get_param_importances(study))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "too few trials": then {} below says the same
+            found = dict(optuna.importance.get_param_importances(study))
     except (ValueError, RuntimeError, ZeroDivisionError, IndexError):
         return {}
+    return found if len({round(v, 6) for v in found.values()}) > 1 or len(found) == 1 else {}
 
 
 def _with_values(base: config.Recipe, values: dict[str, Any]) -> config.Recipe:
