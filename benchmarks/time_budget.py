@@ -25,12 +25,14 @@ def main() -> None:
     parser.add_argument("--time", default="2m")
     parser.add_argument("--limit", type=int, default=3000)
     parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--keep", help="Keep the runs in this folder (default: a temporary one, removed).")
     args = parser.parse_args()
     from kit.budget import parse_duration
 
     budget = parse_duration(args.time)
     ratios = {}
-    with tempfile.TemporaryDirectory() as runs:
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = args.keep or scratch
         env = {**os.environ, "KIT_RUNS_DIR": runs, "KIT_SUBMISSIONS_DIR": os.path.join(runs, "subs")}
         for name in ("measured", "recalled"):
             command = [sys.executable, "-m", "kit", "train", "--time", args.time, "--limit", str(args.limit),

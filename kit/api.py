@@ -16,6 +16,7 @@ import contextlib
 import functools
 import inspect
 import os
+import time as clock
 import types
 import typing
 from collections.abc import Callable
@@ -280,11 +281,13 @@ def train(
     done = [] if new else runs.members_done(run_id, config.member_count(chosen))
     if len(done) < config.member_count(chosen):  # a finished run imports no model file again
         models.check(chosen, model_files)  # your own models build and give probabilities, before any training
-    guard = budget.guard(seconds, str(time)) if seconds is not None else None
+    started = _process_start() if seconds is not None else 0.0
+    guard = budget.guard(seconds, str(time), started) if seconds is not None else None
     with cluster.connect(ray) if ray else contextlib.nullcontext() as on_ray:
         jobs, where = dispatch.placement(chosen, dev, fold, jobs, on_ray, len(done))
         if seconds is not None and saved is None:  # a run being made: a resumed one keeps its recipe
-            chosen, plan = _fit_to_time(chosen, comp, dev, seconds, predict, str(time), jobs)
+            left = seconds - (clock.monotonic() - started)  # what this process spent getting here is spent
+            chosen, plan = _fit_to_time(chosen, comp, dev, left, predict, str(time), jobs)
             if show:
                 render.time_plan(plan, time)
         if show:
@@ -311,6 +314,13 @@ def train(
 KERNEL_START_MINUTES = 15  # --kaggle --time: the kernel's limit is the budget's overrun plus its start and install
 
 
+def _process_start() -> float:
+    """When kit began in this process (a command's start; a notebook's `kit.train` call counts from the call)."""
+    import kit
+
+    return kit.STARTED if FROM_CLI.get() else clock.monotonic()
+
+
 def _seconds(time: str | float | None) -> float | None:
     if time is None:
         return None
@@ -335,7 +345,8 @@ def _fit_to_time(chosen: config.Recipe, comp: Any, dev: Any, seconds: float, pre
         rate = training.measure_pace(chosen, dev, comp.train_images, comp.train_labels, budget.PROBE_ROWS)
         pace = budget.Pace(rate, budget.STARTUP_S, "measured")
     members = config.member_count(chosen)
-    plan = budget.fit(seconds, pace, members, jobs, n - val_rows, views, chosen.epochs, text)
+    plan = budget.fit(seconds, pace, members, jobs, n - val_rows, views, chosen.epochs, text,
+                      epoch_views=min(config.EPOCH_VALIDATION_ROWS, val_rows))  # fmt: skip
     return config.override(chosen, epochs=plan.epochs), plan
 
 

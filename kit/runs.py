@@ -144,6 +144,13 @@ def member_dirs(run_dir: Path, holding: str = "metrics.json") -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[4:]))
 
 
+def member_history(member_dir: Path) -> list[dict[str, float]]:
+    """A member's history.json (one row per epoch; [] when it has none or it is not a list of rows)."""
+    path = member_dir / "history.json"
+    rows = read_json(path) if path.is_file() else []
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+
+
 def member_done(run_dir: Path, member: int) -> bool:
     """The member's metrics.json is there and whole (written last and atomically; a damaged one means: train it)."""
     try:

@@ -30,29 +30,34 @@ def test_the_epochs_chosen_are_the_most_that_fit():
 
 
 def test_the_pace_is_recalled_from_the_newest_run_like_it(env):
+    from kit import paths
+
     def run(name: str, device: str, batch: int, wall: float) -> None:
         folder = runs.create(name, reuse=True)
-        recipe = {"model": "kitnet", "batch_size": batch}
-        runs.write_config(folder, "train", created_utc=f"2026-12-07T10:00:0{len(name)}Z", recipe=recipe,
+        made = f"2026-12-07T10:00:0{len(name)}Z"
+        runs.write_config(folder, "train", created_utc=made, recipe={"model": "kitnet", "batch_size": batch},
                           device=device, predict=False, data={"train_rows": 400, "test_rows": 100})  # fmt: skip
-        for k in range(2):  # 300 rows x 2 epochs at 100 img/s (6 s) + 100 validation views (1/TRAIN_COST each) + 4 s
+        for k in range(2):  # 2 epochs of 300 rows at 100 img/s, 2 validation passes and the OOF rows (300 views), 3 s
+            start = paths.utc_seconds(made) + 1.0
             member = {"fold": k, "train_rows": 300, "epochs": 2, "val_rows": 100, "tta_views": 1,
-                      "images_per_s": 100.0, "seconds": 10.0 + 100 / TRAIN_COST / 100}  # fmt: skip
+                      "images_per_s": 100.0, "seconds": SECONDS, "started_at": start}  # fmt: skip
             files.write_json(folder / f"fold{k}" / "metrics.json", member)
         files.write_json(folder / "metrics.json", {"cv_accuracy": 0.9, "wall_seconds": wall})
 
-    run("a", "CPU (x)", 256, 10.0 + 1 / TRAIN_COST)  # both members at once
+    SECONDS = (600 + 300 / TRAIN_COST) / 100 + 3.0
+    run("a", "CPU (x)", 256, SECONDS)  # both members at once
     run("bb", "CPU (x)", 128, 5.0)  # another batch size
     run("ccc", "GPU (y)", 256, 5.0)  # another device
     pace = budget.recall("CPU (x)", "kitnet", 256)
     assert pace is not None and pace.source == "run a"
+    # 100 img/s a member, two at once; a member's fixed cost: 3 s of its own and 1 s waiting to start
     assert pace.images_per_s == pytest.approx(200.0) and pace.startup_s == pytest.approx(4.0)
     assert budget.recall("CPU (x)", "deotte", 256) is None
 
 
 def test_the_guard_stops_at_the_first_epoch_past_the_overrun():
     now = [0.0]
-    check = budget.guard(100, "100s", clock=lambda: now[0])
+    check = budget.guard(100, "100s", start=0.0, clock=lambda: now[0])
     now[0] = 119.0
     check(Progress(0, 2, 5, 10))
     now[0] = 121.0
