@@ -11,10 +11,7 @@ kit's layers (kit.layers) are registered with Keras as soon as Keras is imported
 import importlib.abc
 import importlib.util
 import sys
-import time
 from typing import Any
-
-STARTED = time.monotonic()  # when this process began kit's work: `kit train --time` counts its budget from here
 
 __version__ = "0.1.0"
 COMPETITION = "digit-recognizer"

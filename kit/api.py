@@ -29,7 +29,7 @@ import numpy as np
 from kit import budget, config, paths, render, runs, user_models
 from kit.errors import FROM_CLI, RunError, UsageError, for_python
 from kit.paths import RUN_ID_RULE, is_run_id
-from kit.progress import Progress, ProgressHook
+from kit.progress import COMMAND_START, Progress, ProgressHook
 
 MIN_ROWS = 20  # --limit: fewer rows cannot hold a stratified holdout of every digit
 
@@ -315,10 +315,8 @@ KERNEL_START_MINUTES = 15  # --kaggle --time: the kernel's limit is the budget's
 
 
 def _process_start() -> float:
-    """When kit began in this process (a command's start; a notebook's `kit.train` call counts from the call)."""
-    import kit
-
-    return kit.STARTED if FROM_CLI.get() else clock.monotonic()
+    """When the budget started: the command's start (`kit train --time`), else now (a notebook's `kit.train` call)."""
+    return COMMAND_START.get() or clock.monotonic()
 
 
 def _seconds(time: str | float | None) -> float | None:
@@ -378,15 +376,16 @@ _with_recipe_fields(train)
 
 def _on_kaggle(chosen: config.Recipe, run_id: str, limit: int | None, jobs: int | None, mirrored: bool,
                minutes: int | None, show: bool, model_files: dict[str, Path], predict: bool = True,
-               seconds: float | None = None) -> Run:  # fmt: skip
+               budget_s: float | None = None) -> Run:  # fmt: skip
     """The run trained in a Kaggle kernel: the kernel runs `kit train` on this recipe (a recipe file in the kernel,
-    with your own model files) and these options, and the run comes home into runs/<id>/."""
+    with your own model files) and these options (`budget_s`: its --time, which it fits on its own device), and the
+    run comes home into runs/<id>/."""
     from kit import kaggle_kernel
 
     seconds = (minutes or KAGGLE_MINUTES) * 60
     args = kaggle_kernel.command_line(dict(limit=limit, jobs=jobs, mirrored=mirrored or None,
                                            predict=None if predict else False,
-                                           time=None if seconds is None else f"{seconds:g}s"))  # fmt: skip
+                                           time=None if budget_s is None else f"{budget_s:g}s"))  # fmt: skip
     if not show:
         return Run(kaggle_kernel.train(run_id, args, chosen, seconds, model_files=model_files))
 

@@ -11,6 +11,7 @@ import functools
 import logging
 import signal
 import sys
+import time as clock
 from pathlib import Path
 from typing import Annotated
 
@@ -720,7 +721,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from kit.device import quiet_native_logs
     from kit.errors import FROM_CLI
+    from kit.progress import COMMAND_START
 
+    started = COMMAND_START.set(clock.monotonic())
     quiet_native_logs()
     speaking = FROM_CLI.set(True)  # kit.api's verbs say their errors in flags here
     notices = render.Notices()  # what the stages log while they wait (Kaggle's 429s), one line each on stderr
@@ -738,3 +741,4 @@ def main() -> None:
     finally:
         logging.getLogger("kit").removeHandler(notices)
         FROM_CLI.reset(speaking)
+        COMMAND_START.reset(started)

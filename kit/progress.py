@@ -10,8 +10,13 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+# When the command began (kit.cli.main sets it): `kit train --time` counts its budget from there, the interpreter's and
+# the imports' seconds included.
+COMMAND_START: ContextVar[float | None] = ContextVar("COMMAND_START", default=None)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def test_a_timed_run_chooses_prints_and_records_its_epochs(env):
     from kit import data
 
     data.install_sample(Path(env["KIT_DATA_DIR"]))
-    timed = ["train", "--model", "seed", "--time", "30s", "--no-predict", "--run-id"]
+    timed = ["train", "--model", "seed", "--limit", "300", "--time", "30s", "--no-predict", "--run-id"]
     done = kit_here([*timed, "timed"], env)
     assert done.returncode == 0, done.stdout + done.stderr
     said = re.search(r"^--time 30s: (?:24 -> (\d+) epochs per member to fit|the recipe's (24) epochs per member fit) "
