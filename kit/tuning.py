@@ -299,38 +299,50 @@ def _saved_definition(optuna: Any, name: str, storage: Any) -> Definition | None
 
 @dataclass
 class Worker:
-    """This process, as the study knows it: `id`, and the lock it holds while it lives."""
+    """This process, as the study knows it: `id`, the lock it holds while it lives, and its mark (`<id>.worker`, a
+    plain file: on this disk, its lock says whether it lives; filelock may delete a lock file when it is released)."""
 
     id: str
     lock: Any
+    name: str
 
     def release(self) -> None:
         self.lock.release()
-        path = Path(self.lock.lock_file)
-        for done in (path, locks.owner_file(path)):
-            done.unlink(missing_ok=True)
+        _forget(self.name, self.id)
+
+
+def _worker_files(name: str, wid: str) -> tuple[Path, Path]:
+    folder = study_dir(name) / "workers"
+    return folder / f"{wid}.worker", folder / f"{wid}.lock"
+
+
+def _forget(name: str, wid: str) -> None:
+    mark, lock = _worker_files(name, wid)
+    for path in (lock, locks.owner_file(lock), mark):  # the mark last: while it is there, the worker can be judged
+        path.unlink(missing_ok=True)
 
 
 def start_worker(name: str) -> Worker:
-    folder = study_dir(name) / "workers"
-    folder.mkdir(parents=True, exist_ok=True)
     wid = f"{socket.gethostname()[:40]}-{os.getpid()}-{time.time_ns() % 10**6}"
-    lock = locks.try_exclusive(folder / f"{wid}.lock")
+    mark, path = _worker_files(name, wid)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    lock = locks.try_exclusive(path)
     assert lock is not None  # a name no other process has
-    return Worker(wid, lock)
+    mark.write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
+    return Worker(wid, lock, name)
 
 
 def dead(name: str, trial: Any, now: float | None = None) -> bool:
-    """Whether a RUNNING trial's process is gone: its worker lock exists on this disk and is free (held locks end
-    with their process, however it ends). A trial whose worker is not on this disk (a machine that shares only the
+    """Whether a RUNNING trial's process is gone: its worker's mark is on this disk and its lock is free (held locks
+    end with their process, however it ends). A trial whose worker left no mark here (a machine that shares only the
     database) is never judged; one with no worker at all (its process died between asking and saying) after a
     minute."""
     wid = trial.user_attrs.get("worker")
     if not wid:
         started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
         return (now or time.time()) - started > 60
-    path = study_dir(name) / "workers" / f"{wid}.lock"
-    if not path.is_file():
+    mark, path = _worker_files(name, wid)
+    if not mark.is_file():
         return False
     lock = locks.try_exclusive(path)
     if lock is None:
@@ -353,11 +365,8 @@ def settle_dead(study: Any, name: str) -> list[int]:
             continue
         _enqueue_resume(study, trial)
         settled.append(trial.number)
-        wid = trial.user_attrs.get("worker")
-        if wid:  # its lock is free for good: no process will take it again
-            lock = study_dir(name) / "workers" / f"{wid}.lock"
-            for path in (lock, locks.owner_file(lock)):
-                path.unlink(missing_ok=True)
+        if trial.user_attrs.get("worker"):  # its lock is free for good: no process will take it again
+            _forget(name, trial.user_attrs["worker"])
     return settled
 
 

@@ -222,13 +222,15 @@ def test_a_trial_left_running_by_a_dead_process_is_failed_and_its_run_resumed(en
         trial = study.ask({"rotation": optuna.distributions.FloatDistribution(0, 20)})
         trial.set_user_attr("worker", worker.id)
         trial.set_user_attr("run", tuning.trial_run_id("ghost", trial.number))
-    gone.lock.release()  # as the operating system releases a killed process's lock: the file stays
+    gone.lock.release()  # as the operating system releases a killed process's lock (its mark stays)
     assert tuning.settle_dead(study, "ghost") == [1]
     states = [t.state.name for t in study.get_trials()]
     assert states == ["RUNNING", "FAIL", "WAITING"]  # the live one untouched; the dead one's values queued again
     assert study.get_trials()[2].user_attrs == {"resume": "ghost-t001"}
     assert tuning.settle_dead(study, "ghost") == []  # settled once
+    assert sorted(p.suffix for p in (tuning.study_dir("ghost") / "workers").iterdir()) == [".lock", ".pid", ".worker"]
     alive.release()
+    assert list((tuning.study_dir("ghost") / "workers").iterdir()) == []
 
 
 def test_the_time_budget_starts_no_trial_the_median_says_would_not_fit(env):
