@@ -282,6 +282,15 @@ def test_kit_tune_trials_are_runs_that_list_report_show_and_train_again(env, tmp
     result = kit.tune("tiny", trials=4, jobs=1, show=False)  # from Python: the study continued by name, one trial more
     assert sum(r.state == "complete" for r in result.trials) == 4 and result.best_recipe.startswith("# the recipe of")
     assert kit.study("tiny").best.number == result.best.number
+    confirmed = kit_here(["tune", "--study", "tiny", "--confirm", "1", "--folds", "2", "--epochs", "1"], env)
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    best = tuning.summary("tiny").best
+    run = Path(env["KIT_RUNS_DIR"]) / f"tiny-confirm-t{best.number:03d}"
+    recipe = json.loads((run / "config.json").read_text())["recipe"]
+    assert recipe["seed"] == 42 + tuning.CONFIRM_SEED + best.number and recipe["rotation"] == best.params["rotation"]
+    assert best.confirmed["run"] == run.name and best.confirmed["rows"] == 1297  # the sample's every row, not 1,000
+    assert (Path(env["KIT_SUBMISSIONS_DIR"]) / f"{run.name}.csv").is_file()  # with its test prediction
+    assert "confirmed OOF" in confirmed.stdout
 
 
 def _tune_process(env: dict, study: str, trials: int, epochs: int = 1) -> subprocess.Popen:
