@@ -547,7 +547,7 @@ def tune(
             "--study",
             rich_help_panel=SEARCH,
             help="The study's name: a new one starts it, an existing "
-            "one continues it (from any shell or machine sharing runs/). Default: tune-<UTC time>.",
+            "one continues it (from any shell or machine sharing runs/). Default: tune-YYYYMMDD-HHMMSS, the UTC time.",
         ),
     ] = None,
     space: Annotated[
