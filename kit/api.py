@@ -29,7 +29,7 @@ import numpy as np
 from kit import budget, config, paths, render, runs, user_models
 from kit.errors import FROM_CLI, RunError, UsageError, for_python
 from kit.paths import RUN_ID_RULE, is_run_id
-from kit.progress import COMMAND_START, Progress, ProgressHook
+from kit.progress import COMMAND_START, ProgressHook, both
 
 MIN_ROWS = 20  # --limit: fewer rows cannot hold a stratified holdout of every digit
 
@@ -246,8 +246,7 @@ def train(
     `time` ("30m", or seconds): a new run's epochs are cut so that it fits (kit.budget), and any run stops at an epoch
     boundary once past OVERRUN x the budget (resumable). `on_event(kit.progress.Progress)` gets every member's events
     (queued, each epoch's logs, prediction), wherever it trains; an exception it raises stops the run as Ctrl-C does
-    (its finished members kept). `tags`: labels kept in a
-    new run's config.json (kit tune: its study and trial)."""
+    (its finished members kept). `tags`: labels kept in a new run's config.json (kit tune: its study and trial)."""
     unknown = sorted(set(fields) - set(config.SETTABLE))
     if unknown:
         raise UsageError(f"{unknown[0]}: no recipe field of that name; the fields are {', '.join(config.SETTABLE)}.")
@@ -295,7 +294,7 @@ def train(
         try:
             with render.training_progress() if show else contextlib.nullcontext() as shown:
                 result = dispatch.train_run(chosen, comp, run_id=run_id, device=dev, only=fold, jobs=jobs,
-                                            cluster=on_ray, on_progress=_both(_both(shown, on_event), guard), new=new,
+                                            cluster=on_ray, on_progress=both(both(shown, on_event), guard), new=new,
                                             model_files=model_files, predict=predict, tags=tags)  # fmt: skip
         except (KeyboardInterrupt, budget.Overran) as exc:
             kept = runs.members_done(run_id, config.member_count(chosen))
@@ -346,18 +345,6 @@ def _fit_to_time(chosen: config.Recipe, comp: Any, dev: Any, seconds: float, pre
     plan = budget.fit(seconds, pace, members, jobs, n - val_rows, views, chosen.epochs, text,
                       epoch_views=min(config.EPOCH_VALIDATION_ROWS, val_rows))  # fmt: skip
     return config.override(chosen, epochs=plan.epochs), plan
-
-
-def _both(first: ProgressHook | None, second: ProgressHook | None) -> ProgressHook | None:
-    """One hook that calls both (either may be None)."""
-    if first is None or second is None:
-        return first or second
-
-    def both(event: Progress) -> None:
-        first(event)
-        second(event)
-
-    return both
 
 
 def _with_recipe_fields(verb: Callable) -> None:

@@ -52,6 +52,19 @@ class Progress:
 
 ProgressHook = Callable[[Progress], None]
 
+
+def both(first: ProgressHook | None, second: ProgressHook | None) -> ProgressHook | None:
+    """One hook that calls `first`, then `second` (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def called(event: Progress) -> None:
+        first(event)
+        second(event)
+
+    return called
+
+
 LINE = "KIT-EVENT "  # a worker process's Progress on its stdout: this prefix, then the event as JSON
 
 

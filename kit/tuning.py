@@ -28,7 +28,7 @@ from typing import Any
 
 from kit import budget, config, locks, paths, runs
 from kit.errors import KitError, UsageError
-from kit.progress import Progress
+from kit.progress import Progress, both
 
 PRUNERS = ("median", "wilcoxon", "none")
 PRUNE_STARTUP = 4  # median: trials finished before any is pruned
@@ -502,7 +502,7 @@ def run_study(
             t0 = clock()
             try:
                 accuracy, errors, rows = train(chosen, values, run_id, {"study": name, "trial": trial.number},
-                                               _both(Reports(trial, chosen.prune), events.on_event))  # fmt: skip
+                                               both(Reports(trial, chosen.prune), events.on_event))  # fmt: skip
             except Pruned as exc:
                 runs.tag(run_id, pruned=exc.where)
                 trial.set_user_attr("pruned", exc.where)
@@ -530,14 +530,6 @@ def run_study(
     finally:
         worker.release()
     return summary(name, url, stopped=stopped)
-
-
-def _both(first: Callable, second: Callable) -> Callable:
-    def both(event: Progress) -> None:
-        first(event)
-        second(event)
-
-    return both
 
 
 def _minutes(seconds: float | None) -> str:
