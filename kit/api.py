@@ -237,6 +237,7 @@ def train(
     show: bool = True,
     on_event: ProgressHook | None = None,
     tags: dict[str, Any] | None = None,
+    track: str | None = None,
     **fields: Any,
 ) -> Run:
     """`kit train`: a preset (`model`), a recipe file (`recipe`) or the run being resumed (`run_id`), with any recipe
@@ -246,13 +247,17 @@ def train(
     `time` ("30m", or seconds): a new run's epochs are cut so that it fits (kit.budget), and any run stops at an epoch
     boundary once past OVERRUN x the budget (resumable). `on_event(kit.progress.Progress)` gets every member's events
     (queued, each epoch's logs, prediction), wherever it trains; an exception it raises stops the run as Ctrl-C does
-    (its finished members kept). `tags`: labels kept in a new run's config.json (kit tune: its study and trial)."""
+    (its finished members kept). `tags`: labels kept in a new run's config.json (kit tune: its study and trial).
+    `track`: "wandb", "mlflow", "tensorboard" or "trackio" (else $KIT_TRACK) logs the run there (kit.tracking)."""
     unknown = sorted(set(fields) - set(config.SETTABLE))
     if unknown:
         raise UsageError(f"{unknown[0]}: no recipe field of that name; the fields are {', '.join(config.SETTABLE)}.")
     seconds = _seconds(time)
     if seconds is not None and fields.get("epochs") is not None:
         raise UsageError("--time chooses the epochs; give one of --time and --epochs.")
+    from kit import tracking
+
+    tracker = tracking.chosen(track, here=not kaggle)
     saved = runs.saved_recipe(run_id, kaggle)
     chosen = config.for_run(model, saved, recipe, sets, **fields)
     if seconds is not None and chosen.families:
@@ -267,7 +272,8 @@ def train(
     if kaggle:
         if seconds is not None and kaggle_timeout is None:  # the kernel's limit from the budget, and its overrun
             kaggle_timeout = min(KAGGLE_MAX_MINUTES, int(seconds * budget.OVERRUN // 60) + KERNEL_START_MINUTES)
-        return _on_kaggle(chosen, run_id, limit, jobs, mirrored, kaggle_timeout, show, model_files, predict, seconds)
+        return _on_kaggle(chosen, run_id, limit, jobs, mirrored, kaggle_timeout, show, model_files, predict, seconds,
+                          tracker)  # fmt: skip
     from kit import cluster, data, device
 
     if ray:
@@ -291,12 +297,19 @@ def train(
                 render.time_plan(plan, time)
         if show:
             render.training_start(where, run_id, chosen, comp, done, predict)
+        logged = tracking.Session(tracker, tags) if tracker else None
+        hooks = both(both(on_event, guard), logged)
         try:
             with render.training_progress() if show else contextlib.nullcontext() as shown:
                 result = dispatch.train_run(chosen, comp, run_id=run_id, device=dev, only=fold, jobs=jobs,
-                                            cluster=on_ray, on_progress=both(both(shown, on_event), guard), new=new,
-                                            model_files=model_files, predict=predict, tags=tags)  # fmt: skip
-        except (KeyboardInterrupt, budget.Overran) as exc:
+                                            cluster=on_ray, on_progress=both(shown, hooks), new=new,
+                                            model_files=model_files, predict=predict, tags=tags,
+                                            on_start=logged.open if logged else None)  # fmt: skip
+        except BaseException as exc:
+            if logged is not None:
+                logged.end(None, [])
+            if not isinstance(exc, KeyboardInterrupt | budget.Overran):
+                raise
             kept = runs.members_done(run_id, config.member_count(chosen))
             if isinstance(exc, KeyboardInterrupt):
                 if show:
@@ -307,7 +320,26 @@ def train(
                            "resumes it.") from None  # fmt: skip
     if show:
         render.run_result(result, config.member_count(chosen))
+    if logged is not None:
+        said = logged.end(result.metrics, _worth_keeping(result, comp))
+        if show and said:
+            render.out.print(said)
     return Run(result.run_dir)
+
+
+def _worth_keeping(result: Any, comp: Any) -> list[Path]:
+    """A whole run's files a tracker keeps: its submission, its report page (written now) and its recipe file
+    (runs/<id>/recipe.toml, `kit runs --recipe`'s text)."""
+    from kit import files, report
+
+    if not result.metrics:
+        return []
+    kept = [Path(result.submission)] if result.submission else []
+    with contextlib.suppress(Exception):  # a page that cannot be drawn costs the tracker that file only
+        kept.append(report.write_report(result.run_dir, comp).page)
+    recipe = result.run_dir / "recipe.toml"
+    files.write_atomic(recipe, runs.recipe_file(result.run_dir.name).encode())
+    return [*kept, recipe]
 
 
 KERNEL_START_MINUTES = 15  # --kaggle --time: the kernel's limit is the budget's overrun plus its start and install
@@ -363,16 +395,21 @@ _with_recipe_fields(train)
 
 def _on_kaggle(chosen: config.Recipe, run_id: str, limit: int | None, jobs: int | None, mirrored: bool,
                minutes: int | None, show: bool, model_files: dict[str, Path], predict: bool = True,
-               budget_s: float | None = None) -> Run:  # fmt: skip
+               budget_s: float | None = None, track: str | None = None) -> Run:  # fmt: skip
     """The run trained in a Kaggle kernel: the kernel runs `kit train` on this recipe (a recipe file in the kernel,
-    with your own model files) and these options (`budget_s`: its --time, which it fits on its own device), and the
-    run comes home into runs/<id>/."""
-    from kit import kaggle_kernel
+    with your own model files) and these options (`budget_s`: its --time, which it fits on its own device; `track`:
+    a tracker whose files are written in the run's folder, offline there), and the run comes home into runs/<id>/."""
+    from kit import kaggle_kernel, tracking
 
+    if track is not None and track not in tracking.FROM_KAGGLE:
+        home = " or ".join(tracking.FROM_KAGGLE)
+        raise UsageError(f"--kaggle --track {track}: a kernel's {track} store stays on Kaggle; --track {home} "
+                         "write into the run's folder, which comes home.")  # fmt: skip
     seconds = (minutes or KAGGLE_MINUTES) * 60
     args = kaggle_kernel.command_line(dict(limit=limit, jobs=jobs, mirrored=mirrored or None,
                                            predict=None if predict else False,
-                                           time=None if budget_s is None else f"{budget_s:g}s"))  # fmt: skip
+                                           time=None if budget_s is None else f"{budget_s:g}s",
+                                           track=track))  # fmt: skip
     if not show:
         return Run(kaggle_kernel.train(run_id, args, chosen, seconds, model_files=model_files))
 
@@ -384,6 +421,8 @@ def _on_kaggle(chosen: config.Recipe, run_id: str, limit: int | None, jobs: int 
                                       lambda state, secs, latest: status(render.kernel_line(state, secs, latest)),
                                       on_push, model_files)  # fmt: skip
     render.run_result(kaggle_kernel.result(run_dir), config.member_count(chosen))
+    if track is not None:
+        render.out.print(tracking.came_home(track, run_dir))
     return Run(run_dir)
 
 
@@ -475,6 +514,7 @@ def tune(
     jobs: int | None = None,
     ray: str | None = None,
     predict: bool = False,
+    track: str | None = None,
     data_dir: Path | None = None,
     show: bool = True,
 ) -> Any:
@@ -482,8 +522,11 @@ def tune(
     in `time` ("3h", or seconds). A new study searches `space` (["rotation=0:20", "learning_rate=1e-4:1e-2:log",
     "batch_size=128|256"], or a TOML file's [space] table) around the recipe that `model`, `recipe`, `sets` and the
     fidelity (`folds`, `epochs`, `limit`) give; a study continued by name alone keeps its own. Each trial is a
-    CV-only run (`predict`: with its test prediction). Returns kit.tuning.StudyResult (trials, best, best_recipe)."""
-    from kit import tuning
+    CV-only run (`predict`: with its test prediction), logged to `track` as `kit train --track` logs (a W&B group,
+    tags: the study and the trial). Returns kit.tuning.StudyResult (trials, best, best_recipe)."""
+    from kit import tracking, tuning
+
+    tracker = tracking.chosen(track) or "none"
 
     seconds = _seconds(time)
     if trials < 1:
@@ -512,7 +555,7 @@ def tune(
     def train_trial(d: Any, values: dict[str, Any], run_id: str, tags: dict[str, Any], on_event: Any) -> tuple:
         run = train(d.model, recipe=tuning.recipe_path(d), sets=[*d.sets, *tuning.as_sets(values)], run_id=run_id,
                     limit=d.limit, jobs=jobs, ray=ray, data_dir=data_dir, predict=d.predict, show=False,
-                    on_event=on_event, tags=tags, folds=d.folds, epochs=d.epochs)  # fmt: skip
+                    on_event=on_event, tags=tags, folds=d.folds, epochs=d.epochs, track=tracker)  # fmt: skip
         metrics = run.metrics
         rows = int(metrics.get("cv_rows") or 0)
         return metrics["cv_accuracy"], tuning.errors_of(metrics["cv_accuracy"], rows), rows
@@ -565,12 +608,14 @@ def study(name: str, *, storage: str | None = None) -> Any:
 
 @_door
 def confirm(name: str, count: int = 2, *, folds: int | None = None, epochs: int | None = None,
-            storage: str | None = None, data_dir: Path | None = None, show: bool = True) -> Any:  # fmt: skip
+            storage: str | None = None, track: str | None = None, data_dir: Path | None = None,
+            show: bool = True) -> Any:  # fmt: skip
     """`kit tune --study NAME --confirm K`: the K best complete trials trained again at the recipe's full fidelity
     (its own folds and epochs, or `folds`/`epochs`; all the rows; new seeds; test prediction on), each a run
     NAME-confirm-tNNN; their figures are kept beside the trials'. Returns the study (kit.tuning.StudyResult)."""
-    from kit import tuning
+    from kit import tracking, tuning
 
+    tracker = tracking.chosen(track) or "none"
     found, d, picks = tuning.to_confirm(name, count, storage)
     for row in picks:
         seed = tuning.confirm_seed(d, row.number, folds)
@@ -579,7 +624,7 @@ def confirm(name: str, count: int = 2, *, folds: int | None = None, epochs: int 
             render.confirming(row, seed)
         run = train(d.model, recipe=tuning.recipe_path(d), sets=sets, run_id=tuning.confirm_run_id(name, row.number),
                     data_dir=data_dir, show=show, tags={"study": name, "trial": row.number, "confirm": True},
-                    folds=folds, epochs=epochs)  # fmt: skip
+                    folds=folds, epochs=epochs, track=tracker)  # fmt: skip
         metrics = run.metrics
         rows = int(metrics.get("cv_rows") or 0)
         tuning.record_confirmation(found, row.number, {"run": run.id, "accuracy": metrics["cv_accuracy"],

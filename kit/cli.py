@@ -36,6 +36,18 @@ DataDir = Annotated[
     ),
 ]
 
+Track = Annotated[
+    str | None,
+    typer.Option(
+        "--track",
+        metavar="TRACKER",
+        help="Also log the run to wandb, mlflow, tensorboard or trackio (its package: pip install 'kit[wandb]' and "
+        "so on): each member's curves by epoch, the CV and OOF errors, the submission, report page and recipe; one "
+        "tracker run per kit run, continued when the run resumes. [default: $KIT_TRACK, else none]",
+        show_default=False,
+    ),
+]
+
 AsCsv = Annotated[bool, typer.Option("--csv", help="Print the rows as CSV instead of a table.")]
 
 
@@ -324,6 +336,7 @@ def train(
             "--kaggle the kernel fits itself and its limit follows.",
         ),
     ] = None,
+    track: Track = None,
     data_dir: DataDir = None,
 ) -> None:
     """Train a CNN (or a K-fold ensemble) and write runs/RUN_ID/ and submissions/RUN_ID.csv.
@@ -351,6 +364,7 @@ def train(
         data_dir=data_dir,
         predict=predict,
         time=time,
+        track=track,
         **overrides,
     )
 
@@ -677,6 +691,7 @@ def tune(
     show: Annotated[
         bool, typer.Option("--show", rich_help_panel=CONFIRM, help="List the study's trials and its best recipe.")
     ] = False,
+    track: Track = None,
     data_dir: DataDir = None,
 ) -> None:
     """Search recipe fields: a study (Optuna's) whose trials are kit runs, pruned from their epochs.
@@ -701,11 +716,11 @@ def tune(
         if show:
             render.study(api.study(study, storage=storage))
         else:
-            api.confirm(study, confirm, folds=folds, epochs=epochs, storage=storage, data_dir=data_dir)
+            api.confirm(study, confirm, folds=folds, epochs=epochs, storage=storage, track=track, data_dir=data_dir)
         return
     api.tune(study, space=space, space_file=space_file, trials=trials, time=time, prune=prune, storage=storage,
              model=model, recipe=recipe_file, sets=settings, folds=folds, epochs=epochs, limit=limit, jobs=jobs,
-             ray=ray, predict=predict, data_dir=data_dir)  # fmt: skip
+             ray=ray, predict=predict, track=track, data_dir=data_dir)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- main

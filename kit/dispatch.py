@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ def train_run(
     new: bool = False,
     predict: bool = True,
     tags: dict[str, Any] | None = None,
+    on_start: Callable[[Path], None] | None = None,
 ) -> RunResult:
     """Train every incomplete member of run `run_id` (K folds; K x R with repeats; of each family for a blend), or
     just member `only`, and merge them once all are complete. On a Ray `cluster` (kit.cluster.connect) they train as
@@ -60,11 +62,14 @@ def train_run(
     (kit.user_models.files), copied into a new run. `new`: `run_id` was made up for this run (not named by the
     user): its folder is made afresh (kit.runs.create), never an existing run's. Without `predict` (a new run's
     choice; a resumed run keeps its own) the members predict no test rows: a CV-only run, no submission until
-    `fill_in_test`. `tags`: labels a new run keeps in its config.json (kit tune's study and trial)."""
+    `fill_in_test`. `tags`: labels a new run keeps in its config.json (kit tune's study and trial). `on_start(run_dir)`:
+    called once the run's folder is ready, before any member trains (a tracker's run starts there)."""
     config.check_fold(r, only)
     total = config.member_count(r)
     run_dir, folds = prepare_run(r, comp, run_id, device, model_files or {}, new, predict, tags)
     predict = runs.predicts_test(runs.load_config(run_dir))
+    if on_start is not None:
+        on_start(run_dir)
     todo = [k for k in ([only] if only is not None else range(total)) if not runs.member_done(run_dir, k)]
     with runs.fold_locks(run_dir, todo):
         todo = [k for k in todo if not runs.member_done(run_dir, k)]  # another process may have finished one meanwhile

@@ -47,7 +47,7 @@ StatusHook = Callable[[str, float, str], None]  # (status, seconds since the pus
 
 # The options of `kit train` the kernel's command line may carry beside its recipe file (booleans: (on, off)).
 FLAGS = {"limit": "--limit", "jobs": "--jobs", "mirrored": ("--mirrored", None), "predict": (None, "--no-predict"),
-         "time": "--time"}  # fmt: skip
+         "time": "--time", "track": "--track"}  # fmt: skip
 
 
 def command_line(given: dict[str, Any]) -> list[str]:

@@ -48,9 +48,10 @@ def main(run_id: str, args: list[str], payload: str, work: Path | None = None) -
     work = work or Path.cwd()
     home = Path(tempfile.mkdtemp(prefix="kit-"))
     zipfile.ZipFile(io.BytesIO(base64.b64decode(payload))).extractall(home / "src")
+    # WANDB_MODE: `--track wandb` logs offline into the run's folder (the kernel has no internet), brought home with it
     env = dict(os.environ, PYTHONPATH=str(home / "src"), PYTHONUNBUFFERED="1", COLUMNS="160",
                KIT_DATA_DIR=str(home / "data"), KIT_RUNS_DIR=str(home / "runs"),
-               KIT_SUBMISSIONS_DIR=str(home / "subs"))  # fmt: skip
+               KIT_SUBMISSIONS_DIR=str(home / "subs"), WANDB_MODE="offline")  # fmt: skip
     about = {"python": platform.python_version(), "tensorflow": version("tensorflow"), "keras": version("keras"),
              "gpus": gpus()}  # fmt: skip
     (work / ABOUT).write_text(json.dumps(about))
@@ -60,7 +61,9 @@ def main(run_id: str, args: list[str], payload: str, work: Path | None = None) -
         if code:
             sys.exit(f"kit {step[0]} failed on Kaggle (exit {code}): its error is the line before this one")
     with tarfile.open(work / (PACKED + ".part"), "w:gz") as tar:
-        tar.add(home / "runs" / run_id, arcname=run_id)
+        # links left out (W&B's latest-run and debug logs point into its run folder, which travels): kit takes
+        # only regular files home
+        tar.add(home / "runs" / run_id, arcname=run_id, filter=lambda info: None if info.issym() else info)
         if (home / "subs" / (run_id + ".csv")).is_file():  # a CV-only run (--no-predict) makes none
             tar.add(home / "subs" / (run_id + ".csv"), arcname=run_id + ".csv")
     os.replace(work / (PACKED + ".part"), work / PACKED)

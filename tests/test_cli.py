@@ -36,14 +36,14 @@ def test_train_hands_every_option_to_kit_train(env, calls):
     result = kit_here(["train", "--model", "nets.py:build", "--folds", "5", "--repeats", "2", "--epochs", "3",
                        "--batch-size", "64", "--lr", "0.002", "--seed", "7", "--precision", "float32", "--no-augment",
                        "--tta", "--set", "rotation=15", "--set", "dropout=0.3", "--run-id", "r1", "--limit", "500",
-                       "--jobs", "2", "--data-dir", "somewhere"], env)  # fmt: skip
+                       "--jobs", "2", "--data-dir", "somewhere", "--track", "wandb"], env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     [(name, args, kwargs)] = calls
     assert name == "train" and args == ("nets.py:build",)
     assert kwargs == dict(recipe=None, sets=["rotation=15", "dropout=0.3"], run_id="r1", fold=None, limit=500, jobs=2,
                           ray=None, mirrored=False, kaggle=False, kaggle_timeout=None, data_dir=Path("somewhere"),
-                          predict=True, time=None, folds=5, repeats=2, epochs=3, batch_size=64, learning_rate=0.002,
-                          seed=7, precision="float32", augment=False, tta=True, pseudo=None,
+                          predict=True, time=None, track="wandb", folds=5, repeats=2, epochs=3, batch_size=64,
+                          learning_rate=0.002, seed=7, precision="float32", augment=False, tta=True, pseudo=None,
                           pseudo_min=None)  # fmt: skip
 
 

@@ -300,20 +300,22 @@ def test_the_kernels_options_are_spelled_as_kit_train_parses_them():
     train = next(c for c in typer.main.get_command(app).commands.values() if c.name == "train")
     for on in (True, False):
         given = {"limit": 500, "jobs": 2, "mirrored": True if on else None, "predict": None if on else False,
-                 "time": "5400s"}  # fmt: skip
+                 "time": "5400s", "track": "wandb"}  # fmt: skip
         parsed = train.make_context("train", kaggle_kernel.command_line(given)).params
         assert {name: parsed[name] for name in kaggle_kernel.FLAGS} == {**given, "mirrored": on, "predict": on}
 
 
 def test_the_kernel_script_runs_kit_in_its_work_folder_and_packs_the_run(tmp_path, monkeypatch):
     """kit.kaggle_script.main with a stand-in kit (its `train` writes a run and a submission, in the folder with the
-    recipe): the run and its submission packed, where it ran recorded; a failed step exits naming it."""
+    recipe): the run and its submission packed (its links left out: W&B's), where it ran recorded; a failed step
+    exits naming it."""
     fake_kit = (
         "import os, sys\nfrom pathlib import Path\nstep = sys.argv[1]\n"
         "if step == 'train':\n"
         "    assert Path('kit-recipe.toml').is_file() and Path('nets.py').is_file()\n"
         "    run = Path(os.environ['KIT_RUNS_DIR']) / sys.argv[-1]\n    run.mkdir(parents=True)\n"
-        "    (run / 'config.json').write_text('{}')\n    subs = Path(os.environ['KIT_SUBMISSIONS_DIR'])\n"
+        "    (run / 'config.json').write_text('{}')\n    (run / 'latest').symlink_to('config.json')\n"
+        "    subs = Path(os.environ['KIT_SUBMISSIONS_DIR'])\n"
         "    subs.mkdir()\n    (subs / (sys.argv[-1] + '.csv')).write_text('ImageId,Label\\n')\n"
         "sys.exit(int(os.environ.get('FAKE_KIT_EXIT', '0')) if step == 'train' else 0)\n"
     )  # fmt: skip
