@@ -4,7 +4,7 @@ From Python (a notebook cell): `kit.train(...)`, `kit.predict(run)`, `kit.submit
 `kit.tune(...)`, `kit.study(name)`, `kit.confirm(name, k)`; see kit.api. They load on first use, so `import kit` stays
 light (no TensorFlow, no pandas, no Kaggle client).
 
-A model kit saved (runs/<id>/fold<k>/model.keras) loads with plain `keras.models.load_model` once `kit` is imported:
+A member's saved model (in its run folder: kit.runs) loads with plain `keras.models.load_model` once `kit` is imported:
 kit's layers (kit.layers) are registered with Keras as soon as Keras is imported, before or after kit.
 """
 

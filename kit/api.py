@@ -162,21 +162,18 @@ class Run:
     @property
     def oof(self) -> np.ndarray:
         """(training rows, 10) out-of-fold probabilities (NaN rows: validated by no member)."""
-        return runs.load_probs(self.run_dir / "oof.npy", None, unvalidated=True)
+        return runs.load_probs(self.run_dir / runs.OOF, None, unvalidated=True)
 
     @property
     def test_probs(self) -> np.ndarray:
         """(test rows, 10): the members' mean probabilities for test.csv's images."""
-        return runs.load_probs(self.run_dir / "test_probs.npy", None)
+        return runs.load_probs(self.run_dir / runs.TEST_PROBS, None)
 
     @property
     def history(self) -> dict[int, list[dict[str, float]]]:
         """Each member's training history, as the report draws it: {member: [one row per epoch: loss, accuracy,
         val_loss, val_accuracy, images_per_s, seconds]}."""
-        from kit import files
-
-        return {int(p.name[4:]): files.read_json(p / "history.json") for p in runs.member_dirs(self.run_dir)
-                if (p / "history.json").is_file()}  # fmt: skip
+        return {runs.member_number(p): runs.member_history(p) for p in runs.member_dirs(self.run_dir, runs.HISTORY)}
 
     @property
     def submission(self) -> Path | None:
@@ -247,7 +244,7 @@ def train(
     `time` ("30m", or seconds): a new run's epochs are cut so that it fits (kit.budget), and any run stops at an epoch
     boundary once past OVERRUN x the budget (resumable). `on_event(kit.progress.Progress)` gets every member's events
     (queued, each epoch's logs, prediction), wherever it trains; an exception it raises stops the run as Ctrl-C does
-    (its finished members kept). `tags`: labels kept in a new run's config.json (kit tune: its study and trial).
+    (its finished members kept). `tags`: labels kept in a new run's config (kit tune: its study and trial).
     `track`: "wandb", "mlflow", "tensorboard" or "trackio" (else $KIT_TRACK) logs the run there (kit.tracking)."""
     unknown = sorted(set(fields) - set(config.SETTABLE))
     if unknown:
@@ -329,7 +326,7 @@ def train(
 
 def _worth_keeping(result: Any, comp: Any) -> list[Path]:
     """A whole run's files a tracker keeps: its submission, its report page (written now) and its recipe file
-    (runs/<id>/recipe.toml, `kit runs --recipe`'s text)."""
+    (`kit runs --recipe`'s text)."""
     from kit import files, report
 
     if not result.metrics:
@@ -337,7 +334,7 @@ def _worth_keeping(result: Any, comp: Any) -> list[Path]:
     kept = [Path(result.submission)] if result.submission else []
     with contextlib.suppress(Exception):  # a page that cannot be drawn costs the tracker that file only
         kept.append(report.write_report(result.run_dir, comp).page)
-    recipe = result.run_dir / "recipe.toml"
+    recipe = result.run_dir / runs.RECIPE
     files.write_atomic(recipe, runs.recipe_file(result.run_dir.name).encode())
     return [*kept, recipe]
 

@@ -342,7 +342,8 @@ def train(
     """Train a CNN (or a K-fold ensemble) and write runs/RUN_ID/ and submissions/RUN_ID.csv.
 
     The recipe is a preset from kit/config.py with these options applied; the effective recipe is saved
-    in runs/RUN_ID/config.json. Re-running with the same --run-id resumes: completed folds are skipped.
+    with the run (`kit runs --recipe RUN_ID` prints it as a file). Re-running with the same --run-id resumes:
+    completed folds are skipped.
     """
     from kit import api
 

@@ -2,7 +2,7 @@
 
 Each member is one task that trains it with `kit.training.train_member`, the same function a local fold runs, into a
 temporary folder on whichever node Ray picks, and returns the files it wrote. The driver (`kit train`) writes them
-into runs/<id>/fold<i>/ exactly as a local fold is written (metrics.json last), so no shared filesystem is needed and
+into the member's folder exactly as a local fold is written (its metrics last), so no shared filesystem is needed and
 resume, --fold, merge and submit work unchanged. The data reaches the tasks once, through Ray's object store; each
 epoch's progress comes back through a Ray queue.
 
@@ -202,7 +202,7 @@ def _task(
     code: dict[str, bytes], predict: bool = True,
 ) -> dict[str, bytes]:  # fmt: skip
     """The Ray task: train the member on this node into a temporary folder with kit.training.train_member (its
-    progress, naming the node, to the driver through `events`) and return its files (metrics.json with the node).
+    progress, naming the node, to the driver through `events`) and return its files (its metrics naming the node).
     `code`: the run's own model files, written beside it as the run keeps them."""
     import ray
 
@@ -217,8 +217,8 @@ def _task(
         metrics = training.train_member(config.from_dict(recipe), comp, folds, member, Path(tmp), threads=threads,
                                      on_progress=lambda event: _tell(events, event.to_dict()), where=where,
                                      predict_test=predict)  # fmt: skip
-        files.write_json(Path(tmp) / f"fold{member}" / "metrics.json", {**metrics, "node": node})
-        return {path.name: path.read_bytes() for path in (Path(tmp) / f"fold{member}").iterdir()}
+        files.write_json(runs.member_dir(Path(tmp), member) / runs.METRICS, {**metrics, "node": node})
+        return {path.name: path.read_bytes() for path in (runs.member_dir(Path(tmp), member)).iterdir()}
 
 
 def _tell(events: Any, event: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """The training recipe: one typed dataclass, every hyperparameter on one screen, with named presets.
 
 `kit train` starts from a preset (`--model`), applies the command-line overrides, and saves the effective
-recipe as `runs/<id>/config.json`. The measurements behind the defaults are in docs/benchmarks.md.
+recipe in the run's config (kit.runs). The measurements behind the defaults are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ IDENTITY = (0, 0, 0)  # a TTA view (dx, dy, degrees) that leaves the image alone
 # `tta`: the identity, one-pixel shifts in four directions, and +-8 degree rotations.
 TTA_VIEWS: list[tuple[float, float, float]] = [IDENTITY, (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 8),
                                                (0, 0, -8)]  # fmt: skip
-# Per-epoch validation (val_acc, history.json) on a fixed sample of this many of a member's validation rows; its
+# Per-epoch validation (val_acc, a member's history) on a fixed sample of this many of a member's validation rows; its
 # accuracy and OOF use all of them (all 8,400 took 19-31 s of each 44-epoch fold).
 EPOCH_VALIDATION_ROWS = 2048
 
@@ -146,7 +146,7 @@ PRESETS["leaderboard"] = blend(
     {name: dataclasses.replace(PRESETS[name], folds=5) for name in ("kitnet", "deotte", "m5")}
 )
 # (The CPU blend leaderboard-cpu, kitnet 22 + deotte 14 epochs, did not beat kitnet's 5 folds at about the same compute
-# and was retired; a run made with it still loads: its config.json holds the whole recipe.)
+# and was retired; a run made with it still loads: its config holds the whole recipe.)
 DEFAULT_PRESET = "kitnet"
 
 
@@ -172,7 +172,7 @@ def _fold_epochs(r: Recipe) -> Recipe:
 def for_run(preset: str | None, saved: dict[str, Any] | None, recipe_file: Any = None, sets: list[str] | None = None,
             **overrides: Any) -> Recipe:  # fmt: skip
     """The recipe `kit train` uses: a recipe file's (`--recipe`), else a resumed run's `saved` recipe (its
-    config.json), else the preset's (default: kitnet); then the option overrides, then the --set items (`settings`).
+    config), else the preset's (default: kitnet); then the option overrides, then the --set items (`settings`).
     A resumed run keeps its architecture."""
     if recipe_file is not None:
         if preset is not None:
@@ -505,7 +505,7 @@ def _toml_value(v: Any) -> str:
 
 
 def changes(saved: dict[str, Any]) -> list[str]:
-    """What a run's recipe (config.json's) changed from its preset as `kit train --folds K` would train it, as --set
+    """What a run's recipe (its config's) changed from its preset as `kit train --folds K` would train it, as --set
     would write it ("rotation=15"); folds and repeats are left out (the run's members say them)."""
     try:
         r = from_dict(saved)
@@ -552,7 +552,7 @@ def differences(theirs: Recipe, mine: Recipe, ignore: tuple[str, ...] = ()) -> l
 
 
 def from_dict(values: dict[str, Any]) -> Recipe:
-    """A recipe read back from a run's config.json, validated: an unknown model or a missing field is named."""
+    """A recipe read back from a run's config, validated: an unknown model or a missing field is named."""
     fields = {f.name for f in dataclasses.fields(Recipe)}
     try:
         if not isinstance(values, dict):

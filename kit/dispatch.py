@@ -3,7 +3,7 @@
 `train_run` is the road from `kit train` to the loop. It creates (or reopens) runs/<id>/ (`prepare_run`), then trains
 every incomplete member with kit.training.train_member: here, one after another; at once in local worker processes
 (kit.parallel: sharing the GPUs, or the CPU cores); or as Ray tasks on a cluster (kit.cluster). Every way writes a
-member into the run directory the same way (metrics.json last), so resume, --fold and merge work the same, and
+member into the run directory the same way (its metrics last), so resume, --fold and merge work the same, and
 reports the same kit.progress.Progress events. Once every member is complete, `collect` merges them (OOF and test
 probabilities, CV, the submission).
 """
@@ -62,7 +62,7 @@ def train_run(
     (kit.user_models.files), copied into a new run. `new`: `run_id` was made up for this run (not named by the
     user): its folder is made afresh (kit.runs.create), never an existing run's. Without `predict` (a new run's
     choice; a resumed run keeps its own) the members predict no test rows: a CV-only run, no submission until
-    `fill_in_test`. `tags`: labels a new run keeps in its config.json (kit tune's study and trial). `on_start(run_dir)`:
+    `fill_in_test`. `tags`: labels a new run keeps in its config (kit tune's study and trial). `on_start(run_dir)`:
     called once the run's folder is ready, before any member trains (a tracker's run starts there)."""
     config.check_fold(r, only)
     total = config.member_count(r)
@@ -107,7 +107,7 @@ def fill_in_test(run_dir: Path, comp: Competition) -> RunResult:
     models = ensemble.load_fold_models(run_dir, list(range(total)), r)
     for k, model in models.items():
         views = config.TTA_VIEWS if config.member(r, k)[1].tta else [config.IDENTITY]
-        files.save_array(run_dir / f"fold{k}" / "test_probs.npy",
+        files.save_array(runs.member_dir(run_dir, k) / runs.TEST_PROBS,
                          predicting.predict(model, comp.test_images, views))  # fmt: skip
     runs.write_config(run_dir, **{**saved, "predict": True})
     return collect(r, comp, run_dir, folds, [])
@@ -132,12 +132,12 @@ def prepare_run(
     r: Recipe, comp: Competition, run_id: str, device: Device, model_files: dict[str, Path] | None = None,
     new: bool = False, predict: bool = True, tags: dict[str, Any] | None = None,
 ) -> tuple[Path, np.ndarray]:  # fmt: skip
-    """Create runs/<id>/ (folds.npy, a copy of each of your own models' files, config.json last; `new`: a fresh folder,
-    kit.runs.create), or reopen it after checking it is the same recipe. config.json's `data` says which rows it
+    """Create runs/<id>/ (the split, a copy of each of your own models' files, the config last; `new`: a fresh folder,
+    kit.runs.create), or reopen it after checking it is the same recipe. The config's `data` says which rows it
     trains on (`limit`: the first N of the installed data), its `predict` whether it predicts the test rows."""
     run_dir = paths.runs_dir() / runs.check_id(run_id)
     data = {"source": comp.source, "train_rows": len(comp.train_labels), "test_rows": len(comp.test_images)}
-    if not new and (run_dir / "config.json").is_file():
+    if not new and (run_dir / runs.CONFIG).is_file():
         saved = runs.load_config(run_dir)
         runs.not_on_kaggle(run_id, saved)
         diff = config.differences(config.from_dict(saved.get("recipe", {})), r, ignore=("precision",))
@@ -152,7 +152,7 @@ def prepare_run(
     folds = splits.assign(comp.train_labels, r.folds, r.holdout, r.seed, r.repeats)
     students = pseudo.prepare(r, folds, len(comp.test_images)) if r.pseudo else {}  # checked before writing
     run_dir = runs.create(run_id, reuse=not new)
-    files.save_array(run_dir / "folds.npy", folds)
+    files.save_array(run_dir / runs.FOLDS, folds)
     if students:
         files.save_array(run_dir / "pseudo.npy", students["pseudo.npy"])
         files.write_json(run_dir / "pseudo.json", students["pseudo.json"])
@@ -171,7 +171,7 @@ def collect(r: Recipe, comp: Competition, run_dir: Path, folds: np.ndarray, trai
     total = config.member_count(r)
     complete = [k for k in range(total) if runs.member_done(run_dir, k)]
     fold_metrics = [runs.checked_metrics(p, files.read_json(p)) for k in complete
-                    for p in [run_dir / f"fold{k}" / "metrics.json"]]  # fmt: skip
+                    for p in [runs.member_dir(run_dir, k) / runs.METRICS]]  # fmt: skip
     if len(complete) < total:
         return RunResult(run_dir, fold_metrics, trained, None, None)
     metrics, csv = merge(r, run_dir, comp, folds, fold_metrics)
@@ -205,21 +205,21 @@ def merge(
     probs = {}
     test_too = runs.predicts_test(runs.load_config(run_dir))
     for m in fold_metrics:
-        member = run_dir / f"fold{m['fold']}"
+        member = runs.member_dir(run_dir, m["fold"])
         rows = int(splits.member_rows(folds, r.folds, m["fold"]).sum())
-        test_path = member / "test_probs.npy"
-        probs[m["fold"]] = (runs.load_probs(member / "val_probs.npy", rows),
+        test_path = member / runs.TEST_PROBS
+        probs[m["fold"]] = (runs.load_probs(member / runs.VAL_PROBS, rows),
                             runs.load_probs(test_path, len(comp.test_images)) if test_too else None)  # fmt: skip
     merged = ensemble.merge(r, folds, probs, comp.train_labels)
     oof, test, cv, extra = merged.oof, merged.test, merged.cv, merged.summary
     if merged.family_oof is not None:  # a blend: each family's, for the report
-        files.save_array(run_dir / "family_oof.npy", merged.family_oof)
+        files.save_array(run_dir / runs.FAMILY_OOF, merged.family_oof)
         if merged.family_test is not None:
             files.save_array(run_dir / "family_test.npy", merged.family_test)
-    files.save_array(run_dir / "oof.npy", oof)
+    files.save_array(run_dir / runs.OOF, oof)
     csv = None
     if test is not None:
-        files.save_array(run_dir / "test_probs.npy", test)
+        files.save_array(run_dir / runs.TEST_PROBS, test)
         csv = submission.write(test.argmax(1), paths.submissions_dir() / f"{run_dir.name}.csv")
     metrics = {
         **extra,
@@ -237,5 +237,5 @@ def merge(
     if folds.ndim == 1 and not r.families:  # without TTA, from each fold's plain accuracy (= cv_accuracy without TTA)
         plain = [(m.get("accuracy_plain", m["accuracy"]), m["val_rows"]) for m in fold_metrics]
         metrics["cv_accuracy_plain"] = _weighted(plain)
-    files.write_json(run_dir / "metrics.json", metrics)
+    files.write_json(run_dir / runs.METRICS, metrics)
     return metrics, csv

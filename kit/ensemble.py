@@ -2,7 +2,7 @@
 run's families weighed on their OOF rows, and the `kit predict` (a run's saved models again, optionally with
 test-time augmentation, kit.predicting) and `kit blend` commands.
 
-Both commands write their result as a derived run (config.json says "kind": "predict" or "blend", with its inputs),
+Both commands write their result as a derived run (its config says "kind": "predict" or "blend", with its inputs),
 so `kit submit` and the leaderboard log name it and show its CV like any run.
 """
 
@@ -131,7 +131,7 @@ class Combined:
     cv: float | None
     family_oof: np.ndarray | None = None  # a blend's (F, N, 10)
     family_test: np.ndarray | None = None  # a blend's (F, M, 10)
-    summary: dict[str, Any] = dataclasses.field(default_factory=dict)  # a blend's, for metrics.json: each family's
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)  # a blend's, for the run's metrics: each family's
     # CV, the blend's weights and alternatives, the overlap
 
 
@@ -204,7 +204,7 @@ def load_fold_models(run_dir: Path, members: list[int], recipe: Recipe | None = 
 
     models = {}
     for k in members:
-        path = run_dir / f"fold{k}" / "model.keras"
+        path = runs.member_dir(run_dir, k) / runs.MODEL
         if not path.is_file():
             raise RunError(f"Run {run_dir.name} has no model for fold {k} ({path} is missing); train it again with "
                            f"`kit train --run-id {run_dir.name} --fold {k}` after deleting {path.parent}.")  # fmt: skip
@@ -252,8 +252,8 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
     cv_before = base.get("cv_accuracy")
     test_shape = (len(comp.test_images), 10)
     before = (
-        runs.load_probs(source / "test_probs.npy", test_shape[0]).argmax(1)
-        if (source / "test_probs.npy").is_file()
+        runs.load_probs(source / runs.TEST_PROBS, test_shape[0]).argmax(1)
+        if (source / runs.TEST_PROBS).is_file()
         else None
     )
     changed = int((before != test.argmax(1)).sum()) if before is not None else 0
@@ -266,8 +266,8 @@ def predict_run(source: Path, comp: Competition, tta: bool, views=None) -> Predi
 
 def _save_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarray | None, test: np.ndarray,
                   metrics: dict, out: Path | None = None) -> Path:  # fmt: skip
-    """Write a derived run into `target` (made by runs.create), config.json last; on any failure (a full disk,
-    Ctrl-C) the half-made run folder goes, so no run without its config.json is left behind."""
+    """Write a derived run into `target` (made by runs.create), its config last; on any failure (a full disk,
+    Ctrl-C) the half-made run folder goes, so no run without its config is left behind."""
     try:
         return _write_derived(target, config, folds, oof, test, metrics, out)
     except BaseException:
@@ -277,12 +277,12 @@ def _save_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarray
 
 def _write_derived(target: Path, config: dict, folds: np.ndarray, oof: np.ndarray | None, test: np.ndarray,
                    metrics: dict, out: Path | None) -> Path:  # fmt: skip
-    files.save_array(target / "folds.npy", folds)
+    files.save_array(target / runs.FOLDS, folds)
     if oof is not None:
-        files.save_array(target / "oof.npy", oof)
-    files.save_array(target / "test_probs.npy", test)
+        files.save_array(target / runs.OOF, oof)
+    files.save_array(target / runs.TEST_PROBS, test)
     csv = submission.write(test.argmax(1), out or paths.submissions_dir() / f"{target.name}.csv")
-    files.write_json(target / "metrics.json", {**metrics, "submission": str(csv)})
+    files.write_json(target / runs.METRICS, {**metrics, "submission": str(csv)})
     created = paths.utc_now()
     runs.write_config(target, **config, created_utc=created, folds_id=splits.folds_id(folds))
     return csv
@@ -345,15 +345,15 @@ def blend(sources: list[Path], weights: list[float] | None, labels: np.ndarray, 
     _same_rows(sources)
     tests, oofs, folds = [], [], []
     for run in sources:
-        if not (run / "test_probs.npy").is_file():
+        if not (run / runs.TEST_PROBS).is_file():
             cv_only = not runs.predicts_test(runs.load_config(run)) and runs.load_metrics(run) is not None
             why = f"is CV only (no test prediction); `kit predict {run.name}` adds it" if cv_only else (
                 "has no test probabilities yet; finish it first")  # fmt: skip
             raise RunError(f"Run {run.name} {why}.")
-        tests.append(runs.load_probs(run / "test_probs.npy", None))
-        oofs.append(runs.load_probs(run / "oof.npy", len(labels), unvalidated=True) if (run / "oof.npy").is_file()
+        tests.append(runs.load_probs(run / runs.TEST_PROBS, None))
+        oofs.append(runs.load_probs(run / runs.OOF, len(labels), unvalidated=True) if (run / runs.OOF).is_file()
                     else None)  # fmt: skip
-        folds.append(runs.load_folds(run) if (run / "folds.npy").is_file() else None)
+        folds.append(runs.load_folds(run) if (run / runs.FOLDS).is_file() else None)
     if len({t.shape for t in tests}) > 1:
         raise RunError("The runs predicted different test sets; blend runs made on the same data.")
     test = np.tensordot(w, np.stack(tests), axes=1).astype(np.float32)

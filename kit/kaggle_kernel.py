@@ -6,9 +6,9 @@ kit's own code travels inside the kernel's one code file (a zip, base64-encoded)
 nothing to create or keep in step in the user's account, and the kernel runs exactly the kit that pushed it. The
 kernel installs nothing (it runs with the internet off): Kaggle's own TensorFlow and Keras train.
 
-While the kernel runs, runs/<id>/config.json is {"kind": "kaggle", "recipe", "kaggle": {kernel, version, url, args}}:
+While the kernel runs, the run's config is {"kind": "kaggle", "recipe", "kaggle": {kernel, version, url, args}}:
 `kit runs` lists it, and `kit train --kaggle --run-id ID` re-attaches to that version instead of pushing again (or,
-after the kernel failed, pushes a new version). The run that comes home replaces it, its config.json carrying where
+after the kernel failed, pushes a new version). The run that comes home replaces it, its config carrying where
 it trained ("kaggle": kernel, version, GPUs, Python, TensorFlow and Keras versions).
 """
 
@@ -71,7 +71,7 @@ def result(run_dir: Path) -> RunResult:
     """A run brought home, as `kit train` reports a finished run."""
     members = runs.member_dirs(run_dir)
     csv = submissions_dir() / f"{run_dir.name}.csv"
-    return RunResult(run_dir, [runs.checked_metrics(p / "metrics.json", files.read_json(p / "metrics.json"))
+    return RunResult(run_dir, [runs.checked_metrics(p / runs.METRICS, files.read_json(p / runs.METRICS))
                                for p in members], [], runs.load_metrics(run_dir),
                      csv if csv.is_file() else None)  # fmt: skip
 
@@ -124,7 +124,7 @@ def pending(run_id: str) -> dict[str, Any] | None:
     """The kernel a run is training in on Kaggle ({"kernel", "version", "url", "args", "status", ...}), or None
     when runs/<id>/ does not exist. A run of this machine's, or one already home, is a RunError: its id is taken."""
     run_dir = runs_dir() / runs.check_id(run_id)
-    if not (run_dir / "config.json").is_file():
+    if not (run_dir / runs.CONFIG).is_file():
         return None
     saved = runs.load_config(run_dir)
     info = saved.get("kaggle")
@@ -138,7 +138,7 @@ def pending(run_id: str) -> dict[str, Any] | None:
 def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: int,
            model_files: dict[str, Path] | None = None) -> dict[str, Any]:  # fmt: skip
     """Check the GPU quota, push the kernel (Kaggle stops it after `timeout_s` seconds), and write
-    runs/<id>/config.json saying which kernel version trains it. The intent is written first (the kernel's newest
+    the run's config saying which kernel version trains it. The intent is written first (the kernel's newest
     version before the push), so a push that Ctrl-C or a lost connection interrupts is found again by the next
     `kit train --kaggle --run-id ID` (`resume_push`) instead of pushed twice; your own model files are kept in the
     run beside it, for a push after a failure. Nothing stays when Kaggle refuses."""
@@ -153,7 +153,7 @@ def launch(api: Any, run_id: str, args: list[str], recipe: Recipe, timeout_s: in
             "pushed_utc": utc_now(), "pushed_at": time.time(), "status": "pushing", "gpu_quota": quota,
             "timeout_s": timeout_s, "versions_before": kaggle_api.kernel_version(api, kernel)}  # fmt: skip
     run_dir = runs.create(run_id, reuse=True)  # the run's own id: the kernel's slug is made of it
-    before = runs.load_config(run_dir) if (run_dir / "config.json").is_file() else None
+    before = runs.load_config(run_dir) if (run_dir / runs.CONFIG).is_file() else None
     _record(run_id, recipe, info)
     try:
         for name, path in (model_files or {}).items():
@@ -277,18 +277,18 @@ def _extract(packed: Path, into: Path, run_id: str) -> None:
 
 def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
     """Download the finished kernel's output, check it, and write runs/<id>/ and submissions/<id>.csv as a local run
-    writes them: every file atomically, the members' metrics.json after their other files, the run's metrics.json
-    after those, and config.json (which says the run is no longer on Kaggle) last. Returns the run directory."""
+    writes them: every file atomically, the members' metrics after their other files, the run's metrics
+    after those, and its config (which says the run is no longer on Kaggle) last. Returns the run directory."""
     run_dir = runs_dir() / run_id
     with tempfile.TemporaryDirectory(prefix=f".{run_id}.kaggle-", dir=runs_dir()) as tmp:
         out, staged = Path(tmp) / "output", Path(tmp) / "staged"
         fetched = kaggle_api.kernel_output(api, info["kernel"], info["version"], out, _again(run_id))
         logs = [f for f in fetched if f.suffix == ".log"]
         if logs:
-            files.write_atomic(run_dir / "kaggle.log", _log_text(logs[0].read_text(errors="replace")).encode())
+            files.write_atomic(run_dir / runs.KAGGLE_LOG, _log_text(logs[0].read_text(errors="replace")).encode())
         if not (out / PACKED).is_file():
             raise KaggleError(f"Kernel {info['kernel']} version {info['version']} completed without {PACKED}; its "
-                              f"log is in {run_dir / 'kaggle.log'}.")  # fmt: skip
+                              f"log is in {run_dir / runs.KAGGLE_LOG}.")  # fmt: skip
         _extract(out / PACKED, staged, run_id)
         home = staged / run_id
         config = runs.load_config(home)
@@ -305,8 +305,8 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
         about = files.read_json(out / ABOUT) if (out / ABOUT).is_file() else {}
         trained = {k: info[k] for k in ("kernel", "version", "url", "pushed_utc")}
         config["kaggle"] = {**trained, **(about if isinstance(about, dict) else {}), "home_utc": utc_now()}
-        order = sorted((p for p in home.rglob("*") if p.is_file() and p.name != "config.json"),
-                       key=lambda p: (p.name == "metrics.json", p.parent == home, str(p)))  # fmt: skip
+        order = sorted((p for p in home.rglob("*") if p.is_file() and p.name != runs.CONFIG),
+                       key=lambda p: (p.name == runs.METRICS, p.parent == home, str(p)))  # fmt: skip
         for path in order:
             target = run_dir / path.relative_to(home)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -318,7 +318,7 @@ def bring_home(api: Any, run_id: str, info: dict[str, Any]) -> Path:
 
 
 def failed(api: Any, run_id: str, info: dict[str, Any], state: dict[str, str]) -> KaggleError:
-    """The error for a kernel that ended without completing: its log saved as runs/<id>/kaggle.log, kit's own error
+    """The error for a kernel that ended without completing: its log kept (runs.KAGGLE_LOG), kit's own error
     line (or Kaggle's failure message) as the reason; the run is marked so the next `kit train --kaggle --run-id
     ID` pushes a new version."""
     run_dir = runs_dir() / run_id
@@ -332,11 +332,11 @@ def failed(api: Any, run_id: str, info: dict[str, Any], state: dict[str, str]) -
         for f in fetched:
             if f.suffix == ".log":
                 log = _log_text(f.read_text(errors="replace"))
-                files.write_atomic(run_dir / "kaggle.log", log.encode())
+                files.write_atomic(run_dir / runs.KAGGLE_LOG, log.encode())
     saved = runs.load_config(run_dir)
     saved["kaggle"] = {**info, "status": state["status"]}
     runs.write_config(run_dir, **saved)
-    kept = f"; its log is in {run_dir / 'kaggle.log'}" if log else ""
+    kept = f"; its log is in {run_dir / runs.KAGGLE_LOG}" if log else ""
     limit = info.get("timeout_s")
     ran = time.time() - float(info.get("pushed_at", time.time()))
     if isinstance(limit, int | float) and ran >= limit:  # queued time counts here, not there: never too early

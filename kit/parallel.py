@@ -10,9 +10,9 @@ at once on each, every worker pinned to one GPU through CUDA_VISIBLE_DEVICES: a 
 splitting each batch across GPUs (MirroredStrategy, `kit train --mirrored`), while independent folds keep every GPU
 busy.
 
-Workers write their fold into the run directory exactly as an in-process fold does (metrics.json last), so
+Workers write their fold into the run directory exactly as an in-process fold does (its metrics last), so
 an interrupted run resumes the same way, and report progress as JSON lines on stdout; their stderr goes to
-runs/<id>/fold<i>.log (removed when empty).
+kit.runs.member_log (removed when empty).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def run_workers(
             while pending and len(running) < jobs:
                 fold = pending.pop(0)
                 threads = threads_for(n_cores, jobs, len(pending) + 1)
-                log = log_dir / f"fold{fold}.log"
+                log = runs.member_log(log_dir, fold)
                 gpu = min(load, key=lambda g: (load[g], list(load).index(g))) if load else None
                 with open(log, "w") as stderr:
                     process = subprocess.Popen(
@@ -206,7 +206,7 @@ def worker_command(run_id: str, member: int, threads: int, where: dict[str, Any]
 
 
 def main(argv: list[str]) -> int:
-    """A worker process: train one member of an existing run (its config.json holds the recipe, folds.npy the split)
+    """A worker process: train one member of an existing run (its config holds the recipe, and the run its split)
     and print each Progress as a line on stdout (kit.progress.to_line). Errors a user can cause end as one line on
     stderr (the parent quotes it) and exit code 1."""
     _die_with_parent()

@@ -4,7 +4,7 @@ trains on its own training rows plus those test images, with the teacher's proba
 The OOF score stays honest only if no student learns its own validation rows' labels through the test images: a
 teacher member that trained on rows a student member validates carries their labels into its test predictions. So
 student member m takes its pseudo-labels only from the teacher members that never trained on any row m validates,
-found from the two runs' folds.npy (with a K-fold teacher on the same split: teacher fold k for student fold k).
+found from the two runs' splits (with a K-fold teacher on the same split: teacher fold k for student fold k).
 A teacher with no such member for some student member (another split, a one-model teacher) is refused.
 
 runs/<student>/pseudo.npy   float32 (members, test rows, 10): each member's soft targets for the test images
@@ -68,10 +68,11 @@ def targets(teacher: Path, assigned: dict[int, list[int]], test_rows: int) -> np
     for m, members in assigned.items():
         for t in members:
             if t not in cache:
-                probs = runs.load_probs(teacher / f"fold{t}" / "test_probs.npy", None)
+                path = runs.member_dir(teacher, t) / runs.TEST_PROBS
+                probs = runs.load_probs(path, None)
                 if probs.shape != (test_rows, 10):
-                    raise RunError(f"{teacher / f'fold{t}' / 'test_probs.npy'} holds {probs.shape}, not ({test_rows}, "
-                                   "10): the teacher predicted another test set.")  # fmt: skip
+                    raise RunError(f"{path} holds {probs.shape}, not ({test_rows}, 10): the teacher predicted another "
+                                   "test set.")  # fmt: skip
                 cache[t] = probs
             out[m] += cache[t] / len(members)
     return out

@@ -29,7 +29,7 @@ class Report:
     accuracy: float
     per_class: list[tuple[int, float, float, int]]  # digit, precision, recall, support
     confused: list[tuple[int, int, int]]  # (true, predicted, count), most frequent first
-    blend: dict | None = None  # a blend run's families, weights and error overlap (its metrics.json), else None
+    blend: dict | None = None  # a blend run's families, weights and error overlap (its metrics), else None
     page: Path | None = None  # report/index.html
 
 
@@ -44,9 +44,9 @@ def _pyplot():
 
 def oof_predictions(run_dir: Path, comp: Competition) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row indices, true labels, OOF probabilities) of the rows some fold validated."""
-    if not (run_dir / "oof.npy").is_file():
+    if not (run_dir / runs.OOF).is_file():
         raise RunError(f"Run {run_dir.name} has no OOF predictions yet; finish its folds first.")
-    oof = runs.load_probs(run_dir / "oof.npy", len(comp.train_labels), unvalidated=True)  # comp: cut to the run's rows
+    oof = runs.load_probs(run_dir / runs.OOF, len(comp.train_labels), unvalidated=True)  # comp: cut to the run's rows
     rows = np.flatnonzero(~np.isnan(oof[:, 0]))
     return rows, comp.train_labels[rows].astype(int), oof[rows]
 
@@ -105,7 +105,7 @@ def misclassified_png(images: np.ndarray, y_true, probs: np.ndarray, path: Path,
 
 def learning_curves_png(run_dir: Path, path: Path) -> bool:
     """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per fold."""
-    histories = [member / "history.json" for member in runs.member_dirs(run_dir, "history.json")]
+    histories = [member / runs.HISTORY for member in runs.member_dirs(run_dir, runs.HISTORY)]
     if not histories:
         return False
     plt = _pyplot()
@@ -139,11 +139,11 @@ def write_report(run_dir: Path, comp: Competition) -> Report:
 
     rows, y_true, probs = oof_predictions(run_dir, comp)
     metrics = runs.load_metrics(run_dir) or {}
-    blend = runs.blend_summary(metrics, run_dir / "metrics.json")  # checked before anything is drawn
+    blend = runs.blend_summary(metrics, run_dir / runs.METRICS)  # checked before anything is drawn
     y_pred = probs.argmax(1)
     folder = run_dir / "report"
     folder.mkdir(exist_ok=True)
-    if (run_dir / "folds.npy").is_file():  # a derived run (predict, blend) has its source's split and no recipe
+    if (run_dir / runs.FOLDS).is_file():  # a derived run (predict, blend) has its source's split and no recipe
         split = runs.load_folds(run_dir)
         title = "OOF" if split.ndim > 1 or split.max() > 0 else "holdout"
     else:
@@ -310,7 +310,7 @@ def page(run_dir: Path, found: Report, title: str, metrics: dict, mine: list[dic
     recipe, CV per member and overall (with and without TTA), per-class scores, most confused pairs, the confusion
     matrix, the worst mistakes, learning curves, and `mine`, the run's rows of the leaderboard log."""
     config = runs.load_config(run_dir)
-    folders = [member / "metrics.json" for member in runs.member_dirs(run_dir)]
+    folders = [member / runs.METRICS for member in runs.member_dirs(run_dir)]
     members = [runs.load_metrics(p.parent) for p in folders]
     cv = metrics.get("cv_accuracy", found.accuracy)
     parts = [f"<h1>{html.escape(run_dir.name)}</h1>"]

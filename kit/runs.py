@@ -13,6 +13,8 @@ runs/<run-id>/
                       it (NaN rows where none did)
   test_probs.npy      float32 (M, 10) mean of the members' test probabilities
   metrics.json        per-fold and overall CV accuracy, images/s, wall time
+  fold<i>.log         a fold worker's log (kept when not empty); kaggle.log: the kernel's (kit train --kaggle)
+  recipe.toml, wandb/, tensorboard/   with --track: the recipe as a file, W&B's folder, TensorBoard's event files
 A blend (kit blend) is a run too: config.json says {"kind": "blend", ...}, with oof.npy and test_probs.npy.
 A run training in a Kaggle kernel (kit train --kaggle) is config.json {"kind": "kaggle", ...} until it comes home.
 """
@@ -36,6 +38,37 @@ from kit.splits import folds_id
 
 if TYPE_CHECKING:  # kit.data imports pandas: not needed to read runs
     from kit.data import Competition
+
+
+# The run folder's file names: this module's only (everyone else says runs.METRICS, runs.member_dir(run, k), ...).
+CONFIG = "config.json"
+METRICS = "metrics.json"  # a member's (written last: it marks the member complete) and the whole run's
+FOLDS = "folds.npy"
+OOF = "oof.npy"
+FAMILY_OOF = "family_oof.npy"  # a blend's: each family's OOF probabilities
+TEST_PROBS = "test_probs.npy"  # a member's, and the run's mean
+VAL_PROBS = "val_probs.npy"
+HISTORY = "history.json"
+MODEL = "model.keras"
+RECIPE = "recipe.toml"  # the run's recipe as a file `kit train --recipe` reads (written for a tracker)
+KAGGLE_LOG = "kaggle.log"  # the log of the kernel that trained it (kit train --kaggle)
+WANDB = "wandb"  # --track wandb: W&B's own folder (an offline run travels with the run)
+TENSORBOARD = "tensorboard"  # --track tensorboard: a folder of event files per member
+
+
+def member_dir(run_dir: Path, member: int) -> Path:
+    """Member `member`'s folder: fold<member>/."""
+    return run_dir / f"fold{member}"
+
+
+def member_log(run_dir: Path, member: int) -> Path:
+    """A fold worker's log: fold<member>.log beside the member's folder (kit.parallel; removed when empty)."""
+    return run_dir / f"fold{member}.log"
+
+
+def member_number(folder: Path) -> int:
+    """The member a folder from `member_dirs` holds."""
+    return int(folder.name[4:])
 
 
 @dataclass
@@ -86,7 +119,7 @@ def competition_of(run: Path, comp: Competition) -> Competition:
     """`comp` cut to the training rows `run` used: a run trained with --limit N saw the first N rows. Data that is
     not the run's (the sample against the real data, another test set, fewer rows) is refused."""
     saved = load_config(run).get("data") or {}
-    rows = load_folds(run).shape[-1] if (run / "folds.npy").is_file() else len(comp.train_labels)
+    rows = load_folds(run).shape[-1] if (run / FOLDS).is_file() else len(comp.train_labels)
     other = (saved.get("source") == "sample") != comp.is_sample or saved.get("test_rows", len(comp.test_images)) != len(
         comp.test_images
     )
@@ -109,7 +142,7 @@ def training_data(run_id: str | None, comp: Competition, limit: int | None) -> C
 
         return head(comp, limit)
     run = runs_dir() / check_id(run_id) if run_id else None
-    return competition_of(run, comp) if run is not None and (run / "config.json").is_file() else comp
+    return competition_of(run, comp) if run is not None and (run / CONFIG).is_file() else comp
 
 
 @contextlib.contextmanager
@@ -138,15 +171,15 @@ def fold_locks(run_dir: Path, folds: list[int]) -> Iterator[None]:
             lock.release()
 
 
-def member_dirs(run_dir: Path, holding: str = "metrics.json") -> list[Path]:
+def member_dirs(run_dir: Path, holding: str = METRICS) -> list[Path]:
     """The run's member folders (fold0, fold1, ...) that hold `holding`, in member order: fold2 before fold10."""
     found = [p for p in run_dir.glob("fold*") if p.name[4:].isdigit() and (p / holding).is_file()]
-    return sorted(found, key=lambda p: int(p.name[4:]))
+    return sorted(found, key=member_number)
 
 
-def member_history(member_dir: Path) -> list[dict[str, float]]:
+def member_history(folder: Path) -> list[dict[str, float]]:
     """A member's history.json (one row per epoch; [] when it has none or it is not a list of rows)."""
-    path = member_dir / "history.json"
+    path = folder / HISTORY
     rows = read_json(path) if path.is_file() else []
     return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
@@ -154,7 +187,7 @@ def member_history(member_dir: Path) -> list[dict[str, float]]:
 def member_done(run_dir: Path, member: int) -> bool:
     """The member's metrics.json is there and whole (written last and atomically; a damaged one means: train it)."""
     try:
-        metrics = read_json(run_dir / f"fold{member}" / "metrics.json")
+        metrics = read_json(member_dir(run_dir, member) / METRICS)
     except (OSError, RunError):
         return False
     return (
@@ -179,8 +212,8 @@ def members_done(run_id: str, total: int) -> list[int]:
 def write_member(run_dir: Path, member: int, files: dict[str, bytes]) -> None:
     """A member trained elsewhere (a Ray task), written as a local fold writes it: every file atomically, and
     metrics.json, which marks the member complete, last."""
-    fold_dir = run_dir / f"fold{member}"
-    for name in sorted(files, key=lambda name: name == "metrics.json"):
+    fold_dir = member_dir(run_dir, member)
+    for name in sorted(files, key=lambda name: name == METRICS):
         if "/" in name or name.startswith("."):
             raise RunError(f"Member {member} came back with a file kit does not write ({name!r}).")
         write_atomic(fold_dir / name, files[name])
@@ -188,7 +221,7 @@ def write_member(run_dir: Path, member: int, files: dict[str, bytes]) -> None:
 
 def _created(run: Path) -> str:
     try:
-        value = read_json(run / "config.json")
+        value = read_json(run / CONFIG)
     except (RunError, OSError):
         return ""  # a damaged run sorts first, so it is never taken for the latest
     return str(value.get("created_utc", "")) if isinstance(value, dict) else ""
@@ -224,11 +257,11 @@ def load_folds(run: Path) -> np.ndarray:
     rows = rows if isinstance(rows, int) else None
     repeats = (config.get("recipe") or {}).get("repeats")
     if repeats is None:  # a derived run (predict, blend) keeps its source's folds: one split or R of them
-        folds = load_array(run / "folds.npy")
+        folds = load_array(run / FOLDS)
         shape = (rows,) if folds.ndim == 1 else (None, rows)
     else:
         shape = (rows,) if repeats == 1 else (repeats, rows)
-    folds = load_array(run / "folds.npy", shape)
+    folds = load_array(run / FOLDS, shape)
     if folds.dtype.kind not in "iu":
         raise RunError(f"{run / 'folds.npy'} is damaged (an array of {folds.dtype}); delete the run, train it again.")
     saved = config.get("folds_id")
@@ -243,7 +276,7 @@ def all_runs() -> list[Path]:
     root = runs_dir()
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if (p / "config.json").is_file()]
+    found = [p for p in root.iterdir() if (p / CONFIG).is_file()]
     return sorted(found, key=lambda p: (_created(p), p.name))
 
 
@@ -255,7 +288,7 @@ def resolve(ref: str | None = None) -> Path:
             raise RunError(f"No runs in {runs_dir()}; train one with `kit train`.")
         return runs[-1]
     for candidate in (Path(ref), runs_dir() / ref):
-        if (candidate / "config.json").is_file():
+        if (candidate / CONFIG).is_file():
             return candidate
     raise RunError(f"No run '{ref}' in {runs_dir()}; `kit runs` lists the runs.")
 
@@ -293,7 +326,7 @@ def recipe_file(run: str) -> str:
 def saved_recipe(run_id: str | None, kaggle: bool = False) -> dict | None:
     """The recipe in runs/<run_id>/config.json, when that run exists (resuming it); else None. A run still training
     in a Kaggle kernel is resumed only by `kit train --kaggle` (`kaggle`): here it is a RunError (`not_on_kaggle`)."""
-    path = runs_dir() / check_id(run_id) / "config.json" if run_id else None
+    path = runs_dir() / check_id(run_id) / CONFIG if run_id else None
     if path is None or not path.is_file():
         return None
     saved = load_config(path.parent)
@@ -317,7 +350,7 @@ def write_config(run_dir: Path, kind: str, **fields: Any) -> None:
     where it trained, ...), whole or not at all."""
     if kind not in KINDS:
         raise ValueError(f"unknown run kind {kind!r}")
-    write_json(run_dir / "config.json", {"kind": kind, "run_id": run_dir.name, **fields})
+    write_json(run_dir / CONFIG, {"kind": kind, "run_id": run_dir.name, **fields})
 
 
 def tag(run_id: str, **labels: Any) -> None:
@@ -331,7 +364,7 @@ def tag(run_id: str, **labels: Any) -> None:
 def load_config(run: Path) -> dict:
     """A run's config.json, checked: a JSON object whose recipe (a training run's, a Kaggle run's) is one kit can
     train and whose data counts its rows in whole numbers; anything else is a RunError naming it."""
-    path = run / "config.json"
+    path = run / CONFIG
     value = _object(path, read_json(path))
     data = value.get("data") or {}
     wrong = [k for k in ("train_rows", "test_rows") if k in data and not _number(data[k], whole=True)]
@@ -352,7 +385,7 @@ METRIC_TEXT = ("submission", "device", "family", "method", "why", "source", "tea
 
 def load_metrics(run: Path) -> dict | None:
     """A run's metrics.json (None before it has one), checked: every value a number (or null) but METRIC_TEXT's."""
-    path = run / "metrics.json"
+    path = run / METRICS
     return checked_metrics(path, _object(path, read_json(path))) if path.is_file() else None
 
 

@@ -1,5 +1,5 @@
 """The split: which rows each member of a run validates and trains on. `assign` draws it (stratified holdout, K-fold,
-repeated K-fold) and saves nothing; runs/<id>/folds.npy keeps it (kit.runs.load_folds reads it back, checked
+repeated K-fold) and saves nothing; the run keeps it (kit.runs.load_folds reads it back, checked
 against `folds_id`).
 
 Member m of a run with K folds and R repeats is fold m % K of repeat m // K; a blend's families share the split, so
@@ -46,7 +46,7 @@ def assign(labels: np.ndarray, folds: int, holdout: float, seed: int, repeats: i
 
 
 def members(folds: np.ndarray, n_folds: int) -> list[int]:
-    """The members (fold models) of a run, from its folds.npy: fold numbers 0..K-1 for one split (N,), and
+    """The members (fold models) of a run, from its saved split: fold numbers 0..K-1 for one split (N,), and
     0..K*R-1 for R repeated splits (R, N), member m being fold m % K of repeat m // K."""
     if folds.ndim == 1:
         return sorted(int(f) for f in np.unique(folds) if f >= 0)
@@ -69,7 +69,7 @@ def training_rows(folds: np.ndarray, n_folds: int, member: int) -> np.ndarray:
 
 
 def folds_id(folds: np.ndarray) -> str:
-    """What identifies a split (its shape and entries): saved in config.json beside folds.npy, checked on reading."""
+    """What identifies a split (its shape and entries): in the run's config beside the split, checked on reading."""
     import hashlib
 
     digest = hashlib.sha256(str(folds.shape).encode() + np.ascontiguousarray(folds, dtype=np.int64).tobytes())

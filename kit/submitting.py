@@ -38,7 +38,7 @@ def resolve(ref: str | None, message: str | None) -> Target:
     if ref is not None and Path(ref).is_file():
         path = Path(ref)
         candidate = paths.runs_dir() / path.stem
-        run_dir = candidate if (candidate / "config.json").is_file() else None
+        run_dir = candidate if (candidate / runs.CONFIG).is_file() else None
     else:
         run_dir = runs.resolve(ref)
         path = paths.submissions_dir() / f"{run_dir.name}.csv"

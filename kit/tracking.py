@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from kit import runs
 from kit.errors import UsageError
 from kit.progress import Progress
 
@@ -66,7 +67,7 @@ def _wandb_ready() -> bool:
 
 @dataclass
 class Begin:
-    """What a tracker run starts with: the kit run's id and folder, its recipe (config.json's), its tags (kit tune's
+    """What a tracker run starts with: the kit run's id and folder, its recipe (its config's), its tags (kit tune's
     study and trial), its members' names (by member number), and whether the kit run is being resumed."""
 
     run_id: str
@@ -99,7 +100,7 @@ class Session:
 
     def open(self, run_dir: Path) -> None:
         """Start (or continue) the tracker run of the run in `run_dir`, or a UsageError saying what to do."""
-        from kit import config, runs
+        from kit import config
 
         saved = runs.load_config(run_dir)
         recipe = config.from_dict(saved.get("recipe") or {})
@@ -191,11 +192,11 @@ def summary(metrics: dict[str, Any]) -> dict[str, float]:
 def came_home(name: str, run_dir: Path) -> str:
     """What to do with the tracker files a Kaggle kernel's run brought home (W&B offline there: no internet)."""
     if name == "wandb":
-        found = sorted((run_dir / "wandb").glob("offline-run-*"))
+        found = sorted((run_dir / runs.WANDB).glob("offline-run-*"))
         if not found:
-            return f"W&B: the kernel left no offline run in {run_dir / 'wandb'}."
+            return f"W&B: the kernel left no offline run in {run_dir / runs.WANDB}."
         return f"W&B: the kernel's offline run came home; `wandb sync {' '.join(map(str, found))}` uploads it."
-    return f"TensorBoard: `tensorboard --logdir {run_dir / 'tensorboard'}` shows the kernel's run."
+    return f"TensorBoard: `tensorboard --logdir {run_dir / runs.TENSORBOARD}` shows the kernel's run."
 
 
 def _name(members: list[str], m: int) -> str:
@@ -327,7 +328,7 @@ class _TensorBoard:
     def begin(self, b: Begin) -> None:
         import tensorflow as tf  # tf.summary: TensorBoard's own writer (kit's TensorFlow; the package adds its ops)
 
-        self.tf, self.root, self.writers = tf, b.run_dir / "tensorboard", {}
+        self.tf, self.root, self.writers = tf, b.run_dir / runs.TENSORBOARD, {}
         self.recipe = "\n".join(f"    {k} = {v}" for k, v in _flat(b.recipe).items())
 
     def _writer(self, name: str) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import config, files, predicting, pseudo, splits
+from kit import config, files, predicting, pseudo, runs, splits
 from kit.config import Recipe
 from kit.data import Competition
 from kit.device import Device
@@ -207,10 +207,10 @@ def train_member(
     predict_test: bool = True,
 ) -> dict[str, Any]:
     """Train member `member` of the run (fold `member` % K; of a blend, a fold of one of its families) and save
-    everything it makes into run_dir/fold<member>/ (metrics.json last: it marks the member complete); returns its
+    everything it makes into its folder (kit.runs.member_dir; its metrics last: they mark it complete); returns its
     metrics. The one member runner: kit.dispatch calls it in this process with its `device`; a worker process
     (`main`) and a Ray task (kit.cluster) call it without one, and it starts Keras on `threads` threads first.
-    Without `predict_test` (a CV-only run) it predicts its validation rows only: no test_probs.npy."""
+    Without `predict_test` (a CV-only run) it predicts its validation rows only: no test probabilities."""
     if device is None:
         from kit.device import import_keras_quietly, set_threads, setup
 
@@ -259,19 +259,19 @@ def train_member(
             raise Diverged(r.epochs, "its predictions hold NaN or infinity")
     accuracy = float((val_probs.argmax(1) == comp.train_labels[val]).mean())
 
-    fold_dir = run_dir / f"fold{member}"
+    fold_dir = runs.member_dir(run_dir, member)
     fold_dir.mkdir(parents=True, exist_ok=True)
-    tmp = fold_dir / ".model.tmp.keras"  # then renamed: a Ctrl-C while saving leaves no torn model.keras
+    tmp = fold_dir / ".model.tmp.keras"  # then renamed: a Ctrl-C while saving leaves no torn model
     try:
         model.save(tmp)
-        os.replace(tmp, fold_dir / "model.keras")
+        os.replace(tmp, fold_dir / runs.MODEL)
     except BaseException:  # a full disk, Ctrl-C: no half-saved model is left behind
         tmp.unlink(missing_ok=True)
         raise
-    files.write_json(fold_dir / "history.json", history)
-    files.save_array(fold_dir / "val_probs.npy", val_probs)
+    files.write_json(fold_dir / runs.HISTORY, history)
+    files.save_array(fold_dir / runs.VAL_PROBS, val_probs)
     if test_probs is not None:
-        files.save_array(fold_dir / "test_probs.npy", test_probs)
+        files.save_array(fold_dir / runs.TEST_PROBS, test_probs)
     rates = [h["images_per_s"] for h in history[1:]] or [history[0]["images_per_s"]]  # epoch 1 traces
     metrics = {
         "fold": member,
@@ -289,5 +289,5 @@ def train_member(
         "ended_at": time.time(),
         "device": device.describe(),
     }
-    files.write_json(fold_dir / "metrics.json", metrics)  # last: its presence marks the member complete
+    files.write_json(fold_dir / runs.METRICS, metrics)  # last: its presence marks the member complete
     return metrics

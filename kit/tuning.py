@@ -189,6 +189,9 @@ class Definition:
 def check_name(name: str) -> str:
     if not paths.is_run_id(name) or len(name) > STUDY_NAME_MAX:
         raise UsageError(f"--study {name[:60]!r}: {paths.RUN_ID_RULE}, at most {STUDY_NAME_MAX} characters.")
+    if name == RECIPES:
+        raise UsageError(f"--study {RECIPES}: that folder of runs/studies/ keeps the studies' recipe files; choose "
+                         "another name.")  # fmt: skip
     return name
 
 
@@ -562,8 +565,11 @@ def recipe_path(d: Definition) -> Path | None:
     return None if not d.recipe else _recipe_copies() / f"{_digest(d.recipe)}.toml"
 
 
+RECIPES = "recipes"  # runs/studies/recipes/: a copy of each recipe file a study was made with
+
+
 def _recipe_copies() -> Path:
-    return paths.runs_dir() / "studies" / "recipes"
+    return paths.runs_dir() / "studies" / RECIPES
 
 
 def _digest(text: str) -> str:

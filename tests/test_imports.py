@@ -48,3 +48,15 @@ def test_help_imports_no_heavy_library():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=KIT.parent)  # fmt: skip
     assert "HEAVY []" in result.stdout, result.stdout[-500:] + result.stderr[-2000:]
+
+
+def test_only_the_run_module_spells_the_run_folders_layout():
+    """kit.runs owns runs/<id>/: its file names (runs.METRICS, ...) and member folders (runs.member_dir) are spelled
+    there and nowhere else in kit/, code and docstrings alike."""
+    import re
+
+    names = re.compile(r"metrics\.json|oof\.npy|test_probs\.npy|val_probs\.npy|folds\.npy|config\.json|history\.json|"
+                       r"model\.keras|kaggle\.log|/ f\"fold\{")  # fmt: skip
+    found = [f"{p.name}:{n}" for p in sorted(KIT.glob("*.py")) if p.stem != "runs"
+             for n, line in enumerate(p.read_text().splitlines(), 1) if names.search(line)]  # fmt: skip
+    assert found == [], f"the run folder's layout spelled outside kit/runs.py: {found}"

@@ -71,6 +71,7 @@ def test_a_bad_space_budget_or_name_exits_2_and_writes_nothing(env):
         (["--space", "rotation=0:200"], "must be in [0, 180]"),
         (["--space", "rotation=0:20", "--time", "soon"], "--time 'soon': write a duration"),
         (["--space", "rotation=0:20", "--study", "no/slash"], "--study 'no/slash'"),
+        (["--space", "rotation=0:20", "--study", "recipes"], "--study recipes: that folder of runs/studies/ keeps"),
         (["--space", "rotation=0:20", "--trials", "0"], "--trials 0"),
         (["--space", "rotation=0:20", "--prune", "mean"], "--prune mean"),
         (["--space", "epochs=3:9"], "add --prune wilcoxon or --prune none"),
