@@ -555,7 +555,7 @@ def tune(
                     on_event=on_event, tags=tags, folds=d.folds, epochs=d.epochs, track=tracker)  # fmt: skip
         metrics = run.metrics
         rows = int(metrics.get("cv_rows") or 0)
-        return metrics["cv_accuracy"], tuning.errors_of(metrics["cv_accuracy"], rows), rows
+        return metrics["cv_accuracy"], runs.errors_of(metrics["cv_accuracy"], rows), rows
 
     if not show:
         return tuning.run_study(name, definition, trials=trials, train=train_trial, url=storage, seconds=seconds)
@@ -625,7 +625,7 @@ def confirm(name: str, count: int = 2, *, folds: int | None = None, epochs: int 
         metrics = run.metrics
         rows = int(metrics.get("cv_rows") or 0)
         tuning.record_confirmation(found, row.number, {"run": run.id, "accuracy": metrics["cv_accuracy"],
-                                   "errors": tuning.errors_of(metrics["cv_accuracy"], rows), "rows": rows,
+                                   "errors": runs.errors_of(metrics["cv_accuracy"], rows), "rows": rows,
                                    "seed": seed})  # fmt: skip
     result = tuning.summary(name, storage)
     if show:

@@ -56,6 +56,11 @@ WANDB = "wandb"  # --track wandb: W&B's own folder (an offline run travels with 
 TENSORBOARD = "tensorboard"  # --track tensorboard: a folder of event files per member
 
 
+def errors_of(accuracy: float | None, rows: int | None) -> int | None:
+    """The errors an accuracy over `rows` rows stands for (None when either is unknown)."""
+    return None if accuracy is None or not rows else int(round((1 - accuracy) * rows))
+
+
 def member_dir(run_dir: Path, member: int) -> Path:
     """Member `member`'s folder: fold<member>/."""
     return run_dir / f"fold{member}"

@@ -28,7 +28,6 @@ from kit.progress import Progress
 NAMES = ("wandb", "mlflow", "tensorboard", "trackio")
 ENV = "KIT_TRACK"  # the tracker `kit train` and `kit tune` use when --track is not given ("none": no tracker)
 PROJECT = "digit-recognizer"  # W&B's project, MLflow's experiment, Trackio's project, unless the tracker's own is set
-MODULE = {"wandb": "wandb", "mlflow": "mlflow", "tensorboard": "tensorboard", "trackio": "trackio"}
 FROM_KAGGLE = ("wandb", "tensorboard")  # --kaggle: their files are written in the run's folder, which comes home
 
 
@@ -42,8 +41,8 @@ def chosen(track: str | None, here: bool = True) -> str | None:
     if name not in NAMES:
         where = "--track" if track is not None else ENV
         raise UsageError(f"{where} {name}: no tracker of that name; kit logs to {', '.join(NAMES)} (or none).")
-    if importlib.util.find_spec(MODULE[name]) is None:
-        raise UsageError(f"--track {name}: the {MODULE[name]} package is not installed here; "
+    if importlib.util.find_spec(name) is None:  # each tracker's module is named as kit names it
+        raise UsageError(f"--track {name}: the {name} package is not installed here; "
                          f"pip install 'kit[{name}]' installs it.")  # fmt: skip
     if name == "wandb" and here and not _wandb_ready():
         raise UsageError(f"--track wandb: W&B has no API key here; {ADVICE['wandb']}")
@@ -180,12 +179,12 @@ def summary(metrics: dict[str, Any]) -> dict[str, float]:
         if isinstance(metrics.get(key), int | float):
             out[key] = float(metrics[key])
     if "cv_accuracy" in out and "cv_rows" in out:
-        out["oof_errors"] = float(round((1 - out["cv_accuracy"]) * out["cv_rows"]))
+        out["oof_errors"] = float(runs.errors_of(out["cv_accuracy"], int(out["cv_rows"])))
     for family, figures in (metrics.get("families") or {}).items():
         if isinstance(figures, dict) and isinstance(figures.get("cv_accuracy"), int | float):
             out[f"{family}/cv_accuracy"] = float(figures["cv_accuracy"])
             if "cv_rows" in out:
-                out[f"{family}/oof_errors"] = float(round((1 - figures["cv_accuracy"]) * out["cv_rows"]))
+                out[f"{family}/oof_errors"] = float(runs.errors_of(figures["cv_accuracy"], int(out["cv_rows"])))
     return out
 
 

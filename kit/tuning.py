@@ -701,7 +701,3 @@ def record_confirmation(study: Any, number: int, result: dict[str, Any]) -> None
     confirmed = dict(study.user_attrs.get("confirmed") or {})
     confirmed[str(number)] = result
     study.set_user_attr("confirmed", confirmed)
-
-
-def errors_of(accuracy: float | None, rows: int | None) -> int | None:
-    return None if accuracy is None or not rows else int(round((1 - accuracy) * rows))

@@ -192,7 +192,7 @@ class FakeTrainer:
             raise KeyboardInterrupt
         _epochs(on_event, 2, d.epochs, lambda m, e: 0.9)
         accuracy = 1 - values["rotation"] / 100
-        return accuracy, tuning.errors_of(accuracy, 1000), 1000
+        return accuracy, runs.errors_of(accuracy, 1000), 1000
 
 
 def test_a_study_runs_its_trials_as_runs_and_a_ctrl_c_trial_resumes_its_run(env):
@@ -209,7 +209,7 @@ def test_a_study_runs_its_trials_as_runs_and_a_ctrl_c_trial_resumes_its_run(env)
     assert [r.run_id for r in result.trials] == ["fake-t000", "fake-t001", "fake-t001", "fake-t003"]
     assert [r.baseline for r in result.trials] == [True, False, False, False]
     best = max((r for r in result.trials if r.accuracy is not None), key=lambda r: r.accuracy)
-    assert result.best.number == best.number and result.best.errors == tuning.errors_of(best.accuracy, 1000)
+    assert result.best.number == best.number and result.best.errors == runs.errors_of(best.accuracy, 1000)
     assert (result.folder / "best.toml").read_text() == result.best_recipe
     assert config.from_file(result.folder / "best.toml").rotation == pytest.approx(best.params["rotation"])
     with pytest.raises(UsageError, match="was made with other options"):
